@@ -1,0 +1,168 @@
+//! Group commit: one flush + fsync shared by every append that arrived while the previous one ran.
+//!
+//! A writer first applies its sled batch (written, not durable), then asks for the next sync epoch
+//! and waits until that epoch is durable. A dedicated thread runs syncs back to back while anyone
+//! waits: `sled::Db::flush` writes sled's buffers (it ends in `sync_file_range`, which neither
+//! flushes the device cache nor file metadata), then we `fdatasync` the files that hold the data.
+//! A sync that starts after a writer's request covers that writer's batch, because the batch was in
+//! sled's buffers before the request was made.
+//!
+//! A failed flush or fsync poisons the journal for good: after a failed fsync the kernel may have
+//! dropped the dirty pages, so retrying could report success for data that is gone.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::watch;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Durable {
+    epoch: u64,
+    poisoned: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// The epoch the next sync will carry.
+    next: u64,
+    /// Highest epoch a writer waits for.
+    requested: u64,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    durable: watch::Sender<Durable>,
+}
+
+/// Runs syncs for one sled database; dropping it stops the thread after a last sync.
+pub struct GroupCommit {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The sync failed once; the journal accepts nothing more.
+#[derive(Debug, thiserror::Error)]
+#[error("journal sync failed earlier; the journal is read-only until the process restarts")]
+pub struct Poisoned;
+
+impl GroupCommit {
+    pub fn start(db: sled::Db, dir: &Path) -> std::io::Result<GroupCommit> {
+        let files = SyncedFiles::open(dir)?;
+        let (durable, _) = watch::channel(Durable { epoch: 0, poisoned: false });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { next: 1, requested: 0, stop: false }),
+            wake: Condvar::new(),
+            durable,
+        });
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("wharf-journal-sync".into())
+            .spawn(move || sync_loop(&thread_shared, &db, files))?;
+        Ok(GroupCommit { shared, thread: Some(thread) })
+    }
+
+    /// Waits until everything written before this call is on disk.
+    pub async fn wait_durable(&self) -> Result<(), Poisoned> {
+        let target = {
+            let mut state = self.shared.state.lock().expect("sync state lock");
+            state.requested = state.next;
+            state.next
+        };
+        self.shared.wake.notify_one();
+        let mut rx = self.shared.durable.subscribe();
+        let seen = rx.wait_for(|d| d.poisoned || d.epoch >= target).await.map_err(|_| Poisoned)?;
+        if seen.poisoned { Err(Poisoned) } else { Ok(()) }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.durable.borrow().poisoned
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.shared.state.lock().expect("sync state lock").stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn sync_loop(shared: &Shared, db: &sled::Db, mut files: SyncedFiles) {
+    loop {
+        let epoch = {
+            let mut state = shared.state.lock().expect("sync state lock");
+            while state.requested < state.next && !state.stop {
+                state = shared.wake.wait(state).expect("sync state lock");
+            }
+            if state.stop && state.requested < state.next {
+                return;
+            }
+            let epoch = state.next;
+            state.next += 1;
+            epoch
+        };
+        let result = db.flush().map_err(std::io::Error::other).and_then(|_| files.sync());
+        match result {
+            Ok(()) => {
+                shared.durable.send_replace(Durable { epoch, poisoned: false });
+            }
+            Err(error) => {
+                tracing::error!(%error, "journal fsync failed; refusing all further writes (restart to recover from the last durable state)");
+                shared.durable.send_replace(Durable { epoch, poisoned: true });
+                return;
+            }
+        }
+    }
+}
+
+/// The files that hold sled's data: its log `db` and large values under `blobs/`.
+struct SyncedFiles {
+    db_file: File,
+    blob_dir: PathBuf,
+    /// Blob files are named by increasing log sequence number and never rewritten in place, so
+    /// only names above the highest one synced so far need an fsync.
+    synced_blob: u64,
+}
+
+impl SyncedFiles {
+    fn open(dir: &Path) -> std::io::Result<SyncedFiles> {
+        let db_file = File::open(dir.join("db"))?;
+        // Covers a crash right after the journal was created: without it the directory entries
+        // of `db` and `blobs/` may not survive, and the whole journal with them.
+        File::open(dir)?.sync_all()?;
+        Ok(SyncedFiles { db_file, blob_dir: dir.join("blobs"), synced_blob: 0 })
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        // Covers a power loss after sled's write: pages in the page cache or device cache are lost.
+        self.db_file.sync_data()?;
+        let mut newest = self.synced_blob;
+        let mut any = false;
+        for entry in std::fs::read_dir(&self.blob_dir)? {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+            if id > self.synced_blob {
+                // Covers a crash after sled wrote a large value to its own file, which it never fsyncs.
+                match File::open(entry.path()) {
+                    Ok(file) => file.sync_data()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
+                newest = newest.max(id);
+                any = true;
+            }
+        }
+        if any {
+            // Covers a crash after a blob file was created: its directory entry must be durable too.
+            File::open(&self.blob_dir)?.sync_all()?;
+        }
+        self.synced_blob = newest;
+        Ok(())
+    }
+}
