@@ -1,1 +1,84 @@
-//! placeholder
+//! wharf's changefeed-facing server.
+//!
+//! # Layout
+//!
+//! - [`config`]: `wharf-ingest start` flags, validated once.
+//! - [`route`]: request paths to routes (pure).
+//! - [`decode`]: webhook and ndjson bodies to messages (pure, fuzzed).
+//! - [`validate`]: messages checked against the target catalog, encoded as journal rows (pure).
+//! - [`target`]: target database name, cached catalogs, health.
+//! - [`server`]: HTTP, status codes, graceful shutdown.
+//!
+//! A request is answered 200 only after all of its rows are durable in the journal.
+
+pub mod config;
+pub mod decode;
+pub mod route;
+pub mod server;
+pub mod target;
+pub mod validate;
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
+use wharf_queue::Journal;
+
+pub use config::{IngestConfig, StartArgs};
+use server::{IngestStats, State};
+
+#[derive(Debug, Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Journal(#[from] wharf_queue::OpenError),
+    #[error("cannot reach the target database: {0}")]
+    Target(#[from] tokio_postgres::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Binds `config.bind_addr` and serves until `shutdown` is cancelled.
+pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+    let listener = TcpListener::bind(config.bind_addr).await.map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
+    run_with_listener(config, listener, shutdown).await
+}
+
+/// Serves on an already bound listener (tests bind port 0 themselves).
+pub async fn run_with_listener(config: IngestConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+    let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
+    let target = target::Target::connect(&config.target_conn).await?;
+    let appliers_stop = CancellationToken::new();
+    let appliers = match (&journal, config.appliers) {
+        (Some(journal), n) if n > 0 => {
+            let applier = ApplierConfig {
+                target_conn: config.target_conn.clone(),
+                staging_schema: config.staging_schema.clone(),
+                workers: n,
+                chunk_rows: DEFAULT_CHUNK_ROWS,
+            };
+            Some(tokio::spawn(wharf_applier::run(applier, journal.clone(), Arc::new(ApplyStats::default()), appliers_stop.clone())))
+        }
+        _ => None,
+    };
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
+    let state = Arc::new(State {
+        journal,
+        target,
+        body_limit: config.body_limit,
+        shutting_down: shutdown.clone(),
+        stats: IngestStats::default(),
+    });
+    server::serve(listener, state.clone(), shutdown, config.grace_period).await;
+    appliers_stop.cancel();
+    if let Some(appliers) = appliers {
+        match appliers.await {
+            Ok(Err(error)) => tracing::error!(%error, "appliers stopped with an error"),
+            Err(error) => tracing::error!(%error, "applier task failed"),
+            Ok(Ok(())) => {}
+        }
+    }
+    tracing::info!("wharf-ingest stopped");
+    Ok(())
+}

@@ -1,1 +1,59 @@
-fn main() {}
+//! `wharf-ingest start …`: the changefeed-facing server.
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use wharf_ingest::StartArgs;
+
+#[derive(Parser)]
+#[command(name = "wharf-ingest", version, about = "Receives CockroachDB changefeeds and journals them durably")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve changefeed requests.
+    Start(StartArgs),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("wharf-ingest {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Start(args) => {
+            init_logging();
+            let config = args.validate()?;
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                wharf_ingest::run(config, shutdown).await
+            })?;
+            Ok(())
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+    }
+    shutdown.cancel();
+}

@@ -1,0 +1,111 @@
+//! A throwaway local PostgreSQL: `initdb` + `pg_ctl` on a temporary directory and a free port.
+//!
+//! Used by the test suites, `wharfctl demo` and `wharfctl bench`. PostgreSQL refuses to run as
+//! root, so as root the server runs as the `postgres` user through `runuser`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use thiserror::Error;
+
+const DEFAULT_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"];
+
+#[derive(Debug, Error)]
+pub enum LocalPgError {
+    #[error("PostgreSQL server binaries not found (looked in $WHARF_PG_BIN and {DEFAULT_BIN_DIRS:?}); install postgresql-15")]
+    NoBinaries,
+    #[error("{step} failed: {detail}")]
+    Step { step: &'static str, detail: String },
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct LocalPg {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    pub port: u16,
+}
+
+impl LocalPg {
+    /// Initialises and starts a fresh cluster; it is stopped and deleted on drop.
+    pub fn start() -> Result<LocalPg, LocalPgError> {
+        let bin = find_bin_dir().ok_or(LocalPgError::NoBinaries)?;
+        let as_postgres = is_root();
+        let dir = tempfile::Builder::new().prefix("wharf-pg-").tempdir()?;
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data)?;
+        if as_postgres {
+            set_mode(dir.path(), 0o755)?;
+            run("chown", Command::new("chown").arg("-R").arg("postgres:postgres").arg(&data))?;
+        }
+        set_mode(&data, 0o700)?;
+        let port = free_port()?;
+        let pg = LocalPg { _dir: dir, data, bin, as_postgres, port };
+        pg.run_pg("initdb", &["-D", pg.data_str(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])?;
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", pg.data_str());
+        let log = pg.data.join("server.log");
+        pg.run_pg("pg_ctl", &["-D", pg.data_str(), "-l", log.to_str().unwrap_or("server.log"), "-w", "-o", &options, "start"])?;
+        Ok(pg)
+    }
+
+    /// Connection URL for `database`.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn data_str(&self) -> &str {
+        self.data.to_str().expect("temporary paths are UTF-8")
+    }
+
+    fn run_pg(&self, tool: &'static str, args: &[&str]) -> Result<Output, LocalPgError> {
+        let path = self.bin.join(tool);
+        let mut command = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.arg("-u").arg("postgres").arg("--").arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        command.args(args).current_dir("/");
+        run(tool, &mut command)
+    }
+}
+
+impl Drop for LocalPg {
+    fn drop(&mut self) {
+        let _ = self.run_pg("pg_ctl", &["-D", self.data_str(), "-m", "immediate", "-w", "stop"]);
+    }
+}
+
+fn run(step: &'static str, command: &mut Command) -> Result<Output, LocalPgError> {
+    let output = command.output()?;
+    if output.status.success() {
+        return Ok(output);
+    }
+    let detail = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    Err(LocalPgError::Step { step, detail: detail.trim().to_owned() })
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    let from_env = std::env::var_os("WHARF_PG_BIN").map(PathBuf::from);
+    from_env.into_iter().chain(DEFAULT_BIN_DIRS.iter().map(PathBuf::from)).find(|d| d.join("pg_ctl").exists())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

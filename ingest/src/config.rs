@@ -1,0 +1,153 @@
+//! `wharf-ingest start` flags (named as MOLT Replicator's), validated once into [`IngestConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use thiserror::Error;
+
+/// CockroachDB batches up to `webhook_sink_config.Flush.Bytes`; MOLT docs use 1 MiB. 64 MiB leaves
+/// room for large initial scans while bounding the memory one request can take.
+pub const DEFAULT_BODY_LIMIT: u64 = 64 << 20;
+/// Time allowed to finish in-flight requests on SIGTERM before the process exits anyway.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+#[derive(Args, Clone, Debug)]
+pub struct StartArgs {
+    /// Address to listen on; `:PORT` listens on every interface.
+    #[arg(long = "bindAddr", default_value = ":26258")]
+    pub bind_addr: String,
+    /// Target database: postgresql://user@host:port/database
+    #[arg(long = "targetConn")]
+    pub target_conn: String,
+    /// Schema inside the target database for wharf's own tables (checkpoints, JWT keys).
+    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    pub staging_schema: String,
+    /// Accept every request without a token. For testing only.
+    #[arg(long = "disableAuthentication")]
+    pub disable_authentication: bool,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long = "tlsCertificate")]
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long = "tlsPrivateKey")]
+    pub tls_private_key: Option<PathBuf>,
+    /// Serve HTTPS with a generated self-signed certificate. For testing only.
+    #[arg(long = "tlsSelfSigned")]
+    pub tls_self_signed: bool,
+    /// Directory of the durable journal.
+    #[arg(long = "journalDir", default_value = "./journal")]
+    pub journal_dir: PathBuf,
+    /// Journal size past which requests get 503 until appliers catch up, in bytes.
+    #[arg(long = "journalBudget", default_value_t = wharf_queue::journal::DEFAULT_BYTE_BUDGET)]
+    pub journal_budget: u64,
+    /// Applier workers embedded in this process (0 when separate wharf-applier processes do the work).
+    #[arg(long = "appliers", default_value_t = 1)]
+    pub appliers: usize,
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long = "bodyLimit", default_value_t = DEFAULT_BODY_LIMIT)]
+    pub body_limit: u64,
+    /// Parse and validate every body, then drop it (no journal): for measuring the HTTP path.
+    #[arg(long = "discard")]
+    pub discard: bool,
+    /// Time allowed for in-flight requests on shutdown, e.g. 30s.
+    #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
+    pub grace_period: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    pub bind_addr: SocketAddr,
+    pub target_conn: String,
+    pub staging_schema: String,
+    pub journal: wharf_queue::JournalConfig,
+    pub appliers: usize,
+    pub body_limit: u64,
+    pub discard: bool,
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ConfigError {
+    #[error("--bindAddr {0:?} is not HOST:PORT or :PORT")]
+    BindAddr(String),
+    #[error("--targetConn must be a postgresql:// or postgres:// URL")]
+    TargetConn,
+    #[error(
+        "JWT authentication is not available in this build yet; pass --disableAuthentication to run without it (testing only)"
+    )]
+    AuthenticationUnavailable,
+    #[error("TLS (--tlsCertificate, --tlsPrivateKey, --tlsSelfSigned) is not available in this build yet")]
+    TlsUnavailable,
+    #[error("--bodyLimit must be at least 1 byte")]
+    BodyLimit,
+}
+
+impl StartArgs {
+    pub fn validate(self) -> Result<IngestConfig, ConfigError> {
+        let bind_addr = parse_bind_addr(&self.bind_addr)?;
+        if !(self.target_conn.starts_with("postgresql://") || self.target_conn.starts_with("postgres://")) {
+            return Err(ConfigError::TargetConn);
+        }
+        if self.tls_certificate.is_some() || self.tls_private_key.is_some() || self.tls_self_signed {
+            return Err(ConfigError::TlsUnavailable);
+        }
+        if !self.disable_authentication {
+            return Err(ConfigError::AuthenticationUnavailable);
+        }
+        if self.body_limit == 0 {
+            return Err(ConfigError::BodyLimit);
+        }
+        let mut journal = wharf_queue::JournalConfig::new(self.journal_dir);
+        journal.byte_budget = self.journal_budget;
+        Ok(IngestConfig {
+            bind_addr,
+            target_conn: self.target_conn,
+            staging_schema: self.staging_schema,
+            journal,
+            appliers: self.appliers,
+            body_limit: self.body_limit,
+            discard: self.discard,
+            grace_period: self.grace_period,
+        })
+    }
+}
+
+fn parse_bind_addr(text: &str) -> Result<SocketAddr, ConfigError> {
+    let full = if text.starts_with(':') { format!("0.0.0.0{text}") } else { text.to_owned() };
+    full.parse().map_err(|_| ConfigError::BindAddr(text.to_owned()))
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h");
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let value: u64 = text[..split].parse().map_err(|_| bad())?;
+    match &text[split..] {
+        "ms" => Ok(Duration::from_millis(value)),
+        "" | "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_addresses_accept_the_go_form() {
+        assert_eq!(parse_bind_addr(":26258").unwrap().to_string(), "0.0.0.0:26258");
+        assert_eq!(parse_bind_addr("127.0.0.1:1").unwrap().to_string(), "127.0.0.1:1");
+        assert!(parse_bind_addr("nope").is_err());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2 days").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! Request paths, as CockroachDB's webhook and cloud-storage sinks build them.
+//!
+//! - `/{db}/{schema}`: webhook bodies (rows or resolved).
+//! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file.
+//! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
+//! - `/_/healthz`; anything else under `/_/` is reserved.
+//!
+//! Empty segments are ignored (`/db//schema/` is `/db/schema`); segments are percent-decoded.
+
+use wharf_queue::{Hlc, Partition};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Webhook(Partition),
+    NdjsonFile { partition: Partition, table: String },
+    ResolvedFile { partition: Partition, hlc: Hlc },
+}
+
+/// Why a path matches no route (HTTP 404).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoRoute(pub &'static str);
+
+pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
+    if path == "/_/healthz" {
+        return Ok(Route::Health);
+    }
+    if path.starts_with("/_/") {
+        return Err(NoRoute("the /_/ namespace is reserved"));
+    }
+    let segments: Vec<String> =
+        path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect::<Option<_>>().ok_or(NoRoute(
+            "path is not valid percent-encoded UTF-8",
+        ))?;
+    match segments.as_slice() {
+        [db, schema] => Ok(Route::Webhook(Partition::new(db, schema))),
+        [_, _, _] => Err(NoRoute("CDC-query paths /db/schema/table are not supported; use /db/schema")),
+        [db, schema, day, file] if is_date(day) => file_route(Partition::new(db, schema), file),
+        _ => Err(NoRoute("expected /{database}/{schema} or a cloud-storage file path under it")),
+    }
+}
+
+fn file_route(partition: Partition, file: &str) -> Result<Route, NoRoute> {
+    if let Some(stamp) = file.strip_suffix(".RESOLVED") {
+        let hlc = Hlc::parse_file_name(stamp).map_err(|_| NoRoute("RESOLVED file name is not a 33-digit timestamp"))?;
+        return Ok(Route::ResolvedFile { partition, hlc });
+    }
+    let stem = file.strip_suffix(".ndjson").ok_or(NoRoute("only uncompressed .ndjson and .RESOLVED files are accepted"))?;
+    let table = topic_of_file_stem(stem).ok_or(NoRoute("ndjson file name is not TS-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID"))?;
+    Ok(Route::NdjsonFile { partition, table })
+}
+
+/// `TS33-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID`: the topic may itself contain dashes.
+fn topic_of_file_stem(stem: &str) -> Option<String> {
+    let mut parts = stem.splitn(6, '-');
+    let stamp = parts.next()?;
+    if stamp.len() != 33 || !stamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    for _ in 0..4 {
+        parts.next().filter(|p| !p.is_empty())?;
+    }
+    let (topic, schema_id) = parts.next()?.rsplit_once('-')?;
+    if topic.is_empty() || schema_id.is_empty() {
+        return None;
+    }
+    let topic = topic.rsplit('.').next().unwrap_or(topic);
+    // Column families are written as `table+family`.
+    Some(topic.split('+').next().unwrap_or(topic).to_owned())
+}
+
+fn is_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_paths_ignore_empty_segments() {
+        for path in ["/db/sch", "/db/sch/", "/db///sch/"] {
+            assert_eq!(parse_route(path), Ok(Route::Webhook(Partition::new("db", "sch"))));
+        }
+        assert_eq!(parse_route("/d%C3%A9j%C3%A0/s"), Ok(Route::Webhook(Partition::new("déjà", "s"))));
+    }
+
+    #[test]
+    fn cloud_storage_files_route_by_name() {
+        let p = Partition::new("db", "sch");
+        assert_eq!(
+            parse_route("/db/sch/2020-04-02/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.ndjson"),
+            Ok(Route::NdjsonFile { partition: p.clone(), table: "REAL-42".into() })
+        );
+        assert_eq!(
+            parse_route("/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson"),
+            Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into() })
+        );
+        assert_eq!(
+            parse_route("/db/sch/2020-04-04/202004042351304139680000000000000.RESOLVED"),
+            Ok(Route::ResolvedFile { partition: p, hlc: Hlc::parse("1586044290413968000.0000000000").unwrap() })
+        );
+    }
+
+    #[test]
+    fn other_paths_match_nothing() {
+        for path in ["/", "/sch", "/db/sch/tbl", "/db/sch/too/much/x", "/_/varz", "/db/sch/2020-04-04/x.ndjson.gz", "/db/sch/2020-04-04/1.RESOLVED"] {
+            assert!(parse_route(path).is_err(), "{path}");
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The HTTP server: routes, body limits, status codes, graceful shutdown.
+//!
+//! Status codes: 200 accepted and durable · 400 the body can never be accepted · 404 unknown route,
+//! database or schema · 413 body over the limit · 503 transient (journal full or failed, target
+//! catalog unavailable, shutting down) with `Retry-After`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use wharf_applier::catalog::CatalogError;
+use wharf_queue::{Journal, Partition, Resolved};
+
+use crate::decode::{self, Body};
+use crate::route::{Route, parse_route};
+use crate::target::Target;
+use crate::validate::to_rows;
+
+/// Shared state of every request.
+pub struct State {
+    pub journal: Option<Journal>,
+    pub target: Target,
+    pub body_limit: u64,
+    pub shutting_down: CancellationToken,
+    pub stats: IngestStats,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub rows_journaled: AtomicU64,
+    pub rows_dropped_stale: AtomicU64,
+    pub requests_rejected: AtomicU64,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+/// Accepts connections until `shutdown`, then stops accepting and waits up to `grace` for
+/// in-flight requests to finish.
+pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken, grace: Duration) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    tracing::warn!(%error, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(graceful.watch(conn));
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("in-flight requests finished"),
+        _ = tokio::time::sleep(grace) => tracing::warn!(grace_s = grace.as_secs(), "grace period over; closing remaining connections"),
+    }
+}
+
+async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let route = match parse_route(req.uri().path()) {
+        Ok(route) => route,
+        Err(no_route) => return reply(StatusCode::NOT_FOUND, no_route.0),
+    };
+    let partition = match &route {
+        Route::Health => return health(state).await,
+        Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => p.clone(),
+    };
+    if !partition.database.eq_ignore_ascii_case(&state.target.database) {
+        return reply(StatusCode::NOT_FOUND, &format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database));
+    }
+    if state.shutting_down.is_cancelled() {
+        return unavailable("server is shutting down", 5);
+    }
+    let body = match read_body(req, state.body_limit).await {
+        Ok(body) => body,
+        Err(reply) => return reply,
+    };
+    let result = match route {
+        Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
+        Route::Webhook(_) => accept(state, &partition, decode::decode_webhook(&body)).await,
+        Route::NdjsonFile { table, .. } => accept(state, &partition, decode::decode_ndjson(&body, &table)).await,
+        Route::Health => unreachable!("handled above"),
+    };
+    if result.status() == StatusCode::BAD_REQUEST {
+        state.stats.requests_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
+    let too_large = || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
+    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(req.into_body(), limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(error) => Err(reply(StatusCode::BAD_REQUEST, &format!("could not read the body: {error}"))),
+    }
+}
+
+async fn accept(state: &State, partition: &Partition, decoded: Result<Body, decode::DecodeError>) -> Reply {
+    let messages = match decoded {
+        Ok(Body::Empty) => return reply(StatusCode::OK, "OK"),
+        Ok(Body::Resolved(hlc)) => return resolve(state, partition, hlc).await,
+        Ok(Body::Rows(messages)) => messages,
+        Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let mut catalog = match state.target.catalog(&partition.schema, false).await {
+        Ok(catalog) => catalog,
+        Err(error) => return catalog_failure(partition, error),
+    };
+    let mut rows = to_rows(&messages, &partition.schema, &catalog);
+    if rows.as_ref().is_err_and(|e| e.may_be_stale_catalog()) {
+        catalog = match state.target.catalog(&partition.schema, true).await {
+            Ok(catalog) => catalog,
+            Err(error) => return catalog_failure(partition, error),
+        };
+        rows = to_rows(&messages, &partition.schema, &catalog);
+    }
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
+    match journal.append_durable(partition, &rows).await {
+        Ok(appended) => {
+            state.stats.rows_journaled.fetch_add(appended.journaled as u64, Ordering::Relaxed);
+            state.stats.rows_dropped_stale.fetch_add(appended.dropped_stale as u64, Ordering::Relaxed);
+            reply(StatusCode::OK, "OK")
+        }
+        Err(error) => journal_failure(&error),
+    }
+}
+
+async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) -> Reply {
+    if let Err(error) = state.target.catalog(&partition.schema, false).await {
+        return catalog_failure(partition, error);
+    }
+    let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
+    match journal.resolve_durable(partition, hlc).await {
+        Ok(Resolved::Advanced) => reply(StatusCode::OK, "OK"),
+        Ok(Resolved::Stale { current }) => {
+            tracing::debug!(%partition, %hlc, %current, "stale resolved timestamp ignored");
+            reply(StatusCode::OK, "OK")
+        }
+        Err(error) => journal_failure(&error),
+    }
+}
+
+async fn health(state: &State) -> Reply {
+    let journal_ok = state.journal.as_ref().is_none_or(Journal::is_healthy);
+    if !journal_ok {
+        return unavailable("journal failed; restart the process", 5);
+    }
+    if !state.target.is_healthy().await {
+        return unavailable("target database is not answering", 5);
+    }
+    if state.shutting_down.is_cancelled() {
+        return unavailable("shutting down", 5);
+    }
+    reply(StatusCode::OK, "OK")
+}
+
+fn catalog_failure(partition: &Partition, error: CatalogError) -> Reply {
+    match error {
+        CatalogError::NoSuchSchema(_) => reply(StatusCode::NOT_FOUND, &format!("unknown schema {partition}: {error}")),
+        CatalogError::Query(_) => {
+            tracing::warn!(%partition, %error, "target catalog unavailable");
+            unavailable("target catalog unavailable", 1)
+        }
+    }
+}
+
+fn journal_failure(error: &wharf_queue::AppendError) -> Reply {
+    if error.is_transient() {
+        tracing::warn!(%error, "journal refused a request");
+    } else {
+        tracing::error!(%error, "journal write failed");
+    }
+    unavailable(&error.to_string(), 1)
+}
+
+fn unavailable(message: &str, retry_after_s: u32) -> Reply {
+    let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
+    response
+}
+
+fn reply(status: StatusCode, message: &str) -> Reply {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}

@@ -1,0 +1,60 @@
+//! The ingest side's view of the target: its database name, schema catalogs (cached), health.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+use wharf_applier::catalog::{CatalogError, SchemaCatalog, discover};
+use wharf_applier::worker::connect;
+
+/// A catalog is re-read after this long, and at most this often when a row names something unknown.
+const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+const CATALOG_MIN_REFRESH: Duration = Duration::from_secs(1);
+
+pub struct Target {
+    conn: String,
+    pub database: String,
+    client: RwLock<Arc<Client>>,
+    catalogs: Mutex<HashMap<String, (Instant, Arc<SchemaCatalog>)>>,
+}
+
+impl Target {
+    pub async fn connect(conn: &str) -> Result<Target, tokio_postgres::Error> {
+        let client = connect(conn).await?;
+        let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+        Ok(Target { conn: conn.to_owned(), database, client: RwLock::new(Arc::new(client)), catalogs: Mutex::new(HashMap::new()) })
+    }
+
+    /// The cached catalog of `schema`, re-read when old or when `refresh` asks and it is not too fresh.
+    pub async fn catalog(&self, schema: &str, refresh: bool) -> Result<Arc<SchemaCatalog>, CatalogError> {
+        if let Some((at, catalog)) = self.catalogs.lock().expect("catalog lock").get(schema) {
+            let age = at.elapsed();
+            if age < CATALOG_MAX_AGE && (!refresh || age < CATALOG_MIN_REFRESH) {
+                return Ok(catalog.clone());
+            }
+        }
+        let client = self.client().await?;
+        let catalog = Arc::new(discover(&client, schema).await?);
+        self.catalogs.lock().expect("catalog lock").insert(schema.to_owned(), (Instant::now(), catalog.clone()));
+        Ok(catalog)
+    }
+
+    /// Whether the target answers a trivial query.
+    pub async fn is_healthy(&self) -> bool {
+        match self.client().await {
+            Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await.is_ok_and(|r| r.is_ok()),
+            Err(_) => false,
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+        let current = self.client.read().expect("client lock").clone();
+        if !current.is_closed() {
+            return Ok(current);
+        }
+        let fresh = Arc::new(connect(&self.conn).await?);
+        *self.client.write().expect("client lock") = fresh.clone();
+        Ok(fresh)
+    }
+}

@@ -1,0 +1,52 @@
+//! Checking decoded messages against the target catalog and turning them into journal rows. Pure.
+
+use thiserror::Error;
+use wharf_applier::catalog::SchemaCatalog;
+use wharf_queue::Row;
+
+use crate::decode::Message;
+
+/// Why a body's rows do not fit the target (HTTP 400, after one catalog refresh).
+#[derive(Debug, Error, PartialEq)]
+pub enum RowError {
+    #[error("message {index}: table {table:?} does not exist in target schema {schema:?}")]
+    UnknownTable { index: usize, table: String, schema: String },
+    #[error("message {index}: table {table:?}: key has {got} values but the primary key has {want} columns")]
+    KeyArity { index: usize, table: String, got: usize, want: usize },
+    #[error("message {index}: table {table:?} has no column {column:?} (add it to the target first)")]
+    UnknownColumn { index: usize, table: String, column: String },
+}
+
+impl RowError {
+    /// Whether a fresher catalog might accept the row (a table or column added since).
+    pub fn may_be_stale_catalog(&self) -> bool {
+        matches!(self, RowError::UnknownTable { .. } | RowError::UnknownColumn { .. })
+    }
+}
+
+/// Validates every message, then encodes them; nothing is returned unless all are valid.
+pub fn to_rows(messages: &[Message], schema: &str, catalog: &SchemaCatalog) -> Result<Vec<Row>, RowError> {
+    let mut rows = Vec::with_capacity(messages.len());
+    for (index, m) in messages.iter().enumerate() {
+        let table = catalog.table(&m.table).ok_or_else(|| RowError::UnknownTable {
+            index,
+            table: m.table.clone(),
+            schema: schema.to_owned(),
+        })?;
+        if m.key.len() != table.primary_key.len() {
+            return Err(RowError::KeyArity { index, table: table.name.clone(), got: m.key.len(), want: table.primary_key.len() });
+        }
+        if let Some(after) = &m.after {
+            if let Some(column) = after.keys().find(|c| table.column_index(c).is_none()) {
+                return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.clone() });
+            }
+        }
+        rows.push(Row {
+            hlc: m.hlc,
+            table: table.name.clone(),
+            key: serde_json::to_vec(&m.key).expect("JSON values serialize"),
+            after: m.after.as_ref().map(|a| serde_json::to_vec(a).expect("JSON values serialize")),
+        });
+    }
+    Ok(rows)
+}

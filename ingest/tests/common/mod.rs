@@ -1,0 +1,145 @@
+//! Helpers shared by the black-box tests: a real PostgreSQL, the real `wharf-ingest` binary on a
+//! real port, and a minimal HTTP/1.1 client.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use wharf_applier::localpg::{LocalPg, free_port};
+
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
+}
+
+/// Waits for `condition` up to `limit`, polling; panics with `what` on timeout.
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A PostgreSQL cluster with database `app` holding the fixtures' schema (PostGIS included).
+pub struct Target {
+    pub pg: LocalPg,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Target {
+    pub fn start() -> Target {
+        let pg = LocalPg::start().expect("start PostgreSQL");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let t = Target { pg, rt };
+        t.execute("postgres", "CREATE DATABASE app");
+        t.execute("app", "CREATE EXTENSION postgis");
+        let schema = std::fs::read_to_string(fixtures_dir().join("schema.postgres.sql")).unwrap();
+        t.execute("app", &schema);
+        t
+    }
+
+    pub fn url(&self) -> String {
+        self.pg.url("app")
+    }
+
+    pub fn execute(&self, db: &str, sql: &str) {
+        let url = self.pg.url(db);
+        self.rt.block_on(async {
+            let client = wharf_applier::worker::connect(&url).await.expect("connect");
+            client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        });
+    }
+
+    /// Every row of `sql` as text columns (NULL as None), with the session in UTC.
+    pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        let url = self.url();
+        self.rt.block_on(async {
+            let client = wharf_applier::worker::connect(&url).await.expect("connect");
+            client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+            let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+            rows.iter().map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect()).collect()
+        })
+    }
+
+    /// The applied checkpoint of `app.public`, if any.
+    pub fn checkpoint(&self) -> Option<String> {
+        let rows = self.query("SELECT resolved FROM _replicator.checkpoints WHERE partition = 'app.public'");
+        rows.first().and_then(|r| r[0].clone())
+    }
+}
+
+/// A running `wharf-ingest start` process.
+pub struct Ingest {
+    pub child: Child,
+    pub port: u16,
+    pub journal: PathBuf,
+}
+
+impl Ingest {
+    pub fn start(target_url: &str, journal: &Path, extra: &[&str]) -> Ingest {
+        Self::start_on(free_port().unwrap(), target_url, journal, extra)
+    }
+
+    pub fn start_on(port: u16, target_url: &str, journal: &Path, extra: &[&str]) -> Ingest {
+        let child = Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
+            .args(["start", "--disableAuthentication", "--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
+            .arg("--journalDir")
+            .arg(journal)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn wharf-ingest");
+        let ingest = Ingest { child, port, journal: journal.to_owned() };
+        wait_for("wharf-ingest to be healthy", Duration::from_secs(30), || {
+            request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200)
+        });
+        ingest
+    }
+
+    pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {
+        request(self.port, "POST", path, body).expect("request")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Ingest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; returns status and body.
+pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((status, body))
+}
