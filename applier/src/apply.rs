@@ -75,7 +75,11 @@ async fn delete_rows(
     let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(deletes.len()); table.primary_key.len()];
     for key in deletes.values() {
         if key.len() != table.primary_key.len() {
-            return Err(ApplyError::KeyArity { table: table.name.clone(), got: key.len(), want: table.primary_key.len() });
+            return Err(ApplyError::KeyArity {
+                table: table.name.clone(),
+                got: key.len(),
+                want: table.primary_key.len(),
+            });
         }
         for (i, (value, &c)) in key.iter().zip(&table.primary_key).enumerate() {
             columns[i].push(sql_text(value, table.columns[c].kind));
@@ -130,12 +134,19 @@ fn column_set(table: &Table, row: &Map<String, Value>) -> Result<Vec<usize>, App
     set.sort_unstable();
     set.dedup();
     if let Some(&missing) = table.primary_key.iter().find(|c| set.binary_search(c).is_err()) {
-        return Err(ApplyError::MissingKeyColumn { table: table.name.clone(), column: table.columns[missing].name.clone() });
+        return Err(ApplyError::MissingKeyColumn {
+            table: table.name.clone(),
+            column: table.columns[missing].name.clone(),
+        });
     }
     Ok(set)
 }
 
-async fn execute(tx: &Transaction<'_>, statement: &Statement, columns: &[Vec<Option<String>>]) -> Result<u64, ApplyError> {
+async fn execute(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    columns: &[Vec<Option<String>>],
+) -> Result<u64, ApplyError> {
     let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
     Ok(tx.execute(statement, &params).await?)
 }

@@ -183,7 +183,11 @@ pub fn parent_first_order(tables: &[String], child_parent: &[(String, String)]) 
     loop {
         let ready: Vec<String> = remaining
             .iter()
-            .filter(|t| parents.get(t.as_str()).is_none_or(|ps| ps.iter().all(|p| order.iter().any(|o| o == p) || !tables.iter().any(|x| x == p))))
+            .filter(|t| {
+                parents
+                    .get(t.as_str())
+                    .is_none_or(|ps| ps.iter().all(|p| order.iter().any(|o| o == p) || !tables.iter().any(|x| x == p)))
+            })
             .cloned()
             .collect();
         if ready.is_empty() {
@@ -212,8 +216,15 @@ mod tests {
 
     #[test]
     fn parents_come_before_children() {
-        let edges = vec![("a_child".to_string(), "z_parent".to_string()), ("grandchild".into(), "a_child".into()), ("z_parent".into(), "z_parent".into())];
-        assert_eq!(parent_first_order(&s(&["grandchild", "a_child", "z_parent", "other"]), &edges), s(&["other", "z_parent", "a_child", "grandchild"]));
+        let edges = vec![
+            ("a_child".to_string(), "z_parent".to_string()),
+            ("grandchild".into(), "a_child".into()),
+            ("z_parent".into(), "z_parent".into()),
+        ];
+        assert_eq!(
+            parent_first_order(&s(&["grandchild", "a_child", "z_parent", "other"]), &edges),
+            s(&["other", "z_parent", "a_child", "grandchild"])
+        );
     }
 
     #[test]

@@ -68,7 +68,13 @@ pub async fn commit(
     let n = tx
         .execute(
             &sql,
-            &[&partition_key(partition), &resolved.to_string(), &(resolved.wall as i64), &(resolved.logical as i32), &lease.epoch],
+            &[
+                &partition_key(partition),
+                &resolved.to_string(),
+                &(resolved.wall as i64),
+                &(resolved.logical as i32),
+                &lease.epoch,
+            ],
         )
         .await?;
     if n == 1 { Ok(()) } else { Err(ApplyError::Fenced(lease.epoch)) }

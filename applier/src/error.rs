@@ -30,7 +30,8 @@ pub enum ApplyError {
 
 /// SQLSTATEs worth retrying as they are: serialization failures, deadlocks, lost connections,
 /// shutdowns and resource shortages.
-const RETRYABLE_STATES: &[&str] = &["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53000", "53100", "53200", "53300"];
+const RETRYABLE_STATES: &[&str] =
+    &["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53000", "53100", "53200", "53300"];
 
 impl ApplyError {
     /// Whether trying the same window again may succeed without anyone changing anything.

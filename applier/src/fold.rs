@@ -56,19 +56,35 @@ mod tests {
     use wharf_queue::Hlc;
 
     fn row(t: u64, key: &str, after: Option<&str>) -> Row {
-        Row { hlc: Hlc::new(t, 0), table: "t".into(), key: key.as_bytes().to_vec(), after: after.map(|a| a.as_bytes().to_vec()) }
+        Row {
+            hlc: Hlc::new(t, 0),
+            table: "t".into(),
+            key: key.as_bytes().to_vec(),
+            after: after.map(|a| a.as_bytes().to_vec()),
+        }
     }
 
     #[test]
     fn later_properties_win_and_missing_ones_are_kept() {
-        let out = fold(vec![row(1, "[1]", Some(r#"{"k":1,"a":-999}"#)), row(2, "[1]", Some(r#"{"k":1,"b":2}"#)), row(3, "[1]", Some(r#"{"k":1,"a":1,"c":3}"#))]).unwrap();
+        let out = fold(vec![
+            row(1, "[1]", Some(r#"{"k":1,"a":-999}"#)),
+            row(2, "[1]", Some(r#"{"k":1,"b":2}"#)),
+            row(3, "[1]", Some(r#"{"k":1,"a":1,"c":3}"#)),
+        ])
+        .unwrap();
         let merged = &out["t"].upserts[b"[1]".as_slice()];
         assert_eq!(Value::Object(merged.clone()), serde_json::json!({"a":1,"b":2,"c":3,"k":1}));
     }
 
     #[test]
     fn delete_then_insert_is_an_upsert_and_insert_then_delete_is_a_delete() {
-        let out = fold(vec![row(1, "[1]", None), row(2, "[1]", Some(r#"{"k":1}"#)), row(1, "[2]", Some(r#"{"k":2}"#)), row(2, "[2]", None)]).unwrap();
+        let out = fold(vec![
+            row(1, "[1]", None),
+            row(2, "[1]", Some(r#"{"k":1}"#)),
+            row(1, "[2]", Some(r#"{"k":2}"#)),
+            row(2, "[2]", None),
+        ])
+        .unwrap();
         assert!(out["t"].upserts.contains_key(b"[1]".as_slice()) && !out["t"].deletes.contains_key(b"[1]".as_slice()));
         assert!(out["t"].deletes.contains_key(b"[2]".as_slice()) && !out["t"].upserts.contains_key(b"[2]".as_slice()));
     }

@@ -8,11 +8,14 @@ use std::process::{Command, Output};
 
 use thiserror::Error;
 
-const DEFAULT_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"];
+const DEFAULT_BIN_DIRS: &[&str] =
+    &["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin"];
 
 #[derive(Debug, Error)]
 pub enum LocalPgError {
-    #[error("PostgreSQL server binaries not found (looked in $WHARF_PG_BIN and {DEFAULT_BIN_DIRS:?}); install postgresql-15")]
+    #[error(
+        "PostgreSQL server binaries not found (looked in $WHARF_PG_BIN and {DEFAULT_BIN_DIRS:?}); install postgresql-15"
+    )]
     NoBinaries,
     #[error("{step} failed: {detail}")]
     Step { step: &'static str, detail: String },
@@ -43,10 +46,16 @@ impl LocalPg {
         set_mode(&data, 0o700)?;
         let port = free_port()?;
         let pg = LocalPg { _dir: dir, data, bin, as_postgres, port };
-        pg.run_pg("initdb", &["-D", pg.data_str(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])?;
+        pg.run_pg(
+            "initdb",
+            &["-D", pg.data_str(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
+        )?;
         let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", pg.data_str());
         let log = pg.data.join("server.log");
-        pg.run_pg("pg_ctl", &["-D", pg.data_str(), "-l", log.to_str().unwrap_or("server.log"), "-w", "-o", &options, "start"])?;
+        pg.run_pg(
+            "pg_ctl",
+            &["-D", pg.data_str(), "-l", log.to_str().unwrap_or("server.log"), "-w", "-o", &options, "start"],
+        )?;
         Ok(pg)
     }
 

@@ -46,8 +46,7 @@ pub fn upsert(table: &Table, columns: &[usize]) -> String {
 /// Delete by primary key; parameters are the key columns in primary-key order.
 pub fn delete(table: &Table) -> String {
     let pk: Vec<String> = table.primary_key.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
-    let casts: Vec<String> =
-        table.primary_key.iter().enumerate().map(|(i, &c)| cast(&table.columns[c], i)).collect();
+    let casts: Vec<String> = table.primary_key.iter().enumerate().map(|(i, &c)| cast(&table.columns[c], i)).collect();
     format!(
         "DELETE FROM {} WHERE ({}) IN (SELECT {} FROM {})",
         table.qualified(),

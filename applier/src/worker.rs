@@ -140,7 +140,9 @@ impl<S: WindowSource> Worker<S> {
     /// Logs an error once and decides: `true` to back off and retry, `false` after pausing the partition.
     fn on_error(&mut self, partition: &Partition, error: ApplyError) -> bool {
         self.shared.known.lock().expect("known lock").remove(partition);
-        if matches!(error, ApplyError::Target(ref e) if e.is_closed()) || self.client.as_ref().is_some_and(Client::is_closed) {
+        if matches!(error, ApplyError::Target(ref e) if e.is_closed())
+            || self.client.as_ref().is_some_and(Client::is_closed)
+        {
             self.client = None;
             self.cache.clear();
         }
@@ -176,7 +178,9 @@ impl<S: WindowSource> Worker<S> {
             self.client = Some(connect(&self.config.target_conn).await?);
             self.cache.clear();
         }
-        let lease = checkpoint::acquire(self.client.as_ref().expect("connected"), &self.config.staging_schema, partition).await?;
+        let lease =
+            checkpoint::acquire(self.client.as_ref().expect("connected"), &self.config.staging_schema, partition)
+                .await?;
         self.source.mark_applied(partition, lease.checkpoint)?;
         if resolved <= lease.checkpoint {
             self.shared.known.lock().expect("known lock").insert(partition.clone(), lease.checkpoint);

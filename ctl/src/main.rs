@@ -1,1 +1,41 @@
-fn main() {}
+//! `wharfctl`: demo, changefeed simulator, benchmarks, version.
+
+mod bench;
+mod demo;
+mod harness;
+mod http;
+mod sim;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "wharfctl", version, about = "wharf's admin tool")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a simulated changefeed into PostgreSQL and check the result.
+    Demo(demo::DemoArgs),
+    /// Measure ingest and apply throughput against their references.
+    Bench(bench::BenchArgs),
+    /// Print the version.
+    Version,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::Version => {
+            println!("wharfctl {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+    }
+}

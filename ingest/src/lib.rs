@@ -41,12 +41,18 @@ pub enum StartError {
 
 /// Binds `config.bind_addr` and serves until `shutdown` is cancelled.
 pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<(), StartError> {
-    let listener = TcpListener::bind(config.bind_addr).await.map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
+    let listener = TcpListener::bind(config.bind_addr)
+        .await
+        .map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
     run_with_listener(config, listener, shutdown).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 themselves).
-pub async fn run_with_listener(config: IngestConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run_with_listener(
+    config: IngestConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
     let appliers_stop = CancellationToken::new();
@@ -58,7 +64,12 @@ pub async fn run_with_listener(config: IngestConfig, listener: TcpListener, shut
                 workers: n,
                 chunk_rows: DEFAULT_CHUNK_ROWS,
             };
-            Some(tokio::spawn(wharf_applier::run(applier, journal.clone(), Arc::new(ApplyStats::default()), appliers_stop.clone())))
+            Some(tokio::spawn(wharf_applier::run(
+                applier,
+                journal.clone(),
+                Arc::new(ApplyStats::default()),
+                appliers_stop.clone(),
+            )))
         }
         _ => None,
     };

@@ -28,10 +28,12 @@ pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
     if path.starts_with("/_/") {
         return Err(NoRoute("the /_/ namespace is reserved"));
     }
-    let segments: Vec<String> =
-        path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect::<Option<_>>().ok_or(NoRoute(
-            "path is not valid percent-encoded UTF-8",
-        ))?;
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect::<Option<_>>()
+        .ok_or(NoRoute("path is not valid percent-encoded UTF-8"))?;
     match segments.as_slice() {
         [db, schema] => Ok(Route::Webhook(Partition::new(db, schema))),
         [_, _, _] => Err(NoRoute("CDC-query paths /db/schema/table are not supported; use /db/schema")),
@@ -45,8 +47,10 @@ fn file_route(partition: Partition, file: &str) -> Result<Route, NoRoute> {
         let hlc = Hlc::parse_file_name(stamp).map_err(|_| NoRoute("RESOLVED file name is not a 33-digit timestamp"))?;
         return Ok(Route::ResolvedFile { partition, hlc });
     }
-    let stem = file.strip_suffix(".ndjson").ok_or(NoRoute("only uncompressed .ndjson and .RESOLVED files are accepted"))?;
-    let table = topic_of_file_stem(stem).ok_or(NoRoute("ndjson file name is not TS-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID"))?;
+    let stem =
+        file.strip_suffix(".ndjson").ok_or(NoRoute("only uncompressed .ndjson and .RESOLVED files are accepted"))?;
+    let table = topic_of_file_stem(stem)
+        .ok_or(NoRoute("ndjson file name is not TS-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID"))?;
     Ok(Route::NdjsonFile { partition, table })
 }
 
@@ -110,11 +114,15 @@ mod tests {
     fn cloud_storage_files_route_by_name() {
         let p = Partition::new("db", "sch");
         assert_eq!(
-            parse_route("/db/sch/2020-04-02/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.ndjson"),
+            parse_route(
+                "/db/sch/2020-04-02/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.ndjson"
+            ),
             Ok(Route::NdjsonFile { partition: p.clone(), table: "REAL-42".into() })
         );
         assert_eq!(
-            parse_route("/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson"),
+            parse_route(
+                "/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson"
+            ),
             Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into() })
         );
         assert_eq!(
@@ -125,7 +133,15 @@ mod tests {
 
     #[test]
     fn other_paths_match_nothing() {
-        for path in ["/", "/sch", "/db/sch/tbl", "/db/sch/too/much/x", "/_/varz", "/db/sch/2020-04-04/x.ndjson.gz", "/db/sch/2020-04-04/1.RESOLVED"] {
+        for path in [
+            "/",
+            "/sch",
+            "/db/sch/tbl",
+            "/db/sch/too/much/x",
+            "/_/varz",
+            "/db/sch/2020-04-04/x.ndjson.gz",
+            "/db/sch/2020-04-04/1.RESOLVED",
+        ] {
             assert!(parse_route(path).is_err(), "{path}");
         }
     }

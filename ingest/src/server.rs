@@ -85,10 +85,15 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     };
     let partition = match &route {
         Route::Health => return health(state).await,
-        Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => p.clone(),
+        Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
+            p.clone()
+        }
     };
     if !partition.database.eq_ignore_ascii_case(&state.target.database) {
-        return reply(StatusCode::NOT_FOUND, &format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database));
+        return reply(
+            StatusCode::NOT_FOUND,
+            &format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database),
+        );
     }
     if state.shutting_down.is_cancelled() {
         return unavailable("server is shutting down", 5);
@@ -110,7 +115,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
 }
 
 async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
-    let too_large = || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
+    let too_large =
+        || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());

@@ -23,7 +23,12 @@ impl Target {
     pub async fn connect(conn: &str) -> Result<Target, tokio_postgres::Error> {
         let client = connect(conn).await?;
         let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
-        Ok(Target { conn: conn.to_owned(), database, client: RwLock::new(Arc::new(client)), catalogs: Mutex::new(HashMap::new()) })
+        Ok(Target {
+            conn: conn.to_owned(),
+            database,
+            client: RwLock::new(Arc::new(client)),
+            catalogs: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The cached catalog of `schema`, re-read when old or when `refresh` asks and it is not too fresh.
@@ -43,7 +48,9 @@ impl Target {
     /// Whether the target answers a trivial query.
     pub async fn is_healthy(&self) -> bool {
         match self.client().await {
-            Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1")).await.is_ok_and(|r| r.is_ok()),
+            Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1"))
+                .await
+                .is_ok_and(|r| r.is_ok()),
             Err(_) => false,
         }
     }

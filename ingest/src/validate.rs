@@ -34,7 +34,12 @@ pub fn to_rows(messages: &[Message], schema: &str, catalog: &SchemaCatalog) -> R
             schema: schema.to_owned(),
         })?;
         if m.key.len() != table.primary_key.len() {
-            return Err(RowError::KeyArity { index, table: table.name.clone(), got: m.key.len(), want: table.primary_key.len() });
+            return Err(RowError::KeyArity {
+                index,
+                table: table.name.clone(),
+                got: m.key.len(),
+                want: table.primary_key.len(),
+            });
         }
         if let Some(after) = &m.after {
             if let Some(column) = after.keys().find(|c| table.column_index(c).is_none()) {

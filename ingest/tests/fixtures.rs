@@ -41,12 +41,14 @@ fn text_of(value: &Value) -> Option<String> {
 
 /// Compares a table with the expected rows (column names from the first expected row).
 fn assert_table(target: &Target, table: &str, expected: &Value) {
-    let order = if table == "orders" { "orders.customer_id, orders.order_no".to_owned() } else { format!("{table}.id") };
+    let order =
+        if table == "orders" { "orders.customer_id, orders.order_no".to_owned() } else { format!("{table}.id") };
     let rows = expected.as_array().unwrap();
     let columns: Vec<&String> = rows[0].as_object().unwrap().keys().collect();
     let select: Vec<String> = columns.iter().map(|c| format!("{c}::text")).collect();
     let got = target.query(&format!("SELECT {} FROM public.{table} ORDER BY {order}", select.join(", ")));
-    let want: Vec<Vec<Option<String>>> = rows.iter().map(|r| columns.iter().map(|c| text_of(&r[c.as_str()])).collect()).collect();
+    let want: Vec<Vec<Option<String>>> =
+        rows.iter().map(|r| columns.iter().map(|c| text_of(&r[c.as_str()])).collect()).collect();
     assert_eq!(got.len(), want.len(), "row count of {table}");
     for (g, w) in got.iter().zip(&want) {
         assert_eq!(g, w, "{table} row (columns {columns:?})");
@@ -57,8 +59,60 @@ const ALL_TYPES_COLUMNS: &str = "id::text, i2::text, i4::text, i8::text, f4::tex
 
 fn all_types_expected() -> Vec<Vec<Option<&'static str>>> {
     vec![
-        vec![Some("1"), Some("32767"), Some("-2147483648"), Some("9223372036854775807"), Some("0.1"), Some("5e-324"), Some("12345.67890"), Some("3.141592653589793238462643383279"), Some("true"), Some(""), Some("Straße"), Some("\\x00ff10"), Some("2024-02-29"), Some("23:59:59.999999"), Some("2024-11-26 10:00:00"), Some("2024-11-26 10:00:00.5+00"), Some("1 year 2 mons 3 days 04:05:06.789"), Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"), Some("192.168.1.10/24"), Some(r#"{"nested": {"deep": [[]], "empty": {}}}"#), Some("{}"), Some(r#"{a,"b,c","",NULL}"#), Some("happy"), Some("10110"), Some("SRID=4326;POINT(-73.9857 40.7484)")],
-        vec![Some("2"), Some("-32768"), Some("2147483647"), Some("-9223372036854775808"), Some("Infinity"), Some("NaN"), Some("-0.00001"), Some("NaN"), Some("false"), Some(""), None, Some("\\x"), Some("infinity"), Some("00:00:00"), Some("1970-01-01 00:00:00"), Some("0001-01-01 00:00:00+00"), Some("-00:00:01"), Some("00000000-0000-0000-0000-000000000000"), Some("::1"), None, Some("{}"), None, Some("sad"), Some(""), None],
+        vec![
+            Some("1"),
+            Some("32767"),
+            Some("-2147483648"),
+            Some("9223372036854775807"),
+            Some("0.1"),
+            Some("5e-324"),
+            Some("12345.67890"),
+            Some("3.141592653589793238462643383279"),
+            Some("true"),
+            Some(""),
+            Some("Straße"),
+            Some("\\x00ff10"),
+            Some("2024-02-29"),
+            Some("23:59:59.999999"),
+            Some("2024-11-26 10:00:00"),
+            Some("2024-11-26 10:00:00.5+00"),
+            Some("1 year 2 mons 3 days 04:05:06.789"),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
+            Some("192.168.1.10/24"),
+            Some(r#"{"nested": {"deep": [[]], "empty": {}}}"#),
+            Some("{}"),
+            Some(r#"{a,"b,c","",NULL}"#),
+            Some("happy"),
+            Some("10110"),
+            Some("SRID=4326;POINT(-73.9857 40.7484)"),
+        ],
+        vec![
+            Some("2"),
+            Some("-32768"),
+            Some("2147483647"),
+            Some("-9223372036854775808"),
+            Some("Infinity"),
+            Some("NaN"),
+            Some("-0.00001"),
+            Some("NaN"),
+            Some("false"),
+            Some(""),
+            None,
+            Some("\\x"),
+            Some("infinity"),
+            Some("00:00:00"),
+            Some("1970-01-01 00:00:00"),
+            Some("0001-01-01 00:00:00+00"),
+            Some("-00:00:01"),
+            Some("00000000-0000-0000-0000-000000000000"),
+            Some("::1"),
+            None,
+            Some("{}"),
+            None,
+            Some("sad"),
+            Some(""),
+            None,
+        ],
     ]
 }
 
@@ -71,12 +125,15 @@ fn scenarios_a_b_d_replay_to_the_expected_target_state() {
     let expected = expected();
     let final_a = &expected["scenario_A_after_A13"];
     let resolved = final_a["resolved"].as_str().unwrap().to_owned();
-    wait_for("checkpoint R3 applied", Duration::from_secs(60), || target.checkpoint().as_deref() == Some(resolved.as_str()));
+    wait_for("checkpoint R3 applied", Duration::from_secs(60), || {
+        target.checkpoint().as_deref() == Some(resolved.as_str())
+    });
     for table in ["customers", "orders", "events"] {
         assert_table(&target, table, &final_a[table]);
     }
     let got = target.query(&format!("SELECT {ALL_TYPES_COLUMNS} FROM public.all_types ORDER BY id"));
-    let want: Vec<Vec<Option<String>>> = all_types_expected().into_iter().map(|r| r.into_iter().map(|v| v.map(str::to_owned)).collect()).collect();
+    let want: Vec<Vec<Option<String>>> =
+        all_types_expected().into_iter().map(|r| r.into_iter().map(|v| v.map(str::to_owned)).collect()).collect();
     assert_eq!(got, want);
     assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("0".to_owned())]]);
 }
@@ -90,7 +147,9 @@ fn scenario_c_cloud_storage_files_replay_into_a_fresh_target() {
     let expected = expected();
     let final_c = &expected["scenario_C_after_C03"];
     let resolved = final_c["resolved"].as_str().unwrap().to_owned();
-    wait_for("checkpoint applied", Duration::from_secs(60), || target.checkpoint().as_deref() == Some(resolved.as_str()));
+    wait_for("checkpoint applied", Duration::from_secs(60), || {
+        target.checkpoint().as_deref() == Some(resolved.as_str())
+    });
     for table in ["customers", "orders"] {
         assert_table(&target, table, &final_c[table]);
     }

@@ -75,10 +75,7 @@ fn decode_message(index: usize, mut fields: Map<String, Value>, table: String) -
     }
     let hlc = match fields.get("updated") {
         None => {
-            return Err(DecodeError::message(
-                index,
-                "no \"updated\" timestamp; create the changefeed WITH updated",
-            ));
+            return Err(DecodeError::message(index, "no \"updated\" timestamp; create the changefeed WITH updated"));
         }
         Some(Value::String(text)) => {
             Hlc::parse(text).map_err(|e| DecodeError::message(index, format!("\"updated\": {e}")))?

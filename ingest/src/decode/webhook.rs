@@ -70,7 +70,6 @@ fn table_of_topic(topic: &str) -> String {
     last.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(last).to_owned()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +85,10 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].table, "t");
         assert_eq!(rows[0].hlc, Hlc::new(10, 1));
-        assert_eq!(serde_json::to_string(&rows[0].after).unwrap(), r#"{"d":3.141592653589793238462643383279,"id":9223372036854775807}"#);
+        assert_eq!(
+            serde_json::to_string(&rows[0].after).unwrap(),
+            r#"{"d":3.141592653589793238462643383279,"id":9223372036854775807}"#
+        );
     }
 
     #[test]
@@ -111,7 +113,9 @@ mod tests {
         assert!(err(r#"{"payload":[],"resolved":"1.0"}"#).contains("both"));
         assert!(err(r#"{"resolved":1}"#).contains("must be a string"));
         assert!(err(r#"{"__crdb__":{"resolved":"1.0"}}"#).contains("bare envelope"));
-        assert!(err(r#"{"payload":[{"after":[],"key":[1],"topic":"t","updated":"1.0"}]}"#).contains("\"after\" must be"));
+        assert!(
+            err(r#"{"payload":[{"after":[],"key":[1],"topic":"t","updated":"1.0"}]}"#).contains("\"after\" must be")
+        );
         assert!(err(r#"{"payload":[{"after":{},"key":[1],"topic":"t"}]}"#).contains("WITH updated"));
         assert!(err(r#"{"payload":[{"after":{},"topic":"t","updated":"1.0"}]}"#).contains("no \"key\""));
         assert!(err(r#"{"payload":[{"after":{},"key":[1],"updated":"1.0"}]}"#).contains("no \"topic\""));

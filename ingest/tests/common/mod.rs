@@ -86,7 +86,14 @@ impl Ingest {
 
     pub fn start_on(port: u16, target_url: &str, journal: &Path, extra: &[&str]) -> Ingest {
         let child = Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
-            .args(["start", "--disableAuthentication", "--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
+            .args([
+                "start",
+                "--disableAuthentication",
+                "--bindAddr",
+                &format!("127.0.0.1:{port}"),
+                "--targetConn",
+                target_url,
+            ])
             .arg("--journalDir")
             .arg(journal)
             .args(extra)
@@ -139,7 +146,11 @@ pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Res
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
 }

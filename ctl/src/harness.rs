@@ -1,0 +1,93 @@
+//! Shared set-up for `demo` and `bench`: a target (given, or a throwaway local PostgreSQL) and an
+//! in-process `wharf-ingest` on a free loopback port.
+
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+use wharf_applier::localpg::LocalPg;
+use wharf_ingest::IngestConfig;
+
+/// The target database; keeps a local server alive while it lives.
+pub struct TargetDb {
+    pub url: String,
+    _local: Option<LocalPg>,
+}
+
+impl TargetDb {
+    /// Uses `given`, or starts a local PostgreSQL with a fresh database `name`.
+    pub async fn open(given: Option<String>, name: &str) -> anyhow::Result<TargetDb> {
+        if let Some(url) = given {
+            return Ok(TargetDb { url, _local: None });
+        }
+        let local = LocalPg::start().map_err(|e| anyhow::anyhow!("{e}; or pass --targetConn postgresql://…"))?;
+        let admin = wharf_applier::worker::connect(&local.url("postgres")).await?;
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
+        Ok(TargetDb { url: local.url(name), _local: Some(local) })
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(wharf_applier::worker::connect(&self.url).await?)
+    }
+}
+
+/// An ingest server running inside this process.
+pub struct InProcessIngest {
+    pub port: u16,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), wharf_ingest::StartError>>,
+}
+
+impl InProcessIngest {
+    pub async fn start(
+        target_url: &str,
+        journal: &std::path::Path,
+        appliers: usize,
+        discard: bool,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let config = IngestConfig {
+            bind_addr: listener.local_addr()?,
+            target_conn: target_url.to_owned(),
+            staging_schema: "_replicator".into(),
+            journal: wharf_queue::JournalConfig::new(journal),
+            appliers,
+            body_limit: wharf_ingest::config::DEFAULT_BODY_LIMIT,
+            discard,
+            grace_period: Duration::from_secs(10),
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(wharf_ingest::run_with_listener(config, listener, stop.clone()));
+        let sender = crate::http::Sender::new(format!("http://127.0.0.1:{port}"));
+        crate::sim::feed::wait_until(Duration::from_secs(30), || {
+            let sender = sender.clone();
+            async move { matches!(sender.get("/_/healthz").await, Ok(200)) }
+        })
+        .await?;
+        Ok(InProcessIngest { port, stop, task })
+    }
+
+    pub fn base_url(&self, db: &str, schema: &str) -> String {
+        format!("http://127.0.0.1:{}/{db}/{schema}", self.port)
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// The applied checkpoint of `partition` in the target, if any.
+pub async fn checkpoint(client: &Client, partition: &str) -> anyhow::Result<Option<String>> {
+    let row =
+        client.query_opt("SELECT resolved FROM _replicator.checkpoints WHERE partition = $1", &[&partition]).await;
+    match row {
+        Ok(row) => Ok(row.map(|r| r.get(0))),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
