@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what wharf's demo and tests need on a fresh Debian machine: PostgreSQL 15 with PostGIS
+# and, for the fuzz smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
+set -euo pipefail
+
+need_pg=0
+[ -x /usr/lib/postgresql/15/bin/pg_ctl ] || need_pg=1
+ls /usr/share/postgresql/15/extension/postgis.control >/dev/null 2>&1 || need_pg=1
+if [ "$need_pg" = 1 ]; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  echo "setup: installing PostgreSQL 15 and PostGIS"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 postgresql-15-postgis-3 >/dev/null
+fi
+
+if [ "${WHARF_SKIP_FUZZ:-0}" != 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi

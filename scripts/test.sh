@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, format and lint checks, every test (unit, property, black-box
+# against a real PostgreSQL, fault tests with SIGKILL), then a short fuzz run of every target.
+set -euo pipefail
+export CARGO_TERM_COLOR=never
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== cargo test"
+log=$(mktemp)
+cargo test --workspace 2>&1 | tee "$log"
+read -r passed failed < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } } END { print p + 0, f + 0 }' "$log")
+echo "== fuzz smoke (${WHARF_FUZZ_SECONDS:-30} s per target)"
+scripts/fuzz-smoke.sh
+echo "tests: $passed passed, $failed failed"
