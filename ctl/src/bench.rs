@@ -1,5 +1,185 @@
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+//! `wharfctl bench`: ingest and apply throughput, each beside its reference measured in the same run.
+//!
+//! - durable ingest: 64 concurrent senders POST 1,000-row webhook bodies; 200 only after fsync.
+//! - reference: the same server in `--discard` mode (parse and validate, no journal).
+//! - apply: the journal from the ingest run, one resolved timestamp covering it, one applier.
+//! - references: a bare client loading the same rows with `unnest` upserts in 1,000-row batches,
+//!   and with binary `COPY`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use clap::Args;
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::Type;
+use tokio_util::sync::CancellationToken;
+use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
+use wharf_queue::{Hlc, Journal, JournalConfig, Partition};
+
+use crate::harness::{InProcessIngest, TargetDb, checkpoint};
+use crate::http::Sender;
+
+const T0: u64 = 1_732_615_200_000_000_000;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Target database; without it a throwaway local PostgreSQL is started.
+    #[arg(long = "targetConn")]
+    pub target_conn: Option<String>,
+    /// Rows per measurement.
+    #[arg(long, default_value_t = 300_000)]
+    pub rows: usize,
+    /// Rows per webhook body.
+    #[arg(long = "bodyRows", default_value_t = 1000)]
+    pub body_rows: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 64)]
+    pub senders: usize,
+}
+
+fn payload(id: usize) -> String {
+    format!("row {id:010} {}", "x".repeat(80))
+}
+
+fn bodies(rows: usize, body_rows: usize) -> Vec<Bytes> {
+    (0..rows.div_ceil(body_rows))
+        .map(|b| {
+            let messages: Vec<String> = (b * body_rows..((b + 1) * body_rows).min(rows))
+                .map(|id| {
+                    format!(
+                        "{{\"after\": {{\"id\": {id}, \"payload\": \"{}\"}}, \"key\": [{id}], \"topic\": \"rows\", \"updated\": \"{}\"}}",
+                        payload(id),
+                        Hlc::new(T0 + id as u64, 0)
+                    )
+                })
+                .collect();
+            Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), messages.len()))
+        })
+        .collect()
+}
+
+async fn send_all(sender: &Sender, bodies: &[Bytes], senders: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut inflight = JoinSet::new();
+    for body in bodies {
+        while inflight.len() >= senders {
+            inflight.join_next().await.expect("non-empty")??;
+        }
+        let (sender, body) = (sender.clone(), body.clone());
+        inflight.spawn(async move { sender.post(body).await });
+    }
+    while let Some(done) = inflight.join_next().await {
+        done??;
+    }
+    Ok(started.elapsed())
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let target = TargetDb::open(args.target_conn, "wharf_bench").await?;
+    let client = target.client().await?;
+    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+    client
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS bench CASCADE; CREATE SCHEMA bench;
+             CREATE TABLE bench.rows (id bigint PRIMARY KEY, payload text);
+             CREATE TABLE bench.ref_unnest (id bigint PRIMARY KEY, payload text);
+             CREATE TABLE bench.ref_copy (id bigint PRIMARY KEY, payload text);",
+        )
+        .await?;
+    let bodies = bodies(args.rows, args.body_rows);
+    let journal_dir = tempfile::tempdir()?;
+
+    let ingest = InProcessIngest::start(&target.url, journal_dir.path(), 0, false).await?;
+    let durable = send_all(&Sender::new(ingest.base_url(&database, "bench")), &bodies, args.senders).await?;
+    ingest.stop().await?;
+
+    let discard_dir = tempfile::tempdir()?;
+    let ingest = InProcessIngest::start(&target.url, discard_dir.path(), 0, true).await?;
+    let discard = send_all(&Sender::new(ingest.base_url(&database, "bench")), &bodies, args.senders).await?;
+    ingest.stop().await?;
+
+    let apply = apply_backlog(&target.url, journal_dir.path(), &database, args.rows).await?;
+    let unnest = reference_unnest(&client, args.rows).await?;
+    let copy = reference_copy(&client, args.rows).await?;
+
+    let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
+    let report = json!({
+        "rows": args.rows,
+        "body_rows": args.body_rows,
+        "senders": args.senders,
+        "ingest_durable_rows_per_s": rate(durable).round(),
+        "ingest_discard_rows_per_s": rate(discard).round(),
+        "ingest_durable_vs_discard": (rate(durable) / rate(discard) * 100.0).round() / 100.0,
+        "apply_rows_per_s": rate(apply).round(),
+        "apply_reference_unnest_rows_per_s": rate(unnest).round(),
+        "apply_reference_copy_rows_per_s": rate(copy).round(),
+        "apply_vs_unnest": (rate(apply) / rate(unnest) * 100.0).round() / 100.0,
+        "apply_vs_copy": (rate(apply) / rate(copy) * 100.0).round() / 100.0,
+    });
+    if args.json {
+        println!("{report}");
+    } else {
+        println!("{:<36} {:>12}   reference", "figure", "rows/s");
+        println!("{:<36} {:>12.0}   discard (parse, no journal) {:>10.0}  ratio {:.2} (target ≥ 0.6)", "ingest, durable", rate(durable), rate(discard), rate(durable) / rate(discard));
+        println!("{:<36} {:>12.0}   unnest upserts {:>10.0}  ratio {:.2} (target ≥ 1.0)", "apply from backlog", rate(apply), rate(unnest), rate(apply) / rate(unnest));
+        println!("{:<36} {:>12}   binary COPY    {:>10.0}  ratio {:.2} (stretch ≥ 0.6)", "", "", rate(copy), rate(apply) / rate(copy));
+    }
     Ok(())
 }
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
+
+/// Resolves the whole journaled backlog at once and times one applier draining it.
+async fn apply_backlog(url: &str, journal_dir: &std::path::Path, database: &str, rows: usize) -> anyhow::Result<Duration> {
+    let journal = Journal::open(&JournalConfig::new(journal_dir))?;
+    let partition = Partition::new(database, "bench");
+    let resolved = Hlc::new(T0 + rows as u64, 0);
+    journal.resolve_durable(&partition, resolved).await?;
+    let stop = CancellationToken::new();
+    let config = ApplierConfig { target_conn: url.to_owned(), staging_schema: "_replicator".into(), workers: 1, chunk_rows: DEFAULT_CHUNK_ROWS };
+    let started = Instant::now();
+    let task = tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
+    let client = wharf_applier::worker::connect(url).await?;
+    let key = partition.to_string();
+    crate::sim::feed::wait_until(Duration::from_secs(600), || {
+        let (client, key) = (&client, &key);
+        async move { checkpoint(client, key).await.ok().flatten().is_some_and(|c| c == resolved.to_string()) }
+    })
+    .await?;
+    let elapsed = started.elapsed();
+    stop.cancel();
+    task.await??;
+    Ok(elapsed)
+}
+
+async fn reference_unnest(client: &tokio_postgres::Client, rows: usize) -> anyhow::Result<Duration> {
+    let statement = client
+        .prepare("INSERT INTO bench.ref_unnest (id, payload) SELECT * FROM unnest($1::bigint[], $2::text[]) ON CONFLICT (id) DO UPDATE SET payload = excluded.payload")
+        .await?;
+    let started = Instant::now();
+    client.batch_execute("BEGIN").await?;
+    for start in (0..rows).step_by(1000) {
+        let ids: Vec<i64> = (start..(start + 1000).min(rows)).map(|i| i as i64).collect();
+        let payloads: Vec<String> = ids.iter().map(|&i| payload(i as usize)).collect();
+        client.execute(&statement, &[&ids, &payloads]).await?;
+    }
+    client.batch_execute("COMMIT").await?;
+    Ok(started.elapsed())
+}
+
+async fn reference_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let sink = client.copy_in("COPY bench.ref_copy (id, payload) FROM STDIN BINARY").await?;
+    let writer = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT]);
+    let mut writer = std::pin::pin!(writer);
+    for id in 0..rows {
+        writer.as_mut().write(&[&(id as i64), &payload(id)]).await?;
+    }
+    writer.finish().await?;
+    Ok(started.elapsed())
+}
+

@@ -1,5 +1,9 @@
 //! `wharfctl`: demo, changefeed simulator, benchmarks, version.
 
+/// glibc's allocator dominated profiles of the ingest and apply paths.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod demo;
 mod harness;

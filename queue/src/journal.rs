@@ -118,7 +118,7 @@ struct Inner {
     commit: GroupCommit,
     budget: u64,
     size: AtomicU64,
-    size_checked: Mutex<Instant>,
+    size_checked: Mutex<Option<Instant>>,
     trees: Mutex<HashMap<Partition, sled::Tree>>,
     changes: watch::Sender<u64>,
 }
@@ -147,7 +147,7 @@ impl Journal {
             commit,
             budget: config.byte_budget,
             size: AtomicU64::new(size),
-            size_checked: Mutex::new(Instant::now()),
+            size_checked: Mutex::new(None),
             trees: Mutex::new(HashMap::new()),
             changes,
         };
@@ -161,7 +161,8 @@ impl Journal {
     /// Journals `rows` of one request as one atomic batch and returns once it is on disk.
     /// Rows at or below the partition's applied checkpoint are dropped.
     pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
-        self.check_budget()?;
+        let incoming: u64 = rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 16) as u64).sum();
+        self.check_budget(incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let tree = self.tree(partition)?;
         let mut batch = sled::Batch::default();
@@ -290,19 +291,20 @@ impl Journal {
         !self.inner.commit.is_poisoned()
     }
 
-    fn check_budget(&self) -> Result<(), AppendError> {
+    /// Refuses `incoming` more bytes when they would take the journal past its budget.
+    fn check_budget(&self, incoming: u64) -> Result<(), AppendError> {
         if self.inner.commit.is_poisoned() {
             return Err(Poisoned.into());
         }
-        let stale = { self.inner.size_checked.lock().expect("size lock").elapsed() > SIZE_REFRESH };
+        let stale = self.inner.size_checked.lock().expect("size lock").is_none_or(|at| at.elapsed() > SIZE_REFRESH);
         if stale {
-            *self.inner.size_checked.lock().expect("size lock") = Instant::now();
+            *self.inner.size_checked.lock().expect("size lock") = Some(Instant::now());
             if let Ok(size) = self.inner.db.size_on_disk() {
                 self.inner.size.store(size, Ordering::Relaxed);
             }
         }
         let used = self.disk_bytes();
-        if used > self.inner.budget {
+        if used.saturating_add(incoming) > self.inner.budget {
             return Err(AppendError::Full { used, budget: self.inner.budget });
         }
         Ok(())

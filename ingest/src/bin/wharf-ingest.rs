@@ -1,5 +1,9 @@
 //! `wharf-ingest start …`: the changefeed-facing server.
 
+/// glibc's allocator dominated profiles of the ingest and apply paths.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use wharf_ingest::StartArgs;

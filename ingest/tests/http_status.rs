@@ -1,0 +1,64 @@
+//! Status codes over a real port: 404 for unknown routes, databases and schemas, 413 over the body
+//! limit, 503 with Retry-After when the journal is over budget, and health.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{Ingest, Target, request};
+
+const ROW: &str = r#"{"payload":[{"after": {"k": 1, "v": "x"}, "key": [1], "topic": "kv_bare", "updated": "1732615200000000000.0000000000"}],"length":1}"#;
+
+fn raw_response(port: u16, body: &[u8]) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let head = format!("POST /app/public HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn routes_limits_and_health_answer_with_exact_codes() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--bodyLimit", "4096", "--appliers", "0"]);
+    let port = ingest.port;
+    assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), (200, "OK\n".to_owned()));
+    assert_eq!(request(port, "GET", "/_/varz", b"").unwrap().0, 404);
+    assert_eq!(request(port, "POST", "/app", ROW.as_bytes()).unwrap().0, 404);
+    assert_eq!(request(port, "POST", "/app/public/kv_bare", ROW.as_bytes()).unwrap().0, 404);
+    let (status, text) = request(port, "POST", "/other/public", ROW.as_bytes()).unwrap();
+    assert_eq!(status, 404);
+    assert!(text.contains("unknown database \"other\""), "{text}");
+    let (status, text) = request(port, "POST", "/app/nope", ROW.as_bytes()).unwrap();
+    assert_eq!(status, 404);
+    assert!(text.contains("unknown schema"), "{text}");
+    assert_eq!(request(port, "POST", "/app/public", ROW.as_bytes()).unwrap().0, 200);
+    let big = vec![b' '; 5000];
+    let (status, text) = request(port, "POST", "/app/public", &big).unwrap();
+    assert_eq!(status, 413, "{text}");
+    let (status, text) = request(port, "POST", "/app/public", br#"{"payload":[{"after": {"k": 1, "nope": 2}, "key": [1], "topic": "kv_bare", "updated": "1.0000000000"}]}"#).unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("has no column \"nope\""), "{text}");
+    let (status, text) = request(port, "POST", "/app/public", br#"{"payload":[{"after": {"k": 1}, "key": [1, 2], "topic": "kv_bare", "updated": "1.0000000000"}]}"#).unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("key has 2 values but the primary key has 1"), "{text}");
+}
+
+#[test]
+fn a_journal_over_budget_answers_503_with_retry_after_and_journals_nothing() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--journalBudget", "1"]);
+    let response = raw_response(ingest.port, ROW.as_bytes());
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.to_lowercase().contains("retry-after: 1"), "{response}");
+    assert!(response.contains("over its byte budget"), "{response}");
+    // Nothing was journaled: a resolved timestamp applies no row.
+    assert_eq!(ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#).0, 200);
+    common::wait_for("checkpoint", std::time::Duration::from_secs(30), || target.checkpoint().as_deref() == Some("1732615300000000000.0000000000"));
+    assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("0".to_owned())]]);
+}
