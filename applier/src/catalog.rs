@@ -143,10 +143,10 @@ pub async fn discover(client: &Client, schema: &str) -> Result<SchemaCatalog, Ca
     }
     for row in client.query(PRIMARY_KEYS, &[&schema]).await? {
         let (table, column): (String, String) = (row.get(0), row.get(1));
-        if let Some(t) = tables.get_mut(&table) {
-            if let Some(i) = t.by_name.get(&column).copied() {
-                t.primary_key.push(i);
-            }
+        if let Some(t) = tables.get_mut(&table)
+            && let Some(i) = t.by_name.get(&column).copied()
+        {
+            t.primary_key.push(i);
         }
     }
     let edges: Vec<(String, String)> =

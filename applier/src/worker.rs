@@ -159,10 +159,10 @@ impl<S: WindowSource> Worker<S> {
     }
 
     fn hold(&self, partition: &Partition) -> bool {
-        if let Some(until) = self.shared.paused.lock().expect("paused lock").get(partition) {
-            if Instant::now() < *until {
-                return false;
-            }
+        if let Some(until) = self.shared.paused.lock().expect("paused lock").get(partition)
+            && Instant::now() < *until
+        {
+            return false;
         }
         let resolved = self.source.resolved(partition);
         let known = self.shared.known.lock().expect("known lock").get(partition).copied();
@@ -230,10 +230,10 @@ impl<S: WindowSource> Worker<S> {
     }
 
     async fn catalog(&mut self, schema: &str) -> Result<Arc<SchemaCatalog>, ApplyError> {
-        if let Some((at, catalog)) = self.catalogs.get(schema) {
-            if at.elapsed() < CATALOG_MAX_AGE {
-                return Ok(catalog.clone());
-            }
+        if let Some((at, catalog)) = self.catalogs.get(schema)
+            && at.elapsed() < CATALOG_MAX_AGE
+        {
+            return Ok(catalog.clone());
         }
         let catalog = Arc::new(discover(self.client.as_ref().expect("connected"), schema).await?);
         self.catalogs.insert(schema.to_owned(), (Instant::now(), catalog.clone()));

@@ -16,7 +16,11 @@ use wharf_queue::{Hlc, Journal, JournalConfig, Partition, Row};
 #[derive(Clone, Debug)]
 enum Op {
     /// Write key `k` (None deletes it); `same_txn` keeps the previous timestamp.
-    Write { k: u8, v: Option<u16>, same_txn: bool },
+    Write {
+        k: u8,
+        v: Option<u16>,
+        same_txn: bool,
+    },
     Resolve,
     /// Re-send every row since the previous resolved timestamp, shuffled (a changefeed restart).
     Reemit,
@@ -68,15 +72,19 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     fx.rt.block_on(async {
         let client = wharf_applier::worker::connect(&url).await.unwrap();
         client
-            .batch_execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.kv (k integer PRIMARY KEY, v text NOT NULL, n integer)"))
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; CREATE TABLE {schema}.kv (k integer PRIMARY KEY, v text NOT NULL, n integer)"
+            ))
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
         let partition = Partition::new("app", &schema);
         let stop = CancellationToken::new();
-        let config = ApplierConfig { target_conn: url.clone(), staging_schema: "_replicator".into(), workers: 2, chunk_rows: 3 };
-        let applier = tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
+        let config =
+            ApplierConfig { target_conn: url.clone(), staging_schema: "_replicator".into(), workers: 2, chunk_rows: 3 };
+        let applier =
+            tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
 
         let mut wall = 0u64;
         let mut history: Vec<Row> = Vec::new();
@@ -127,12 +135,15 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             });
             model.insert(k, v);
         }
-        let want: Vec<(i32, String, i32)> = model.into_iter().filter_map(|(k, v)| v.map(|v| (k as i32, format!("v{v}"), v as i32))).collect();
+        let want: Vec<(i32, String, i32)> =
+            model.into_iter().filter_map(|(k, v)| v.map(|v| (k as i32, format!("v{v}"), v as i32))).collect();
         let key = partition.to_string();
         let deadline = Instant::now() + Duration::from_secs(30);
         if resolved > Hlc::ZERO {
             loop {
-                let row = client.query_opt("SELECT resolved FROM _replicator.checkpoints WHERE partition = $1", &[&key]).await;
+                let row = client
+                    .query_opt("SELECT resolved FROM _replicator.checkpoints WHERE partition = $1", &[&key])
+                    .await;
                 if row.ok().flatten().map(|r| r.get::<_, String>(0)) == Some(resolved.to_string()) {
                     break;
                 }

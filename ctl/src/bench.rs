@@ -126,21 +126,49 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{report}");
     } else {
         println!("{:<36} {:>12}   reference", "figure", "rows/s");
-        println!("{:<36} {:>12.0}   discard (parse, no journal) {:>10.0}  ratio {:.2} (target ≥ 0.6)", "ingest, durable", rate(durable), rate(discard), rate(durable) / rate(discard));
-        println!("{:<36} {:>12.0}   unnest upserts {:>10.0}  ratio {:.2} (target ≥ 1.0)", "apply from backlog", rate(apply), rate(unnest), rate(apply) / rate(unnest));
-        println!("{:<36} {:>12}   binary COPY    {:>10.0}  ratio {:.2} (stretch ≥ 0.6)", "", "", rate(copy), rate(apply) / rate(copy));
+        println!(
+            "{:<36} {:>12.0}   discard (parse, no journal) {:>10.0}  ratio {:.2} (target ≥ 0.6)",
+            "ingest, durable",
+            rate(durable),
+            rate(discard),
+            rate(durable) / rate(discard)
+        );
+        println!(
+            "{:<36} {:>12.0}   unnest upserts {:>10.0}  ratio {:.2} (target ≥ 1.0)",
+            "apply from backlog",
+            rate(apply),
+            rate(unnest),
+            rate(apply) / rate(unnest)
+        );
+        println!(
+            "{:<36} {:>12}   binary COPY    {:>10.0}  ratio {:.2} (stretch ≥ 0.6)",
+            "",
+            "",
+            rate(copy),
+            rate(apply) / rate(copy)
+        );
     }
     Ok(())
 }
 
 /// Resolves the whole journaled backlog at once and times one applier draining it.
-async fn apply_backlog(url: &str, journal_dir: &std::path::Path, database: &str, rows: usize) -> anyhow::Result<Duration> {
+async fn apply_backlog(
+    url: &str,
+    journal_dir: &std::path::Path,
+    database: &str,
+    rows: usize,
+) -> anyhow::Result<Duration> {
     let journal = Journal::open(&JournalConfig::new(journal_dir))?;
     let partition = Partition::new(database, "bench");
     let resolved = Hlc::new(T0 + rows as u64, 0);
     journal.resolve_durable(&partition, resolved).await?;
     let stop = CancellationToken::new();
-    let config = ApplierConfig { target_conn: url.to_owned(), staging_schema: "_replicator".into(), workers: 1, chunk_rows: DEFAULT_CHUNK_ROWS };
+    let config = ApplierConfig {
+        target_conn: url.to_owned(),
+        staging_schema: "_replicator".into(),
+        workers: 1,
+        chunk_rows: DEFAULT_CHUNK_ROWS,
+    };
     let started = Instant::now();
     let task = tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
     let client = wharf_applier::worker::connect(url).await?;
@@ -182,4 +210,3 @@ async fn reference_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow:
     writer.finish().await?;
     Ok(started.elapsed())
 }
-

@@ -15,6 +15,9 @@ use crate::sim::{check, model};
 
 const SCHEMA: &str = "wharf_sim";
 
+/// Resolved timestamps sent, each with its apply lag once applied.
+type Marks = Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>>;
+
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Target database; without it a throwaway local PostgreSQL is started.
@@ -51,7 +54,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sender = Sender::new(ingest.base_url(&database, SCHEMA));
     let mut model = model::Model::new(args.seed);
     let stats = Arc::new(FeedStats::default());
-    let marks: Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>> = Arc::default();
+    let marks: Marks = Arc::default();
     let watcher = tokio::spawn(watch_lag(target.client().await?, partition.clone(), marks.clone()));
     let bar = progress(stats.clone(), args.seconds);
     let started = Instant::now();
@@ -100,19 +103,15 @@ fn progress(stats: Arc<FeedStats>, seconds: u64) -> ProgressBar {
 }
 
 /// Records, for every resolved timestamp, how long after its acknowledgement it was applied.
-async fn watch_lag(
-    client: tokio_postgres::Client,
-    partition: String,
-    marks: Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>>,
-) {
+async fn watch_lag(client: tokio_postgres::Client, partition: String, marks: Marks) {
     loop {
-        if let Ok(Some(applied)) = checkpoint(&client, &partition).await {
-            if let Ok(applied) = Hlc::parse(&applied) {
-                let now = Instant::now();
-                for (mark, lag) in marks.lock().expect("marks").iter_mut() {
-                    if lag.is_none() && mark.hlc <= applied {
-                        *lag = Some(now.saturating_duration_since(mark.acked_at));
-                    }
+        if let Ok(Some(applied)) = checkpoint(&client, &partition).await
+            && let Ok(applied) = Hlc::parse(&applied)
+        {
+            let now = Instant::now();
+            for (mark, lag) in marks.lock().expect("marks").iter_mut() {
+                if lag.is_none() && mark.hlc <= applied {
+                    *lag = Some(now.saturating_duration_since(mark.acked_at));
                 }
             }
         }

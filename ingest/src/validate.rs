@@ -41,10 +41,10 @@ pub fn to_rows(messages: &[Message], schema: &str, catalog: &SchemaCatalog) -> R
                 want: table.primary_key.len(),
             });
         }
-        if let Some(after) = &m.after {
-            if let Some(column) = after.keys().find(|c| table.column_index(c).is_none()) {
-                return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.clone() });
-            }
+        if let Some(after) = &m.after
+            && let Some(column) = after.keys().find(|c| table.column_index(c).is_none())
+        {
+            return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.clone() });
         }
         rows.push(Row {
             hlc: m.hlc,

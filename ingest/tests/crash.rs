@@ -81,7 +81,8 @@ fn sigkill_during_concurrent_ingest_loses_no_acknowledged_row() {
     let model = model.lock().unwrap();
     let mut want: Vec<(u64, u64)> = model.iter().map(|(k, (_, v))| (*k, *v)).collect();
     want.sort();
-    let want: Vec<Vec<Option<String>>> = want.into_iter().map(|(k, v)| vec![Some(k.to_string()), Some(v.to_string())]).collect();
+    let want: Vec<Vec<Option<String>>> =
+        want.into_iter().map(|(k, v)| vec![Some(k.to_string()), Some(v.to_string())]).collect();
     assert_eq!(got.len(), SENDERS as usize * 50);
     assert_eq!(got, want);
 }
@@ -135,7 +136,8 @@ fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let got = target.query("SELECT k::text, v FROM public.crash_kv ORDER BY crash_kv.k");
     let mut want: Vec<(u64, u64)> = model.iter().map(|(k, (_, v))| (*k, *v)).collect();
     want.sort();
-    let want: Vec<Vec<Option<String>>> = want.into_iter().map(|(k, v)| vec![Some(k.to_string()), Some(v.to_string())]).collect();
+    let want: Vec<Vec<Option<String>>> =
+        want.into_iter().map(|(k, v)| vec![Some(k.to_string()), Some(v.to_string())]).collect();
     assert!(!want.is_empty());
     assert_eq!(got, want);
 }

@@ -12,7 +12,8 @@ const ROW: &str = r#"{"payload":[{"after": {"k": 1, "v": "x"}, "key": [1], "topi
 
 fn raw_response(port: u16, body: &[u8]) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let head = format!("POST /app/public HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head =
+        format!("POST /app/public HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
     let mut out = String::new();
@@ -40,10 +41,22 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let big = vec![b' '; 5000];
     let (status, text) = request(port, "POST", "/app/public", &big).unwrap();
     assert_eq!(status, 413, "{text}");
-    let (status, text) = request(port, "POST", "/app/public", br#"{"payload":[{"after": {"k": 1, "nope": 2}, "key": [1], "topic": "kv_bare", "updated": "1.0000000000"}]}"#).unwrap();
+    let (status, text) = request(
+        port,
+        "POST",
+        "/app/public",
+        br#"{"payload":[{"after": {"k": 1, "nope": 2}, "key": [1], "topic": "kv_bare", "updated": "1.0000000000"}]}"#,
+    )
+    .unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("has no column \"nope\""), "{text}");
-    let (status, text) = request(port, "POST", "/app/public", br#"{"payload":[{"after": {"k": 1}, "key": [1, 2], "topic": "kv_bare", "updated": "1.0000000000"}]}"#).unwrap();
+    let (status, text) = request(
+        port,
+        "POST",
+        "/app/public",
+        br#"{"payload":[{"after": {"k": 1}, "key": [1, 2], "topic": "kv_bare", "updated": "1.0000000000"}]}"#,
+    )
+    .unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("key has 2 values but the primary key has 1"), "{text}");
 }
@@ -59,6 +72,8 @@ fn a_journal_over_budget_answers_503_with_retry_after_and_journals_nothing() {
     assert!(response.contains("over its byte budget"), "{response}");
     // Nothing was journaled: a resolved timestamp applies no row.
     assert_eq!(ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#).0, 200);
-    common::wait_for("checkpoint", std::time::Duration::from_secs(30), || target.checkpoint().as_deref() == Some("1732615300000000000.0000000000"));
+    common::wait_for("checkpoint", std::time::Duration::from_secs(30), || {
+        target.checkpoint().as_deref() == Some("1732615300000000000.0000000000")
+    });
     assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("0".to_owned())]]);
 }

@@ -161,7 +161,8 @@ impl Journal {
     /// Journals `rows` of one request as one atomic batch and returns once it is on disk.
     /// Rows at or below the partition's applied checkpoint are dropped.
     pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
-        let incoming: u64 = rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 16) as u64).sum();
+        let incoming: u64 =
+            rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 16) as u64).sum();
         self.check_budget(incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let tree = self.tree(partition)?;
