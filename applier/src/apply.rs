@@ -1,16 +1,26 @@
-//! Applying folded changes inside one target transaction.
+//! Turning folded changes into set-based statements (pure) and running them in a transaction.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
 use crate::catalog::{SchemaCatalog, Table};
 use crate::error::ApplyError;
 use crate::fold::TableChanges;
+use crate::json::Props;
 use crate::sql;
 use crate::values::sql_text;
+
+/// One statement ready to run: its SQL and its parameters, one text array per column.
+#[derive(Debug)]
+pub struct Prepared {
+    pub sql: String,
+    pub columns: Vec<Vec<Option<String>>>,
+    pub rows: usize,
+}
 
 /// Prepared statements of one connection, keyed by their SQL text.
 #[derive(Default)]
@@ -19,12 +29,12 @@ pub struct StatementCache {
 }
 
 impl StatementCache {
-    async fn get(&mut self, tx: &Transaction<'_>, sql: String) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(s) = self.statements.get(&sql) {
+    async fn get(&mut self, tx: &Transaction<'_>, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
-        let statement = tx.prepare(&sql).await?;
-        self.statements.insert(sql, statement.clone());
+        let statement = tx.prepare(sql).await?;
+        self.statements.insert(sql.to_owned(), statement.clone());
         Ok(statement)
     }
 
@@ -33,45 +43,27 @@ impl StatementCache {
     }
 }
 
-/// Counts of what one call wrote.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub upserted: u64,
-    pub deleted: u64,
-}
-
-/// Applies one chunk's changes: deletes child→parent, then upserts parent→child.
-pub async fn apply_changes(
-    tx: &Transaction<'_>,
-    cache: &mut StatementCache,
-    catalog: &SchemaCatalog,
-    changes: HashMap<String, TableChanges>,
-) -> Result<Applied, ApplyError> {
-    let mut ordered: Vec<(&std::sync::Arc<Table>, TableChanges)> = Vec::with_capacity(changes.len());
+/// The statements of one chunk, in order: deletes child→parent, then upserts parent→child.
+pub fn prepare(catalog: &SchemaCatalog, changes: HashMap<&str, TableChanges<'_>>) -> Result<Vec<Prepared>, ApplyError> {
+    let mut ordered: Vec<(&Arc<Table>, TableChanges<'_>)> = Vec::with_capacity(changes.len());
     for (name, change) in changes {
-        let table = catalog.table(&name).ok_or_else(|| ApplyError::UnknownTable(name.clone()))?;
+        let table = catalog.table(name).ok_or_else(|| ApplyError::UnknownTable(name.to_owned()))?;
         ordered.push((table, change));
     }
     ordered.sort_by_key(|(t, _)| catalog.rank(&t.name));
-    let mut applied = Applied::default();
+    let mut out = Vec::new();
     for (table, change) in ordered.iter().rev() {
-        applied.deleted += delete_rows(tx, cache, table, &change.deletes).await?;
+        if !change.deletes.is_empty() {
+            out.push(prepare_deletes(table, &change.deletes)?);
+        }
     }
     for (table, change) in &ordered {
-        applied.upserted += upsert_rows(tx, cache, table, &change.upserts).await?;
+        prepare_upserts(table, &change.upserts, &mut out)?;
     }
-    Ok(applied)
+    Ok(out)
 }
 
-async fn delete_rows(
-    tx: &Transaction<'_>,
-    cache: &mut StatementCache,
-    table: &Table,
-    deletes: &HashMap<Vec<u8>, Vec<Value>>,
-) -> Result<u64, ApplyError> {
-    if deletes.is_empty() {
-        return Ok(0);
-    }
+fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> Result<Prepared, ApplyError> {
     let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(deletes.len()); table.primary_key.len()];
     for key in deletes.values() {
         if key.len() != table.primary_key.len() {
@@ -85,26 +77,23 @@ async fn delete_rows(
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    let statement = cache.get(tx, sql::delete(table)).await?;
-    execute(tx, &statement, &columns).await?;
-    Ok(deletes.len() as u64)
+    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len() })
 }
 
-async fn upsert_rows(
-    tx: &Transaction<'_>,
-    cache: &mut StatementCache,
+fn prepare_upserts(
     table: &Table,
-    upserts: &HashMap<Vec<u8>, Map<String, Value>>,
-) -> Result<u64, ApplyError> {
-    let mut groups: BTreeMap<Vec<usize>, Vec<&Map<String, Value>>> = BTreeMap::new();
+    upserts: &HashMap<&[u8], Props<'_>>,
+    out: &mut Vec<Prepared>,
+) -> Result<(), ApplyError> {
+    let mut groups: BTreeMap<Vec<usize>, Vec<&Props<'_>>> = BTreeMap::new();
     for row in upserts.values() {
         groups.entry(column_set(table, row)?).or_default().push(row);
     }
-    for (set, rows) in &groups {
+    for (set, rows) in groups {
         let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); set.len()];
-        for row in rows {
+        for row in &rows {
             let mut values: Vec<Option<String>> = vec![None; set.len()];
-            for (name, value) in row.iter() {
+            for (name, value) in &row.0 {
                 let Some(c) = table.column_index(name) else { continue };
                 if let Ok(position) = set.binary_search(&c) {
                     values[position] = sql_text(value, table.columns[c].kind);
@@ -114,19 +103,18 @@ async fn upsert_rows(
                 column.push(value);
             }
         }
-        let statement = cache.get(tx, sql::upsert(table, set)).await?;
-        execute(tx, &statement, &columns).await?;
+        out.push(Prepared { sql: sql::upsert(table, &set), columns, rows: rows.len() });
     }
-    Ok(upserts.len() as u64)
+    Ok(())
 }
 
 /// The sorted column indexes a row writes; generated columns are skipped.
-fn column_set(table: &Table, row: &Map<String, Value>) -> Result<Vec<usize>, ApplyError> {
-    let mut set = Vec::with_capacity(row.len());
-    for name in row.keys() {
+fn column_set(table: &Table, row: &Props<'_>) -> Result<Vec<usize>, ApplyError> {
+    let mut set = Vec::with_capacity(row.0.len());
+    for (name, _) in &row.0 {
         let c = table
             .column_index(name)
-            .ok_or_else(|| ApplyError::UnknownColumn { table: table.name.clone(), column: name.clone() })?;
+            .ok_or_else(|| ApplyError::UnknownColumn { table: table.name.clone(), column: name.to_string() })?;
         if !table.columns[c].generated {
             set.push(c);
         }
@@ -142,11 +130,16 @@ fn column_set(table: &Table, row: &Map<String, Value>) -> Result<Vec<usize>, App
     Ok(set)
 }
 
-async fn execute(
+/// Runs prepared statements in order inside `tx`.
+pub async fn execute(
     tx: &Transaction<'_>,
-    statement: &Statement,
-    columns: &[Vec<Option<String>>],
-) -> Result<u64, ApplyError> {
-    let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-    Ok(tx.execute(statement, &params).await?)
+    cache: &mut StatementCache,
+    prepared: &[Prepared],
+) -> Result<(), ApplyError> {
+    for p in prepared {
+        let statement = cache.get(tx, &p.sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = p.columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        tx.execute(&statement, &params).await?;
+    }
+    Ok(())
 }

@@ -2,48 +2,54 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 use wharf_queue::Row;
 
-/// The net effect of a chunk on one table.
-#[derive(Debug, Default, PartialEq)]
-pub struct TableChanges {
+use crate::json::Props;
+
+/// The net effect of a chunk on one table, borrowed from the chunk's rows.
+#[derive(Debug, Default)]
+pub struct TableChanges<'a> {
     /// Key JSON → the merged row to upsert.
-    pub upserts: HashMap<Vec<u8>, Map<String, Value>>,
-    /// Key JSON → the decoded key array, for keys whose last version is a delete.
-    pub deletes: HashMap<Vec<u8>, Vec<Value>>,
+    pub upserts: HashMap<&'a [u8], Props<'a>>,
+    /// Key JSON → the key's elements, for keys whose last version is a delete.
+    pub deletes: HashMap<&'a [u8], Vec<&'a RawValue>>,
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("journal row for {table} holds invalid JSON: {source}")]
+#[error("journal row for {table} holds invalid JSON: {reason}")]
 pub struct FoldError {
     table: String,
-    source: serde_json::Error,
+    reason: String,
 }
 
 /// Folds rows given in HLC order: later properties override earlier ones (a sparse update keeps the
 /// columns it does not mention), a delete discards what came before, an upsert after a delete
 /// starts afresh.
-pub fn fold(rows: Vec<Row>) -> Result<HashMap<String, TableChanges>, FoldError> {
-    let mut tables: HashMap<String, TableChanges> = HashMap::new();
+pub fn fold(rows: &[Row]) -> Result<HashMap<&str, TableChanges<'_>>, FoldError> {
+    let mut tables: HashMap<&str, TableChanges<'_>> = HashMap::new();
     for row in rows {
-        let bad = |source| FoldError { table: row.table.clone(), source };
-        let changes = tables.entry(row.table.clone()).or_default();
-        match row.after {
+        let bad = |reason: String| FoldError { table: row.table.clone(), reason };
+        let changes = tables.entry(row.table.as_str()).or_default();
+        let key = row.key.as_slice();
+        match &row.after {
             Some(after) => {
-                let after: Map<String, Value> = serde_json::from_slice(&after).map_err(bad)?;
-                changes.deletes.remove(&row.key);
-                match changes.upserts.get_mut(&row.key) {
-                    Some(merged) => merged.extend(after),
+                let text = std::str::from_utf8(after).map_err(|e| bad(e.to_string()))?;
+                let after =
+                    Props::parse(text).map_err(|e| bad(e.to_string()))?.ok_or_else(|| bad("not an object".into()))?;
+                changes.deletes.remove(key);
+                match changes.upserts.get_mut(key) {
+                    Some(merged) => after.0.into_iter().for_each(|(name, value)| merged.set(name, value)),
                     None => {
-                        changes.upserts.insert(row.key, after);
+                        changes.upserts.insert(key, after);
                     }
                 }
             }
             None => {
-                let key: Vec<Value> = serde_json::from_slice(&row.key).map_err(bad)?;
-                changes.upserts.remove(&row.key);
-                changes.deletes.insert(row.key, key);
+                let text = std::str::from_utf8(key).map_err(|e| bad(e.to_string()))?;
+                let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+                changes.upserts.remove(key);
+                changes.deletes.insert(key, elements);
             }
         }
     }
@@ -66,25 +72,26 @@ mod tests {
 
     #[test]
     fn later_properties_win_and_missing_ones_are_kept() {
-        let out = fold(vec![
+        let rows = vec![
             row(1, "[1]", Some(r#"{"k":1,"a":-999}"#)),
             row(2, "[1]", Some(r#"{"k":1,"b":2}"#)),
             row(3, "[1]", Some(r#"{"k":1,"a":1,"c":3}"#)),
-        ])
-        .unwrap();
+        ];
+        let out = fold(&rows).unwrap();
         let merged = &out["t"].upserts[b"[1]".as_slice()];
-        assert_eq!(Value::Object(merged.clone()), serde_json::json!({"a":1,"b":2,"c":3,"k":1}));
+        let text: Vec<(String, String)> = merged.0.iter().map(|(n, v)| (n.to_string(), v.get().to_owned())).collect();
+        assert_eq!(text, [("k", "1"), ("a", "1"), ("b", "2"), ("c", "3")].map(|(a, b)| (a.to_owned(), b.to_owned())));
     }
 
     #[test]
     fn delete_then_insert_is_an_upsert_and_insert_then_delete_is_a_delete() {
-        let out = fold(vec![
+        let rows = vec![
             row(1, "[1]", None),
             row(2, "[1]", Some(r#"{"k":1}"#)),
             row(1, "[2]", Some(r#"{"k":2}"#)),
             row(2, "[2]", None),
-        ])
-        .unwrap();
+        ];
+        let out = fold(&rows).unwrap();
         assert!(out["t"].upserts.contains_key(b"[1]".as_slice()) && !out["t"].deletes.contains_key(b"[1]".as_slice()));
         assert!(out["t"].deletes.contains_key(b"[2]".as_slice()) && !out["t"].upserts.contains_key(b"[2]".as_slice()));
     }

@@ -16,6 +16,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod error;
 pub mod fold;
+pub mod json;
 pub mod localpg;
 pub mod sql;
 pub mod values;

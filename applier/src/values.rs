@@ -5,19 +5,23 @@
 //! inet, enums, bit strings and timestamps all round-trip without a Rust-side model of each type.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::catalog::ColumnKind;
+use crate::json::string_of;
 
-/// The SQL input text of `value` for a column of `kind`; `None` is SQL NULL.
-pub fn sql_text(value: &Value, kind: ColumnKind) -> Option<String> {
-    match (value, kind) {
-        (Value::Null, _) => None,
-        (_, ColumnKind::Json) => Some(value.to_string()),
-        (Value::Array(items), ColumnKind::Array) => Some(array_literal(items)),
-        (Value::String(s), _) => Some(s.clone()),
-        (Value::Number(n), _) => Some(n.to_string()),
-        (Value::Bool(b), _) => Some(b.to_string()),
-        (Value::Array(_) | Value::Object(_), _) => Some(value.to_string()),
+/// The SQL input text of a raw JSON value for a column of `kind`; `None` is SQL NULL.
+pub fn sql_text(raw: &RawValue, kind: ColumnKind) -> Option<String> {
+    let text = raw.get();
+    match (text.as_bytes().first(), kind) {
+        (Some(b'n'), _) => None,
+        (_, ColumnKind::Json) => Some(text.to_owned()),
+        (Some(b'"'), _) => string_of(raw).map(|s| s.into_owned()),
+        (Some(b'['), ColumnKind::Array) => match serde_json::from_str::<Vec<Value>>(text) {
+            Ok(items) => Some(array_literal(&items)),
+            Err(_) => Some(text.to_owned()),
+        },
+        _ => Some(text.to_owned()),
     }
 }
 
@@ -55,28 +59,36 @@ fn push_quoted(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
-    #[test]
-    fn arrays_become_literals_with_nulls_and_quotes() {
-        let v: Value = serde_json::from_str(r#"["a", "b,c", "", null, "q\"\\"]"#).unwrap();
-        assert_eq!(sql_text(&v, ColumnKind::Array).unwrap(), r#"{"a","b,c","",NULL,"q\"\\"}"#);
-        assert_eq!(sql_text(&json!([]), ColumnKind::Array).unwrap(), "{}");
-        assert_eq!(sql_text(&json!([[1, 2], [3, null]]), ColumnKind::Array).unwrap(), "{{1,2},{3,NULL}}");
+    fn text(json: &str, kind: ColumnKind) -> Option<String> {
+        sql_text(&serde_json::from_str::<&RawValue>(json).unwrap(), kind)
     }
 
     #[test]
-    fn numbers_keep_their_digits() {
-        let v: Value = serde_json::from_str("3.141592653589793238462643383279").unwrap();
-        assert_eq!(sql_text(&v, ColumnKind::Scalar).unwrap(), "3.141592653589793238462643383279");
-        let v: Value = serde_json::from_str("5E-324").unwrap();
-        assert_eq!(sql_text(&v, ColumnKind::Scalar).unwrap(), "5E-324");
+    fn arrays_become_literals_with_nulls_and_quotes() {
+        assert_eq!(
+            text(r#"["a", "b,c", "", null, "q\"\\"]"#, ColumnKind::Array).unwrap(),
+            r#"{"a","b,c","",NULL,"q\"\\"}"#
+        );
+        assert_eq!(text("[]", ColumnKind::Array).unwrap(), "{}");
+        assert_eq!(text("[[1, 2], [3, null]]", ColumnKind::Array).unwrap(), "{{1,2},{3,NULL}}");
+    }
+
+    #[test]
+    fn numbers_keep_their_digits_and_strings_are_unescaped() {
+        assert_eq!(
+            text("3.141592653589793238462643383279", ColumnKind::Scalar).unwrap(),
+            "3.141592653589793238462643383279"
+        );
+        assert_eq!(text("5E-324", ColumnKind::Scalar).unwrap(), "5E-324");
+        assert_eq!(text(r#""\\x00ff10""#, ColumnKind::Scalar).unwrap(), "\\x00ff10");
+        assert_eq!(text(r#""tab\there""#, ColumnKind::Scalar).unwrap(), "tab\there");
     }
 
     #[test]
     fn json_columns_keep_json_and_null_is_sql_null() {
-        assert_eq!(sql_text(&json!("x"), ColumnKind::Json).unwrap(), r#""x""#);
-        assert_eq!(sql_text(&json!({"a": [1]}), ColumnKind::Json).unwrap(), r#"{"a":[1]}"#);
-        assert_eq!(sql_text(&Value::Null, ColumnKind::Json), None);
+        assert_eq!(text(r#""x""#, ColumnKind::Json).unwrap(), r#""x""#);
+        assert_eq!(text(r#"{"a": [1]}"#, ColumnKind::Json).unwrap(), r#"{"a": [1]}"#);
+        assert_eq!(text("null", ColumnKind::Json), None);
     }
 }

@@ -9,7 +9,7 @@ use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 use wharf_queue::{Hlc, Partition, Row, WindowCursor, WindowSource};
 
-use crate::apply::{StatementCache, apply_changes};
+use crate::apply::{Prepared, StatementCache, execute, prepare};
 use crate::catalog::{SchemaCatalog, discover};
 use crate::checkpoint::{self, Lease};
 use crate::error::ApplyError;
@@ -201,28 +201,37 @@ impl<S: WindowSource> Worker<S> {
         Ok(Step::Applied { rows, resolved })
     }
 
-    /// Applies (checkpoint, resolved] and the new checkpoint in one transaction.
+    /// Applies (checkpoint, resolved] and the new checkpoint in one transaction. Reading, folding
+    /// and encoding the next chunk runs on a blocking thread while the target executes this one.
     async fn apply_window(
         &mut self,
         partition: &Partition,
-        catalog: &SchemaCatalog,
+        catalog: &Arc<SchemaCatalog>,
         lease: Lease,
         resolved: Hlc,
         by_timestamp: bool,
     ) -> Result<u64, ApplyError> {
         let client = self.client.as_mut().expect("connected");
         let tx = client.transaction().await?;
-        let mut cursor = WindowCursor::new(lease.checkpoint, resolved);
+        let reader = ChunkReader {
+            source: self.source.clone(),
+            partition: partition.clone(),
+            catalog: catalog.clone(),
+            chunk_rows: self.config.chunk_rows,
+            by_timestamp,
+        };
+        let mut pending = Some(reader.clone().spawn(WindowCursor::new(lease.checkpoint, resolved)));
         let mut rows = 0u64;
-        loop {
-            let chunk = self.source.read_chunk(partition, &mut cursor, self.config.chunk_rows)?;
-            if chunk.is_empty() {
+        while let Some(handle) = pending.take() {
+            let chunk = handle.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+            if chunk.rows == 0 {
                 break;
             }
-            rows += chunk.len() as u64;
-            for run in runs(chunk, by_timestamp) {
-                apply_changes(&tx, &mut self.cache, catalog, fold(run)?).await?;
+            if !chunk.cursor.is_done() {
+                pending = Some(reader.clone().spawn(chunk.cursor.clone()));
             }
+            rows += chunk.rows as u64;
+            execute(&tx, &mut self.cache, &chunk.statements).await?;
         }
         checkpoint::commit(&tx, &self.config.staging_schema, partition, lease, resolved).await?;
         tx.commit().await?;
@@ -241,17 +250,39 @@ impl<S: WindowSource> Worker<S> {
     }
 }
 
+/// Reads one chunk of a window and turns it into statements, off the async runtime.
+#[derive(Clone)]
+struct ChunkReader<S> {
+    source: S,
+    partition: Partition,
+    catalog: Arc<SchemaCatalog>,
+    chunk_rows: usize,
+    by_timestamp: bool,
+}
+
+struct Chunk {
+    cursor: WindowCursor,
+    rows: usize,
+    statements: Vec<Prepared>,
+}
+
+impl<S: WindowSource> ChunkReader<S> {
+    fn spawn(self, mut cursor: WindowCursor) -> tokio::task::JoinHandle<Result<Chunk, ApplyError>> {
+        tokio::task::spawn_blocking(move || {
+            let rows = self.source.read_chunk(&self.partition, &mut cursor, self.chunk_rows)?;
+            let mut statements = Vec::new();
+            for run in runs(&rows, self.by_timestamp) {
+                statements.extend(prepare(&self.catalog, fold(run)?)?);
+            }
+            Ok(Chunk { cursor, rows: rows.len(), statements })
+        })
+    }
+}
+
 /// The whole chunk, or its runs of rows with one timestamp each.
-fn runs(chunk: Vec<Row>, by_timestamp: bool) -> Vec<Vec<Row>> {
+fn runs(chunk: &[Row], by_timestamp: bool) -> Vec<&[Row]> {
     if !by_timestamp {
         return vec![chunk];
     }
-    let mut out: Vec<Vec<Row>> = Vec::new();
-    for row in chunk {
-        match out.last_mut() {
-            Some(run) if run[0].hlc == row.hlc => run.push(row),
-            _ => out.push(vec![row]),
-        }
-    }
-    out
+    chunk.chunk_by(|a, b| a.hlc == b.hlc).collect()
 }

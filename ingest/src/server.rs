@@ -128,7 +128,7 @@ async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
     }
 }
 
-async fn accept(state: &State, partition: &Partition, decoded: Result<Body, decode::DecodeError>) -> Reply {
+async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, decode::DecodeError>) -> Reply {
     let messages = match decoded {
         Ok(Body::Empty) => return reply(StatusCode::OK, "OK"),
         Ok(Body::Resolved(hlc)) => return resolve(state, partition, hlc).await,

@@ -2,6 +2,7 @@
 
 use thiserror::Error;
 use wharf_applier::catalog::SchemaCatalog;
+use wharf_applier::json::canonical_key;
 use wharf_queue::Row;
 
 use crate::decode::Message;
@@ -25,12 +26,12 @@ impl RowError {
 }
 
 /// Validates every message, then encodes them; nothing is returned unless all are valid.
-pub fn to_rows(messages: &[Message], schema: &str, catalog: &SchemaCatalog) -> Result<Vec<Row>, RowError> {
+pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) -> Result<Vec<Row>, RowError> {
     let mut rows = Vec::with_capacity(messages.len());
     for (index, m) in messages.iter().enumerate() {
         let table = catalog.table(&m.table).ok_or_else(|| RowError::UnknownTable {
             index,
-            table: m.table.clone(),
+            table: m.table.to_string(),
             schema: schema.to_owned(),
         })?;
         if m.key.len() != table.primary_key.len() {
@@ -41,16 +42,16 @@ pub fn to_rows(messages: &[Message], schema: &str, catalog: &SchemaCatalog) -> R
                 want: table.primary_key.len(),
             });
         }
-        if let Some(after) = &m.after
-            && let Some(column) = after.keys().find(|c| table.column_index(c).is_none())
+        if let Some((_, props)) = &m.after
+            && let Some((column, _)) = props.0.iter().find(|(c, _)| table.column_index(c).is_none())
         {
-            return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.clone() });
+            return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
         }
         rows.push(Row {
             hlc: m.hlc,
             table: table.name.clone(),
-            key: serde_json::to_vec(&m.key).expect("JSON values serialize"),
-            after: m.after.as_ref().map(|a| serde_json::to_vec(a).expect("JSON values serialize")),
+            key: canonical_key(&m.key),
+            after: m.after.as_ref().map(|(raw, _)| raw.get().as_bytes().to_vec()),
         });
     }
     Ok(rows)

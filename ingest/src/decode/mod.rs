@@ -8,28 +8,32 @@ mod webhook;
 pub use ndjson::decode_ndjson;
 pub use webhook::decode_webhook;
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 use thiserror::Error;
+use wharf_applier::json::{Props, string_of};
 use wharf_queue::{Hlc, HlcError};
 
-/// One row version as the changefeed sent it, before it is checked against the target catalog.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Message {
+/// One row version as the changefeed sent it, borrowed from the request body, before it is
+/// checked against the target catalog.
+#[derive(Debug)]
+pub struct Message<'a> {
     pub hlc: Hlc,
     /// The unqualified table name (the last part of `topic`).
-    pub table: String,
-    /// The `key` array.
-    pub key: Vec<Value>,
-    /// The `after` object; `None` for a delete.
-    pub after: Option<Map<String, Value>>,
+    pub table: Cow<'a, str>,
+    /// The elements of the `key` array.
+    pub key: Vec<&'a RawValue>,
+    /// The `after` object as sent, with its properties; `None` for a delete.
+    pub after: Option<(&'a RawValue, Props<'a>)>,
 }
 
 /// What a body asks for.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Body {
+#[derive(Debug)]
+pub enum Body<'a> {
     /// An empty body: CockroachDB never sends one, MOLT Replicator answers 200; so do we.
     Empty,
-    Rows(Vec<Message>),
+    Rows(Vec<Message<'a>>),
     Resolved(Hlc),
 }
 
@@ -69,36 +73,55 @@ impl DecodeError {
 }
 
 /// Decodes the fields every message format shares; `topic` is handled by the caller.
-fn decode_message(index: usize, mut fields: Map<String, Value>, table: String) -> Result<Message, DecodeError> {
-    if fields.contains_key("__crdb__") {
+/// Other fields (`before`, `mvcc_timestamp`, …) are ignored.
+fn decode_message<'a>(index: usize, fields: &Props<'a>, table: Cow<'a, str>) -> Result<Message<'a>, DecodeError> {
+    if fields.get("__crdb__").is_some() {
         return Err(DecodeError::BareEnvelope);
     }
     let hlc = match fields.get("updated") {
         None => {
             return Err(DecodeError::message(index, "no \"updated\" timestamp; create the changefeed WITH updated"));
         }
-        Some(Value::String(text)) => {
-            Hlc::parse(text).map_err(|e| DecodeError::message(index, format!("\"updated\": {e}")))?
-        }
-        Some(_) => return Err(DecodeError::message(index, "\"updated\" must be a string HLC timestamp")),
+        Some(raw) => match string_of(raw) {
+            Some(text) => Hlc::parse(&text).map_err(|e| DecodeError::message(index, format!("\"updated\": {e}")))?,
+            None => return Err(DecodeError::message(index, "\"updated\" must be a string HLC timestamp")),
+        },
     };
     if hlc == Hlc::ZERO {
         return Err(DecodeError::message(index, "\"updated\" is the zero timestamp"));
     }
-    let key = match fields.remove("key") {
-        Some(Value::Array(key)) if !key.is_empty() => key,
-        Some(Value::Array(_)) => return Err(DecodeError::message(index, "\"key\" is an empty array")),
-        Some(_) => return Err(DecodeError::message(index, "\"key\" must be an array of primary-key values")),
+    let key = match fields.get("key") {
         None => return Err(DecodeError::message(index, "no \"key\"; the primary key is required")),
+        Some(raw) if raw.get().starts_with('[') => {
+            let key: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|e| DecodeError::message(index, e.to_string()))?;
+            if key.is_empty() {
+                return Err(DecodeError::message(index, "\"key\" is an empty array"));
+            }
+            key
+        }
+        Some(_) => return Err(DecodeError::message(index, "\"key\" must be an array of primary-key values")),
     };
-    let after = match fields.remove("after") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(after)) => Some(after),
-        Some(_) => return Err(DecodeError::message(index, "\"after\" must be an object or null")),
+    let after = match fields.get("after") {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => match Props::parse(raw.get()) {
+            Ok(Some(props)) => Some((raw, props)),
+            _ => return Err(DecodeError::message(index, "\"after\" must be an object or null")),
+        },
     };
     Ok(Message { hlc, table, key, after })
 }
 
-fn parse_json(bytes: &[u8]) -> Result<Value, DecodeError> {
-    serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))
+/// Parses a JSON object into its properties; `Ok(None)` for a JSON `null`.
+fn parse_object(text: &str) -> Result<Option<Props<'_>>, DecodeError> {
+    let raw: &RawValue = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+    if raw.get() == "null" {
+        return Ok(None);
+    }
+    Props::parse(raw.get()).map_err(|e| DecodeError::Json(e.to_string()))?.ok_or(DecodeError::NotObject).map(Some)
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|e| DecodeError::Json(format!("body is not UTF-8: {e}")))
 }

@@ -1,29 +1,26 @@
 //! Cloud-storage ndjson files: one wrapped message per line, the table taken from the file name.
 
-use serde_json::Value;
+use std::borrow::Cow;
 
-use super::{Body, DecodeError, Message, decode_message, parse_json};
+use super::{Body, DecodeError, Message, decode_message, parse_object, utf8};
 
 /// Decodes a whole ndjson file for `table`; the first bad line rejects the file.
-/// Blank lines and `\r\n` endings are tolerated.
-pub fn decode_ndjson(bytes: &[u8], table: &str) -> Result<Body, DecodeError> {
-    let mut rows: Vec<Message> = Vec::new();
+/// Blank lines and `\r\n` endings are tolerated; `topic` in a line is ignored.
+pub fn decode_ndjson<'a>(bytes: &'a [u8], table: &str) -> Result<Body<'a>, DecodeError> {
+    let mut rows: Vec<Message<'a>> = Vec::new();
     for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let Value::Object(mut fields) = parse_json(line).map_err(|e| line_error(index, e))? else {
-            return Err(DecodeError::message(index, "line must be a JSON object"));
+        let fields = match utf8(line).and_then(parse_object) {
+            Ok(Some(fields)) => fields,
+            Ok(None) => return Err(DecodeError::message(index, "line must be a JSON object")),
+            Err(e) => return Err(DecodeError::message(index, e.to_string())),
         };
-        fields.remove("topic");
-        rows.push(decode_message(index, fields, table.to_owned())?);
+        rows.push(decode_message(index, &fields, Cow::Owned(table.to_owned()))?);
     }
     if rows.is_empty() { Ok(Body::Empty) } else { Ok(Body::Rows(rows)) }
-}
-
-fn line_error(index: usize, error: DecodeError) -> DecodeError {
-    DecodeError::message(index, error.to_string())
 }
 
 #[cfg(test)]

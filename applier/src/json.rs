@@ -1,0 +1,111 @@
+//! Borrowed views of changefeed JSON: an object as its properties in order, with raw values, so
+//! rows are validated and converted without building a tree of owned values.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+/// A JSON object's properties, in document order, values unparsed.
+#[derive(Debug, Default)]
+pub struct Props<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Props<'a> {
+    /// Parses `text` as an object; `None` if it is valid JSON but not an object.
+    pub fn parse(text: &'a str) -> Result<Option<Props<'a>>, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(text)?;
+        if !raw.get().starts_with('{') {
+            return Ok(None);
+        }
+        serde_json::from_str(raw.get()).map(Some)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+    }
+
+    /// Sets `name`, replacing an earlier value of the same name.
+    pub fn set(&mut self, name: Cow<'a, str>, value: &'a RawValue) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Props<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PropsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for PropsVisitor<'a> {
+            type Value = Props<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Props<'a>, M::Error> {
+                let mut props = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((name, value)) = map.next_entry::<Cow<'a, str>, &'a RawValue>()? {
+                    props.push((name, value));
+                }
+                Ok(Props(props))
+            }
+        }
+        deserializer.deserialize_map(PropsVisitor(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string's text (unescaped), borrowed when it has no escapes.
+pub fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    if !text.contains('\\') {
+        return Some(Cow::Borrowed(&text[1..text.len() - 1]));
+    }
+    serde_json::from_str::<String>(text).ok().map(Cow::Owned)
+}
+
+/// The canonical bytes of a key array, so the same key always has the same journal identity
+/// whatever spacing or string escaping the sending CockroachDB version used.
+pub fn canonical_key(elements: &[&RawValue]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, element) in elements.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let text = element.get();
+        if text.contains(['\\', ' ', '\n', '\t', '\r']) {
+            let value: serde_json::Value = serde_json::from_str(text).expect("a RawValue is valid JSON");
+            serde_json::to_writer(&mut out, &value).expect("writing to a Vec");
+        } else {
+            out.extend_from_slice(text.as_bytes());
+        }
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_keep_order_and_raw_values() {
+        let props = Props::parse(r#"{"b": 1.50, "a\u0041": "x\ny", "c": [1, null]}"#).unwrap().unwrap();
+        let names: Vec<&str> = props.0.iter().map(|(n, _)| n.as_ref()).collect();
+        assert_eq!(names, ["b", "aA", "c"]);
+        assert_eq!(props.get("b").unwrap().get(), "1.50");
+        assert_eq!(string_of(props.get("aA").unwrap()).unwrap(), "x\ny");
+        assert!(Props::parse("[1]").unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_are_canonical_across_sender_formats() {
+        let spaced: Vec<&RawValue> = serde_json::from_str(r#"[1, "a<b", 2.50]"#).unwrap();
+        let compact: Vec<&RawValue> = serde_json::from_str(r#"[1,"a\u003cb",2.50]"#).unwrap();
+        assert_eq!(canonical_key(&spaced), canonical_key(&compact));
+        assert_eq!(canonical_key(&spaced), br#"[1,"a<b",2.50]"#);
+    }
+}
