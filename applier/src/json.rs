@@ -14,11 +14,10 @@ pub struct Props<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 impl<'a> Props<'a> {
     /// Parses `text` as an object; `None` if it is valid JSON but not an object.
     pub fn parse(text: &'a str) -> Result<Option<Props<'a>>, serde_json::Error> {
-        let raw: &RawValue = serde_json::from_str(text)?;
-        if !raw.get().starts_with('{') {
-            return Ok(None);
+        if !text.trim_start().starts_with('{') {
+            return serde_json::from_str::<&RawValue>(text).map(|_| None);
         }
-        serde_json::from_str(raw.get()).map(Some)
+        serde_json::from_str(text).map(Some)
     }
 
     pub fn get(&self, name: &str) -> Option<&'a RawValue> {

@@ -56,7 +56,33 @@ impl LocalPg {
             "pg_ctl",
             &["-D", pg.data_str(), "-l", log.to_str().unwrap_or("server.log"), "-w", "-o", &options, "start"],
         )?;
+        pg.spawn_reaper()?;
         Ok(pg)
+    }
+
+    /// Stops the server once this process is gone, however it ends (a panic in a test that holds
+    /// the server in a static, a SIGKILL): a detached shell polls for the process and then stops
+    /// the cluster and removes its directory.
+    fn spawn_reaper(&self) -> Result<(), LocalPgError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let stop = if self.as_postgres {
+            format!("runuser -u postgres -- {} -D {} -m immediate stop", pg_ctl.display(), self.data_str())
+        } else {
+            format!("{} -D {} -m immediate stop", pg_ctl.display(), self.data_str())
+        };
+        let parent = self.data.parent().expect("data has a parent").display().to_string();
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; if [ -d {data} ]; then {stop} >/dev/null 2>&1; rm -rf {parent}; fi",
+            pid = std::process::id(),
+            data = self.data_str(),
+        );
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        Ok(())
     }
 
     /// Connection URL for `database`.

@@ -61,7 +61,7 @@ mod tests {
     use super::*;
 
     fn text(json: &str, kind: ColumnKind) -> Option<String> {
-        sql_text(&serde_json::from_str::<&RawValue>(json).unwrap(), kind)
+        sql_text(serde_json::from_str::<&RawValue>(json).unwrap(), kind)
     }
 
     #[test]

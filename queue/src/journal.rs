@@ -121,6 +121,23 @@ struct Inner {
     size_checked: Mutex<Option<Instant>>,
     trees: Mutex<HashMap<Partition, sled::Tree>>,
     changes: watch::Sender<u64>,
+    compactor: Compactor,
+}
+
+/// The compaction thread; dropping it waits for the current compaction, so the journal can be
+/// reopened right after it is dropped.
+struct Compactor {
+    tx: Option<std::sync::mpsc::Sender<(sled::Tree, Hlc)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Compactor {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 const RESOLVED: &[u8] = b"resolved/";
@@ -141,6 +158,7 @@ impl Journal {
             GroupCommit::start(db.clone(), dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
         let size = db.size_on_disk().unwrap_or(0);
         let (changes, _) = watch::channel(0);
+        let compactor = start_compactor().map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
         let inner = Inner {
             db,
             meta,
@@ -150,6 +168,7 @@ impl Journal {
             size_checked: Mutex::new(None),
             trees: Mutex::new(HashMap::new()),
             changes,
+            compactor,
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -256,31 +275,27 @@ impl Journal {
         Ok(rows)
     }
 
-    /// Records that everything up to `checkpoint` is committed on the target and deletes those
-    /// entries. Not synced: if the process dies first, the entries come back and are skipped,
-    /// because windows start after the target's own checkpoint.
-    pub fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<usize, ReadError> {
+    /// Records that everything up to `checkpoint` is committed on the target; a background thread
+    /// then deletes those entries. Not synced: if the process dies first, the entries come back and
+    /// are skipped, because windows start after the target's own checkpoint.
+    pub fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError> {
         let key = meta_key(APPLIED, partition);
-        self.inner.meta.fetch_and_update(&key, |old| {
+        let previous = self.inner.meta.fetch_and_update(&key, |old| {
             let old = old.and_then(Hlc::from_bytes).unwrap_or(Hlc::ZERO);
             Some(old.max(checkpoint).to_bytes().to_vec())
         })?;
-        let tree = self.tree(partition)?;
-        let end = record::key_after(checkpoint);
-        let mut deleted = 0;
-        loop {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for item in tree.range(..end.clone()).keys().take(COMPACT_BATCH) {
-                batch.remove(item?);
-                n += 1;
+        if previous.as_deref().and_then(Hlc::from_bytes).is_none_or(|p| p < checkpoint) {
+            let tree = self.tree(partition)?;
+            if let Some(tx) = &self.inner.compactor.tx {
+                let _ = tx.send((tree, checkpoint));
             }
-            if n == 0 {
-                return Ok(deleted);
-            }
-            tree.apply_batch(batch)?;
-            deleted += n;
         }
+        Ok(())
+    }
+
+    /// Deletes a partition's entries up to `checkpoint` now, in the caller's thread.
+    pub fn compact_now(&self, partition: &Partition, checkpoint: Hlc) -> Result<usize, ReadError> {
+        Ok(compact(&self.tree(partition)?, checkpoint)?)
     }
 
     /// Approximate bytes on disk, refreshed at most every [`SIZE_REFRESH`].
@@ -324,6 +339,38 @@ impl Journal {
     fn meta_hlc(&self, prefix: &[u8], partition: &Partition) -> Option<Hlc> {
         self.inner.meta.get(meta_key(prefix, partition)).ok().flatten().and_then(|v| Hlc::from_bytes(&v))
     }
+}
+
+/// Deletes a tree's entries at or below `checkpoint`, a batch at a time.
+fn compact(tree: &sled::Tree, checkpoint: Hlc) -> Result<usize, sled::Error> {
+    let end = record::key_after(checkpoint);
+    let mut deleted = 0;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for key in tree.range(..end.clone()).keys().take(COMPACT_BATCH) {
+            batch.remove(key?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(deleted);
+        }
+        tree.apply_batch(batch)?;
+        deleted += n;
+    }
+}
+
+/// Runs compactions off the apply path until the journal is dropped.
+fn start_compactor() -> std::io::Result<Compactor> {
+    let (tx, rx) = std::sync::mpsc::channel::<(sled::Tree, Hlc)>();
+    let thread = std::thread::Builder::new().name("wharf-journal-compact".into()).spawn(move || {
+        while let Ok((tree, checkpoint)) = rx.recv() {
+            if let Err(error) = compact(&tree, checkpoint) {
+                tracing::warn!(%error, "journal compaction failed; it is retried after the next apply");
+            }
+        }
+    })?;
+    Ok(Compactor { tx: Some(tx), thread: Some(thread) })
 }
 
 fn meta_key(prefix: &[u8], partition: &Partition) -> Vec<u8> {

@@ -22,7 +22,7 @@ pub trait WindowSource: Clone + Send + Sync + 'static {
         max_rows: usize,
     ) -> Result<Vec<Row>, ReadError>;
     /// Tells the journal that `checkpoint` is committed on the target, so it may compact.
-    fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<usize, ReadError>;
+    fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError>;
     /// Changes whenever some resolved timestamp advances.
     fn subscribe(&self) -> watch::Receiver<u64>;
 }
@@ -42,7 +42,7 @@ impl WindowSource for Journal {
     ) -> Result<Vec<Row>, ReadError> {
         Journal::read_chunk(self, partition, cursor, max_rows)
     }
-    fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<usize, ReadError> {
+    fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError> {
         Journal::mark_applied(self, partition, checkpoint)
     }
     fn subscribe(&self) -> watch::Receiver<u64> {
