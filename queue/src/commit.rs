@@ -65,14 +65,25 @@ impl GroupCommit {
         Ok(GroupCommit { shared, thread: Some(thread) })
     }
 
-    /// Waits until everything written before this call is on disk.
-    pub async fn wait_durable(&self) -> Result<(), Poisoned> {
+    /// Asks for a sync that covers everything written before this call; returns its epoch.
+    pub fn request(&self) -> u64 {
         let target = {
             let mut state = self.shared.state.lock().expect("sync state lock");
             state.requested = state.next;
             state.next
         };
         self.shared.wake.notify_one();
+        target
+    }
+
+    /// The newest epoch known to be on disk.
+    pub fn durable_epoch(&self) -> u64 {
+        self.shared.durable.borrow().epoch
+    }
+
+    /// Waits until everything written before this call is on disk.
+    pub async fn wait_durable(&self) -> Result<(), Poisoned> {
+        let target = self.request();
         let mut rx = self.shared.durable.subscribe();
         let seen = rx.wait_for(|d| d.poisoned || d.epoch >= target).await.map_err(|_| Poisoned)?;
         if seen.poisoned { Err(Poisoned) } else { Ok(()) }

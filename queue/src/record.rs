@@ -24,6 +24,21 @@
 //! | rest | upsert: the row's `after` object, compact JSON; delete: empty |
 //!
 //! Partition tree names: `p/` + database + `0x00` + schema (NUL cannot occur in a SQL identifier).
+//!
+//! # Write-ahead log records
+//!
+//! A request is first made durable as one record in the `log` tree, keyed by a big-endian `u64`
+//! sequence number assigned in insertion order; the indexer then moves its rows into the partition
+//! tree. Value:
+//!
+//! | bytes | field |
+//! | --- | --- |
+//! | 1 | format version, [`FORMAT_VERSION`] |
+//! | 1 | kind: 0 rows, 1 resolved timestamp |
+//! | 2 + n | database name, length-prefixed (big-endian `u16`) |
+//! | 2 + n | schema name, length-prefixed |
+//! | rows: 4, then per row 4 + k + 4 + v | row count, then each row's partition-tree key and value, length-prefixed (big-endian `u32`) |
+//! | resolved: 12 | the HLC, as in keys |
 
 use thiserror::Error;
 
@@ -98,6 +113,10 @@ pub enum RecordError {
     Operation(u8),
     #[error("journal delete carries {0} bytes of row data")]
     DeleteWithData(usize),
+    #[error("journal log record is truncated")]
+    LogTruncated,
+    #[error("journal log record has {0} bytes after its end")]
+    LogTrailing(usize),
 }
 
 pub fn encode_key(row: &Row) -> Vec<u8> {
@@ -146,6 +165,104 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Row, RecordError> {
     Ok(Row { hlc, table: table.to_owned(), key: key[table_end..].to_vec(), after })
 }
 
+const LOG_ROWS: u8 = 0;
+const LOG_RESOLVED: u8 = 1;
+
+/// A decoded write-ahead log record, borrowing from the stored bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogRecord<'a> {
+    /// Partition-tree entries (key, value) of one request.
+    Rows { partition: Partition, entries: Vec<(&'a [u8], &'a [u8])> },
+    Resolved { partition: Partition, hlc: Hlc },
+}
+
+fn push_name(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(name.as_bytes());
+}
+
+fn log_header(kind: u8, partition: &Partition, extra: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6 + partition.database.len() + partition.schema.len() + extra);
+    out.extend_from_slice(&[FORMAT_VERSION, kind]);
+    push_name(&mut out, &partition.database);
+    push_name(&mut out, &partition.schema);
+    out
+}
+
+/// The log record of one request's rows.
+pub fn encode_log_rows(partition: &Partition, rows: &[&Row]) -> Vec<u8> {
+    let size: usize = rows.iter().map(|r| 24 + r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len)).sum();
+    let mut out = log_header(LOG_ROWS, partition, 4 + size);
+    out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
+    for row in rows {
+        let (key, value) = (encode_key(row), encode_value(row));
+        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        out.extend_from_slice(&key);
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(&value);
+    }
+    out
+}
+
+pub fn encode_log_resolved(partition: &Partition, hlc: Hlc) -> Vec<u8> {
+    let mut out = log_header(LOG_RESOLVED, partition, HLC_BYTES);
+    out.extend_from_slice(&hlc.to_bytes());
+    out
+}
+
+/// Reads length-prefixed fields from a byte slice.
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
+        if self.0.len() < n {
+            return Err(RecordError::LogTruncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u16(&mut self) -> Result<usize, RecordError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize)
+    }
+    fn u32(&mut self) -> Result<usize, RecordError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
+    }
+    fn name(&mut self) -> Result<String, RecordError> {
+        let n = self.u16()?;
+        std::str::from_utf8(self.take(n)?).map(str::to_owned).map_err(|_| RecordError::TableNotUtf8)
+    }
+}
+
+/// Decodes a write-ahead log record; the inverse of [`encode_log_rows`] and [`encode_log_resolved`].
+pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
+    let mut cursor = Cursor(bytes);
+    let head = cursor.take(2).map_err(|_| RecordError::EmptyValue)?;
+    if head[0] != FORMAT_VERSION {
+        return Err(RecordError::Version(head[0]));
+    }
+    let partition = Partition::new(cursor.name()?, cursor.name()?);
+    let record = match head[1] {
+        LOG_ROWS => {
+            let count = cursor.u32()?;
+            let mut entries = Vec::with_capacity(count.min(bytes.len() / 8));
+            for _ in 0..count {
+                let key_len = cursor.u32()?;
+                let key = cursor.take(key_len)?;
+                let value_len = cursor.u32()?;
+                entries.push((key, cursor.take(value_len)?));
+            }
+            LogRecord::Rows { partition, entries }
+        }
+        LOG_RESOLVED => LogRecord::Resolved { partition, hlc: Hlc::from_bytes(cursor.take(HLC_BYTES)?).expect("12 bytes") },
+        other => return Err(RecordError::Operation(other)),
+    };
+    if !cursor.0.is_empty() {
+        return Err(RecordError::LogTrailing(cursor.0.len()));
+    }
+    Ok(record)
+}
+
 /// The first key after every entry at or below `hlc`: `(hlc.next(), "", "")`.
 pub fn key_after(hlc: Hlc) -> Vec<u8> {
     hlc.next().to_bytes().to_vec()
@@ -182,6 +299,20 @@ mod tests {
         let key = encode_key(&row(None));
         assert_eq!(decode(&key[..5], &[1, 1]), Err(RecordError::ShortKey(5)));
         assert_eq!(decode(&key[..16], &[1, 1]), Err(RecordError::TableOverrun));
+    }
+
+    #[test]
+    fn log_records_round_trip() {
+        let p = Partition::new("app", "public");
+        let (a, b) = (row(Some(r#"{"id":1}"#)), row(None));
+        let bytes = encode_log_rows(&p, &[&a, &b]);
+        let LogRecord::Rows { partition, entries } = decode_log(&bytes).unwrap() else { panic!("rows") };
+        assert_eq!(partition, p);
+        let decoded: Vec<Row> = entries.iter().map(|(k, v)| decode(k, v).unwrap()).collect();
+        assert_eq!(decoded, vec![a, b]);
+        let resolved = encode_log_resolved(&p, Hlc::new(9, 1));
+        assert_eq!(decode_log(&resolved).unwrap(), LogRecord::Resolved { partition: p, hlc: Hlc::new(9, 1) });
+        assert_eq!(decode_log(&resolved[..resolved.len() - 1]), Err(RecordError::LogTruncated));
     }
 
     #[test]

@@ -126,6 +126,7 @@ proptest! {
                     journal = Journal::open(&config).unwrap();
                 }
             }
+            rt.block_on(journal.wait_indexed());
             check(&journal, &model);
         }
     }

@@ -1,0 +1,403 @@
+//! The journal: durable appends through a write-ahead log, an ordered index per partition,
+//! resolved timestamps, windowed reads and compaction, over sled.
+//!
+//! An append writes the request as **one** record of the `log` tree and returns once that record
+//! is on disk (group commit). The [`indexer`] thread then moves the rows into their partition tree,
+//! keyed `(HLC, table, key)`, and publishes resolved timestamps in log order, so a resolved
+//! timestamp becomes visible only after every row acknowledged before it is indexed. Log records
+//! are deleted only after a later sync made their index entries durable.
+
+mod compact;
+mod indexer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::watch;
+
+use crate::commit::{GroupCommit, Poisoned};
+use crate::hlc::Hlc;
+use crate::record::{self, LogRecord, Partition, RecordError, Row};
+use compact::Compactor;
+use indexer::Indexer;
+
+/// Default byte budget of the journal on disk: past it ingest answers 503 until appliers catch up.
+pub const DEFAULT_BYTE_BUDGET: u64 = 8 << 30;
+/// sled's page cache; the journal is written once and read once, so a modest cache suffices.
+const CACHE_BYTES: u64 = 256 << 20;
+/// Large enough that a 1,000-row request stays inside sled's log instead of its blob files.
+const SEGMENT_BYTES: usize = 8 << 20;
+/// How stale the cached on-disk size may be when the budget is checked.
+const SIZE_REFRESH: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Debug)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    pub byte_budget: u64,
+}
+
+impl JournalConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig { dir: dir.into(), byte_budget: DEFAULT_BYTE_BUDGET }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum OpenError {
+    #[error("cannot open journal at {dir}: {source} (is another wharf process using it?)")]
+    Sled { dir: PathBuf, source: sled::Error },
+    #[error("cannot prepare journal at {dir}: {source}")]
+    Io { dir: PathBuf, source: std::io::Error },
+    #[error("journal at {dir} has a damaged log record: {source}")]
+    Damaged { dir: PathBuf, source: RecordError },
+}
+
+#[derive(Debug, Error)]
+pub enum AppendError {
+    #[error("journal is over its byte budget ({used} of {budget} bytes); appliers must catch up")]
+    Full { used: u64, budget: u64 },
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
+    #[error("journal write failed: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+impl AppendError {
+    /// Whether the same request may succeed later without a restart.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AppendError::Full { .. })
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ReadError {
+    #[error("journal read failed: {0}")]
+    Storage(#[from] sled::Error),
+    #[error("damaged journal entry in {partition}: {source}")]
+    Damaged { partition: Partition, source: RecordError },
+}
+
+/// What an append did with a request's rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Rows now durable in the journal.
+    pub journaled: usize,
+    /// Rows at or below the partition's applied checkpoint: acknowledged and dropped.
+    pub dropped_stale: usize,
+}
+
+/// What a resolved timestamp did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolved {
+    Advanced,
+    /// At or below the newest resolved timestamp accepted so far: a no-op.
+    Stale { current: Hlc },
+}
+
+/// A position inside a window `(after, upto]`, moved forward by [`Journal::read_chunk`].
+#[derive(Clone, Debug)]
+pub struct WindowCursor {
+    next_key: Vec<u8>,
+    end_key: Vec<u8>,
+    done: bool,
+}
+
+impl WindowCursor {
+    pub fn new(after: Hlc, upto: Hlc) -> Self {
+        WindowCursor { next_key: record::key_after(after), end_key: record::key_after(upto), done: after >= upto }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// State shared by the journal handle and its background threads.
+pub(crate) struct Shared {
+    db: sled::Db,
+    meta: sled::Tree,
+    log: sled::Tree,
+    commit: GroupCommit,
+    trees: Mutex<HashMap<Partition, sled::Tree>>,
+    /// Bumped whenever a resolved timestamp becomes visible.
+    changes: watch::Sender<u64>,
+    /// The highest log sequence number the indexer has processed.
+    indexed: watch::Sender<u64>,
+}
+
+const RESOLVED: &[u8] = b"resolved/";
+const APPLIED: &[u8] = b"applied/";
+
+impl Shared {
+    fn tree(&self, partition: &Partition) -> Result<sled::Tree, sled::Error> {
+        let mut trees = self.trees.lock().expect("tree map lock");
+        if let Some(tree) = trees.get(partition) {
+            return Ok(tree.clone());
+        }
+        let tree = self.db.open_tree(partition.tree_name())?;
+        trees.insert(partition.clone(), tree.clone());
+        Ok(tree)
+    }
+
+    fn meta_hlc(&self, prefix: &[u8], partition: &Partition) -> Option<Hlc> {
+        self.meta.get(meta_key(prefix, partition)).ok().flatten().and_then(|v| Hlc::from_bytes(&v))
+    }
+
+    /// Raises a partition's meta timestamp to at least `hlc`; returns the previous value.
+    fn raise_meta(&self, prefix: &[u8], partition: &Partition, hlc: Hlc) -> Result<Option<Hlc>, sled::Error> {
+        let previous = self.meta.fetch_and_update(meta_key(prefix, partition), |old| {
+            let old = old.and_then(Hlc::from_bytes).unwrap_or(Hlc::ZERO);
+            Some(old.max(hlc).to_bytes().to_vec())
+        })?;
+        Ok(previous.as_deref().and_then(Hlc::from_bytes))
+    }
+}
+
+/// The durable journal. Cheap to clone; all clones share one sled database.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    /// Serialises sequence assignment with the log insert, so log order is insertion order.
+    log_order: Mutex<LogOrder>,
+    budget: u64,
+    size: AtomicU64,
+    size_checked: Mutex<Option<Instant>>,
+    indexer: Indexer,
+    compactor: Compactor,
+}
+
+struct LogOrder {
+    next_seq: u64,
+    /// The newest resolved timestamp accepted per partition (indexed or still in the log).
+    accepted: HashMap<Partition, Hlc>,
+}
+
+impl Journal {
+    pub fn open(config: &JournalConfig) -> Result<Journal, OpenError> {
+        let dir = &config.dir;
+        let sled_err = |source| OpenError::Sled { dir: dir.clone(), source };
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .segment_size(SEGMENT_BYTES)
+            .open()
+            .map_err(sled_err)?;
+        let meta = db.open_tree("meta").map_err(sled_err)?;
+        let log = db.open_tree("log").map_err(sled_err)?;
+        let order = recover_log_order(&log, &meta).map_err(|e| match e {
+            RecoverError::Sled(source) => OpenError::Sled { dir: dir.clone(), source },
+            RecoverError::Damaged(source) => OpenError::Damaged { dir: dir.clone(), source },
+        })?;
+        let commit = GroupCommit::start(db.clone(), dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
+        let size = db.size_on_disk().unwrap_or(0);
+        let shared = Arc::new(Shared {
+            db,
+            meta,
+            log,
+            commit,
+            trees: Mutex::new(HashMap::new()),
+            changes: watch::channel(0).0,
+            indexed: watch::channel(order.next_seq.saturating_sub(1)).0,
+        });
+        let io_err = |source| OpenError::Io { dir: dir.clone(), source };
+        let indexer = Indexer::start(shared.clone()).map_err(io_err)?;
+        let compactor = Compactor::start().map_err(io_err)?;
+        let inner = Inner {
+            shared,
+            log_order: Mutex::new(order),
+            budget: config.byte_budget,
+            size: AtomicU64::new(size),
+            size_checked: Mutex::new(None),
+            indexer,
+            compactor,
+        };
+        Ok(Journal { inner: Arc::new(inner) })
+    }
+
+    /// Journals `rows` of one request as one log record and returns once it is on disk.
+    /// Rows at or below the partition's applied checkpoint are dropped.
+    pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
+        let incoming: u64 =
+            rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 24) as u64).sum();
+        self.check_budget(incoming)?;
+        let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
+        let fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
+        let outcome = Appended { journaled: fresh.len(), dropped_stale: rows.len() - fresh.len() };
+        if !fresh.is_empty() {
+            self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
+            self.inner.shared.commit.wait_durable().await?;
+            self.inner.indexer.notify();
+        }
+        Ok(outcome)
+    }
+
+    /// Records a resolved timestamp durably. It only moves forward; an older one is a no-op. It
+    /// becomes visible to appliers once every row logged before it is indexed.
+    pub async fn resolve_durable(&self, partition: &Partition, hlc: Hlc) -> Result<Resolved, AppendError> {
+        if self.inner.shared.commit.is_poisoned() {
+            return Err(Poisoned.into());
+        }
+        let floor = self.applied(partition).unwrap_or(Hlc::ZERO).max(self.resolved(partition).unwrap_or(Hlc::ZERO));
+        let outcome = self.log_insert(record::encode_log_resolved(partition, hlc), |order| {
+            let accepted = order.accepted.entry(partition.clone()).or_insert(Hlc::ZERO);
+            let current = (*accepted).max(floor);
+            if hlc <= current {
+                return Some(current);
+            }
+            *accepted = hlc;
+            None
+        })?;
+        if let Some(current) = outcome {
+            return Ok(Resolved::Stale { current });
+        }
+        self.inner.shared.commit.wait_durable().await?;
+        self.inner.indexer.notify();
+        Ok(Resolved::Advanced)
+    }
+
+    /// Inserts a log record under the ordering lock unless `veto` returns `Some`.
+    fn log_insert<T>(&self, record: Vec<u8>, veto: impl FnOnce(&mut LogOrder) -> Option<T>) -> Result<Option<T>, sled::Error> {
+        let mut order = self.inner.log_order.lock().expect("log order lock");
+        if let Some(out) = veto(&mut order) {
+            return Ok(Some(out));
+        }
+        self.inner.shared.log.insert(order.next_seq.to_be_bytes(), record)?;
+        order.next_seq += 1;
+        Ok(None)
+    }
+
+    /// The newest resolved timestamp visible to appliers.
+    pub fn resolved(&self, partition: &Partition) -> Option<Hlc> {
+        self.inner.shared.meta_hlc(RESOLVED, partition)
+    }
+
+    /// The newest checkpoint known to be committed on the target (a cache of the target's own).
+    pub fn applied(&self, partition: &Partition) -> Option<Hlc> {
+        self.inner.shared.meta_hlc(APPLIED, partition)
+    }
+
+    /// Every partition that ever received an indexed row or resolved timestamp.
+    pub fn partitions(&self) -> Vec<Partition> {
+        let mut out: Vec<Partition> =
+            self.inner.shared.db.tree_names().iter().filter_map(|n| Partition::from_tree_name(n)).collect();
+        out.sort();
+        out
+    }
+
+    /// A receiver that changes whenever a resolved timestamp becomes visible.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.shared.changes.subscribe()
+    }
+
+    /// Waits until everything logged before this call is indexed (for tests and benchmarks).
+    pub async fn wait_indexed(&self) {
+        let last = self.inner.log_order.lock().expect("log order lock").next_seq.saturating_sub(1);
+        self.inner.indexer.notify();
+        let mut rx = self.inner.shared.indexed.subscribe();
+        let _ = rx.wait_for(|seq| *seq >= last).await;
+    }
+
+    /// Reads up to about `max_rows` rows of a window in (HLC, table, key) order. A chunk never
+    /// ends inside one timestamp, so the rows of one source transaction stay together.
+    pub fn read_chunk(&self, partition: &Partition, cursor: &mut WindowCursor, max_rows: usize) -> Result<Vec<Row>, ReadError> {
+        if cursor.done {
+            return Ok(Vec::new());
+        }
+        let tree = self.inner.shared.tree(partition)?;
+        let mut rows: Vec<Row> = Vec::new();
+        for item in tree.range(cursor.next_key.clone()..cursor.end_key.clone()) {
+            let (key, value) = item?;
+            let row = record::decode(&key, &value).map_err(|source| ReadError::Damaged { partition: partition.clone(), source })?;
+            if rows.len() >= max_rows && rows.last().is_some_and(|last| last.hlc != row.hlc) {
+                cursor.next_key = key.to_vec();
+                return Ok(rows);
+            }
+            rows.push(row);
+        }
+        cursor.done = true;
+        Ok(rows)
+    }
+
+    /// Records that everything up to `checkpoint` is committed on the target; a background thread
+    /// then deletes those entries. Not synced: if the process dies first, the entries come back and
+    /// are skipped, because windows start after the target's own checkpoint.
+    pub fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError> {
+        let previous = self.inner.shared.raise_meta(APPLIED, partition, checkpoint)?;
+        if previous.is_none_or(|p| p < checkpoint) {
+            self.inner.compactor.compact(self.inner.shared.tree(partition)?, checkpoint);
+        }
+        Ok(())
+    }
+
+    /// Approximate bytes on disk, refreshed at most every [`SIZE_REFRESH`].
+    pub fn disk_bytes(&self) -> u64 {
+        self.inner.size.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        !self.inner.shared.commit.is_poisoned()
+    }
+
+    /// Refuses `incoming` more bytes when they would take the journal past its budget.
+    fn check_budget(&self, incoming: u64) -> Result<(), AppendError> {
+        if self.inner.shared.commit.is_poisoned() {
+            return Err(Poisoned.into());
+        }
+        let stale = self.inner.size_checked.lock().expect("size lock").is_none_or(|at| at.elapsed() > SIZE_REFRESH);
+        if stale {
+            *self.inner.size_checked.lock().expect("size lock") = Some(Instant::now());
+            if let Ok(size) = self.inner.shared.db.size_on_disk() {
+                self.inner.size.store(size, Ordering::Relaxed);
+            }
+        }
+        let used = self.disk_bytes();
+        if used.saturating_add(incoming) > self.inner.budget {
+            return Err(AppendError::Full { used, budget: self.inner.budget });
+        }
+        Ok(())
+    }
+}
+
+enum RecoverError {
+    Sled(sled::Error),
+    Damaged(RecordError),
+}
+
+/// The next sequence number, and the resolved timestamps still waiting in the log.
+fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, RecoverError> {
+    let next_seq = match log.last().map_err(RecoverError::Sled)? {
+        Some((key, _)) => u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])) + 1,
+        None => 1,
+    };
+    let mut accepted: HashMap<Partition, Hlc> = HashMap::new();
+    for item in log.iter() {
+        let (_, value) = item.map_err(RecoverError::Sled)?;
+        if let LogRecord::Resolved { partition, hlc } = record::decode_log(&value).map_err(RecoverError::Damaged)? {
+            let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
+            *entry = (*entry).max(hlc);
+        }
+    }
+    for item in meta.scan_prefix(RESOLVED) {
+        let (key, value) = item.map_err(RecoverError::Sled)?;
+        if let (Some(partition), Some(hlc)) = (Partition::from_tree_name(&key[RESOLVED.len()..]), Hlc::from_bytes(&value)) {
+            let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
+            *entry = (*entry).max(hlc);
+        }
+    }
+    Ok(LogOrder { next_seq, accepted })
+}
+
+fn meta_key(prefix: &[u8], partition: &Partition) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&partition.tree_name());
+    key
+}
