@@ -190,10 +190,15 @@ impl<S: WindowSource> Worker<S> {
         let rows = match self.apply_window(partition, &catalog, lease, resolved, false).await {
             Err(e) if e.is_constraint_order() => {
                 tracing::info!(%partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
-                self.apply_window(partition, &catalog, lease, resolved, true).await?
+                self.cache.clear();
+                self.apply_window(partition, &catalog, lease, resolved, true).await
             }
-            other => other?,
+            other => other,
         };
+        let rows = rows.inspect_err(|_| {
+            // A rolled-back transaction also rolled back the staging tables it created.
+            self.cache.clear();
+        })?;
         self.source.mark_applied(partition, resolved)?;
         self.shared.known.lock().expect("known lock").insert(partition.clone(), resolved);
         self.stats.rows.fetch_add(rows, Ordering::Relaxed);
