@@ -38,48 +38,91 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("wharf demo: a simulated CockroachDB changefeed replicated into PostgreSQL, then checked row by row");
     let target = TargetDb::open(args.target_conn, "wharf_demo").await?;
     let client = target.client().await?;
-    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {SCHEMA} CASCADE; {}",
-            model::SCHEMA_SQL.replace("{schema}", SCHEMA)
-        ))
-        .await?;
-    let partition = format!("{database}.{SCHEMA}");
-    if checkpoint(&client, &partition).await?.is_some() {
-        client.execute("DELETE FROM _replicator.checkpoints WHERE partition = $1", &[&partition]).await?;
-    }
+    let database = prepare_schema(&client, SCHEMA).await?;
     let journal = tempfile::tempdir()?;
     let ingest = InProcessIngest::start(&target.url, journal.path(), 1, false).await?;
     let sender = Sender::new(ingest.base_url(&database, SCHEMA));
-    let mut model = model::Model::new(args.seed);
+    let outcome = simulate_and_check(&sender, &target.url, &database, SCHEMA, args.seed, args.seconds, args.batch_rows).await;
+    ingest.stop().await?;
+    outcome
+}
+
+/// `wharfctl simulate`: the same feed against a running wharf-ingest.
+#[derive(Args, Debug)]
+pub struct SimulateArgs {
+    /// Base URL of wharf-ingest, e.g. http://127.0.0.1:26258
+    #[arg(long)]
+    pub url: String,
+    /// Target database the ingest process writes to (for creating the schema and checking).
+    #[arg(long = "targetConn")]
+    pub target_conn: String,
+    /// Schema to create (dropped first if it exists) and replicate into.
+    #[arg(long, default_value = SCHEMA)]
+    pub schema: String,
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long = "batchRows", default_value_t = 500)]
+    pub batch_rows: usize,
+}
+
+pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
+    let client = wharf_applier::worker::connect(&args.target_conn).await?;
+    let database = prepare_schema(&client, &args.schema).await?;
+    let sender = Sender::new(format!("{}/{database}/{}", args.url.trim_end_matches('/'), args.schema));
+    simulate_and_check(&sender, &args.target_conn, &database, &args.schema, args.seed, args.seconds, args.batch_rows).await
+}
+
+/// Creates the simulator's tables in a fresh `schema` and forgets its old checkpoint; returns the
+/// database name.
+async fn prepare_schema(client: &tokio_postgres::Client, schema: &str) -> anyhow::Result<String> {
+    let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; {}", model::SCHEMA_SQL.replace("{schema}", schema)))
+        .await?;
+    let partition = format!("{database}.{schema}");
+    if checkpoint(client, &partition).await?.is_some() {
+        client.execute("DELETE FROM _replicator.checkpoints WHERE partition = $1", &[&partition]).await?;
+    }
+    Ok(database)
+}
+
+/// Drives the simulated feed for `seconds`, waits for the final resolved timestamp to be applied,
+/// compares the target with the model and prints a report.
+async fn simulate_and_check(
+    sender: &Sender,
+    target_url: &str,
+    database: &str,
+    schema: &str,
+    seed: u64,
+    seconds: u64,
+    batch_rows: usize,
+) -> anyhow::Result<()> {
+    let partition = format!("{database}.{schema}");
+    let mut model = model::Model::new(seed);
     let stats = Arc::new(FeedStats::default());
     let marks: Marks = Arc::default();
-    let watcher = tokio::spawn(watch_lag(target.client().await?, partition.clone(), marks.clone()));
-    let bar = progress(stats.clone(), args.seconds);
+    let client = &wharf_applier::worker::connect(target_url).await?;
+    let watcher = tokio::spawn(watch_lag(wharf_applier::worker::connect(target_url).await?, partition.clone(), marks.clone()));
+    let bar = progress(stats.clone(), seconds);
     let started = Instant::now();
-    let config = FeedConfig { batch_rows: args.batch_rows, ..FeedConfig::default() };
+    let config = FeedConfig { batch_rows, ..FeedConfig::default() };
     let marks_in = marks.clone();
-    let last = feed::drive(
-        &mut model,
-        &sender,
-        &config,
-        started + Duration::from_secs(args.seconds),
-        stats.clone(),
-        move |m| marks_in.lock().expect("marks").push((m, None)),
-    )
+    let deadline = started + Duration::from_secs(seconds);
+    let last = feed::drive(&mut model, sender, &config, deadline, stats.clone(), move |m| {
+        marks_in.lock().expect("marks").push((m, None))
+    })
     .await?;
     let fed = started.elapsed();
     bar.finish_and_clear();
     feed::wait_until(Duration::from_secs(120), || {
-        let client = &client;
         let partition = &partition;
         async move { checkpoint(client, partition).await.ok().flatten().and_then(|c| Hlc::parse(&c).ok()) >= Some(last) }
     })
     .await?;
     watcher.abort();
-    let diffs = check::differences(&client, SCHEMA, &model).await?;
-    ingest.stop().await?;
+    let diffs = check::differences(client, schema, &model).await?;
     report(&stats, fed, &marks.lock().expect("marks"), &model, &diffs);
     anyhow::ensure!(diffs.is_empty(), "the target differs from the model");
     Ok(())

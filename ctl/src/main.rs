@@ -23,6 +23,8 @@ struct Cli {
 enum Command {
     /// Run a simulated changefeed into PostgreSQL and check the result.
     Demo(demo::DemoArgs),
+    /// Drive a simulated changefeed against a running wharf-ingest and check the target.
+    Simulate(demo::SimulateArgs),
     /// Measure ingest and apply throughput against their references.
     Bench(bench::BenchArgs),
     /// Print the version.
@@ -36,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
+        Command::Simulate(args) => runtime.block_on(demo::simulate(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::Version => {
             println!("wharfctl {}", env!("CARGO_PKG_VERSION"));
