@@ -42,7 +42,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let journal = tempfile::tempdir()?;
     let ingest = InProcessIngest::start(&target.url, journal.path(), 1, false).await?;
     let sender = Sender::new(ingest.base_url(&database, SCHEMA));
-    let outcome = simulate_and_check(&sender, &target.url, &database, SCHEMA, args.seed, args.seconds, args.batch_rows).await;
+    let outcome =
+        simulate_and_check(&sender, &target.url, &database, SCHEMA, args.seed, args.seconds, args.batch_rows).await;
     ingest.stop().await?;
     outcome
 }
@@ -71,7 +72,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let client = wharf_applier::worker::connect(&args.target_conn).await?;
     let database = prepare_schema(&client, &args.schema).await?;
     let sender = Sender::new(format!("{}/{database}/{}", args.url.trim_end_matches('/'), args.schema));
-    simulate_and_check(&sender, &args.target_conn, &database, &args.schema, args.seed, args.seconds, args.batch_rows).await
+    simulate_and_check(&sender, &args.target_conn, &database, &args.schema, args.seed, args.seconds, args.batch_rows)
+        .await
 }
 
 /// Creates the simulator's tables in a fresh `schema` and forgets its old checkpoint; returns the
@@ -79,7 +81,10 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
 async fn prepare_schema(client: &tokio_postgres::Client, schema: &str) -> anyhow::Result<String> {
     let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
     client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; {}", model::SCHEMA_SQL.replace("{schema}", schema)))
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; {}",
+            model::SCHEMA_SQL.replace("{schema}", schema)
+        ))
         .await?;
     let partition = format!("{database}.{schema}");
     if checkpoint(client, &partition).await?.is_some() {
@@ -104,7 +109,8 @@ async fn simulate_and_check(
     let stats = Arc::new(FeedStats::default());
     let marks: Marks = Arc::default();
     let client = &wharf_applier::worker::connect(target_url).await?;
-    let watcher = tokio::spawn(watch_lag(wharf_applier::worker::connect(target_url).await?, partition.clone(), marks.clone()));
+    let watcher =
+        tokio::spawn(watch_lag(wharf_applier::worker::connect(target_url).await?, partition.clone(), marks.clone()));
     let bar = progress(stats.clone(), seconds);
     let started = Instant::now();
     let config = FeedConfig { batch_rows, ..FeedConfig::default() };

@@ -172,8 +172,14 @@ const LOG_RESOLVED: u8 = 1;
 #[derive(Debug, PartialEq, Eq)]
 pub enum LogRecord<'a> {
     /// Partition-tree entries (key, value) of one request.
-    Rows { partition: Partition, entries: Vec<(&'a [u8], &'a [u8])> },
-    Resolved { partition: Partition, hlc: Hlc },
+    Rows {
+        partition: Partition,
+        entries: Vec<(&'a [u8], &'a [u8])>,
+    },
+    Resolved {
+        partition: Partition,
+        hlc: Hlc,
+    },
 }
 
 fn push_name(out: &mut Vec<u8>, name: &str) {
@@ -191,7 +197,8 @@ fn log_header(kind: u8, partition: &Partition, extra: usize) -> Vec<u8> {
 
 /// The log record of one request's rows.
 pub fn encode_log_rows(partition: &Partition, rows: &[&Row]) -> Vec<u8> {
-    let size: usize = rows.iter().map(|r| 24 + r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len)).sum();
+    let size: usize =
+        rows.iter().map(|r| 24 + r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len)).sum();
     let mut out = log_header(LOG_ROWS, partition, 4 + size);
     out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
     for row in rows {
@@ -254,7 +261,9 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
             }
             LogRecord::Rows { partition, entries }
         }
-        LOG_RESOLVED => LogRecord::Resolved { partition, hlc: Hlc::from_bytes(cursor.take(HLC_BYTES)?).expect("12 bytes") },
+        LOG_RESOLVED => {
+            LogRecord::Resolved { partition, hlc: Hlc::from_bytes(cursor.take(HLC_BYTES)?).expect("12 bytes") }
+        }
         other => return Err(RecordError::Operation(other)),
     };
     if !cursor.0.is_empty() {

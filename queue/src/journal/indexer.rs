@@ -7,9 +7,9 @@
 //! after a sync that started after its rows were indexed has finished, so a crash never loses an
 //! indexed row whose log record is gone; records indexed twice after a crash overwrite themselves.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,8 +33,9 @@ impl Indexer {
         let (wake, rx) = sync_channel(1);
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
-        let thread =
-            std::thread::Builder::new().name("wharf-journal-index".into()).spawn(move || run(&shared, &rx, &thread_stop))?;
+        let thread = std::thread::Builder::new()
+            .name("wharf-journal-index".into())
+            .spawn(move || run(&shared, &rx, &thread_stop))?;
         Ok(Indexer { wake, stop, thread: Some(thread) })
     }
 

@@ -95,7 +95,9 @@ pub struct Appended {
 pub enum Resolved {
     Advanced,
     /// At or below the newest resolved timestamp accepted so far: a no-op.
-    Stale { current: Hlc },
+    Stale {
+        current: Hlc,
+    },
 }
 
 /// A position inside a window `(after, upto]`, moved forward by [`Journal::read_chunk`].
@@ -197,7 +199,8 @@ impl Journal {
             RecoverError::Sled(source) => OpenError::Sled { dir: dir.clone(), source },
             RecoverError::Damaged(source) => OpenError::Damaged { dir: dir.clone(), source },
         })?;
-        let commit = GroupCommit::start(db.clone(), dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
+        let commit =
+            GroupCommit::start(db.clone(), dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
         let size = db.size_on_disk().unwrap_or(0);
         let shared = Arc::new(Shared {
             db,
@@ -265,7 +268,11 @@ impl Journal {
     }
 
     /// Inserts a log record under the ordering lock unless `veto` returns `Some`.
-    fn log_insert<T>(&self, record: Vec<u8>, veto: impl FnOnce(&mut LogOrder) -> Option<T>) -> Result<Option<T>, sled::Error> {
+    fn log_insert<T>(
+        &self,
+        record: Vec<u8>,
+        veto: impl FnOnce(&mut LogOrder) -> Option<T>,
+    ) -> Result<Option<T>, sled::Error> {
         let mut order = self.inner.log_order.lock().expect("log order lock");
         if let Some(out) = veto(&mut order) {
             return Ok(Some(out));
@@ -308,7 +315,12 @@ impl Journal {
 
     /// Reads up to about `max_rows` rows of a window in (HLC, table, key) order. A chunk never
     /// ends inside one timestamp, so the rows of one source transaction stay together.
-    pub fn read_chunk(&self, partition: &Partition, cursor: &mut WindowCursor, max_rows: usize) -> Result<Vec<Row>, ReadError> {
+    pub fn read_chunk(
+        &self,
+        partition: &Partition,
+        cursor: &mut WindowCursor,
+        max_rows: usize,
+    ) -> Result<Vec<Row>, ReadError> {
         if cursor.done {
             return Ok(Vec::new());
         }
@@ -316,7 +328,8 @@ impl Journal {
         let mut rows: Vec<Row> = Vec::new();
         for item in tree.range(cursor.next_key.clone()..cursor.end_key.clone()) {
             let (key, value) = item?;
-            let row = record::decode(&key, &value).map_err(|source| ReadError::Damaged { partition: partition.clone(), source })?;
+            let row = record::decode(&key, &value)
+                .map_err(|source| ReadError::Damaged { partition: partition.clone(), source })?;
             if rows.len() >= max_rows && rows.last().is_some_and(|last| last.hlc != row.hlc) {
                 cursor.next_key = key.to_vec();
                 return Ok(rows);
@@ -388,7 +401,9 @@ fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, Re
     }
     for item in meta.scan_prefix(RESOLVED) {
         let (key, value) = item.map_err(RecoverError::Sled)?;
-        if let (Some(partition), Some(hlc)) = (Partition::from_tree_name(&key[RESOLVED.len()..]), Hlc::from_bytes(&value)) {
+        if let (Some(partition), Some(hlc)) =
+            (Partition::from_tree_name(&key[RESOLVED.len()..]), Hlc::from_bytes(&value))
+        {
             let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
             *entry = (*entry).max(hlc);
         }
