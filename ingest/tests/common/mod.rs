@@ -11,8 +11,12 @@ use std::time::{Duration, Instant};
 
 use wharf_applier::localpg::{LocalPg, free_port};
 
+/// The shared fixtures beside the checkout (`../shared/fixtures`) when present, so the suite
+/// replays the project's current manifest; otherwise the copy in `testdata/fixtures`.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let shared = root.join("../shared/fixtures");
+    if shared.join("manifest.json").exists() { shared } else { root.join("testdata/fixtures") }
 }
 
 /// Waits for `condition` up to `limit`, polling; panics with `what` on timeout.
