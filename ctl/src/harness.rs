@@ -51,6 +51,8 @@ impl InProcessIngest {
         let port = listener.local_addr()?.port();
         let config = IngestConfig {
             bind_addr: listener.local_addr()?,
+            tls: None,
+            disable_authentication: true,
             target_conn: target_url.to_owned(),
             staging_schema: "_replicator".into(),
             journal: wharf_queue::JournalConfig::new(journal),

@@ -7,6 +7,8 @@ use std::time::Duration;
 use clap::Args;
 use thiserror::Error;
 
+use crate::tls::{CertSource, TlsSettings};
+
 /// CockroachDB batches up to `webhook_sink_config.Flush.Bytes`; MOLT docs use 1 MiB. 64 MiB leaves
 /// room for large initial scans while bounding the memory one request can take.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 << 20;
@@ -36,6 +38,9 @@ pub struct StartArgs {
     /// Serve HTTPS with a generated self-signed certificate. For testing only.
     #[arg(long = "tlsSelfSigned")]
     pub tls_self_signed: bool,
+    /// PEM bundle of CAs that client certificates must chain to (mutual TLS).
+    #[arg(long = "tlsClientCA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Directory of the durable journal.
     #[arg(long = "journalDir", default_value = "./journal")]
     pub journal_dir: PathBuf,
@@ -59,6 +64,10 @@ pub struct StartArgs {
 #[derive(Clone, Debug)]
 pub struct IngestConfig {
     pub bind_addr: SocketAddr,
+    /// `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
+    /// Testing only: every caller may write.
+    pub disable_authentication: bool,
     pub target_conn: String,
     pub staging_schema: String,
     pub journal: wharf_queue::JournalConfig,
@@ -78,8 +87,12 @@ pub enum ConfigError {
         "JWT authentication is not available in this build yet; pass --disableAuthentication to run without it (testing only)"
     )]
     AuthenticationUnavailable,
-    #[error("TLS (--tlsCertificate, --tlsPrivateKey, --tlsSelfSigned) is not available in this build yet")]
-    TlsUnavailable,
+    #[error("either both of --tlsCertificate and --tlsPrivateKey must be set, or neither")]
+    TlsHalf,
+    #[error("--tlsSelfSigned conflicts with --tlsCertificate/--tlsPrivateKey; choose one")]
+    TlsBoth,
+    #[error("--tlsClientCA needs TLS: add --tlsCertificate and --tlsPrivateKey (or --tlsSelfSigned)")]
+    ClientCaWithoutTls,
     #[error("--bodyLimit must be at least 1 byte")]
     BodyLimit,
 }
@@ -90,9 +103,19 @@ impl StartArgs {
         if !(self.target_conn.starts_with("postgresql://") || self.target_conn.starts_with("postgres://")) {
             return Err(ConfigError::TargetConn);
         }
-        if self.tls_certificate.is_some() || self.tls_private_key.is_some() || self.tls_self_signed {
-            return Err(ConfigError::TlsUnavailable);
+        let source = match (self.tls_certificate, self.tls_private_key, self.tls_self_signed) {
+            (Some(_), Some(_), true) | (Some(_), None, true) | (None, Some(_), true) => {
+                return Err(ConfigError::TlsBoth);
+            }
+            (Some(certificate), Some(private_key), false) => Some(CertSource::Files { certificate, private_key }),
+            (Some(_), None, false) | (None, Some(_), false) => return Err(ConfigError::TlsHalf),
+            (None, None, true) => Some(CertSource::SelfSigned),
+            (None, None, false) => None,
+        };
+        if source.is_none() && self.tls_client_ca.is_some() {
+            return Err(ConfigError::ClientCaWithoutTls);
         }
+        let tls = source.map(|source| TlsSettings { source, client_ca: self.tls_client_ca });
         if !self.disable_authentication {
             return Err(ConfigError::AuthenticationUnavailable);
         }
@@ -103,6 +126,8 @@ impl StartArgs {
         journal.byte_budget = self.journal_budget;
         Ok(IngestConfig {
             bind_addr,
+            tls,
+            disable_authentication: self.disable_authentication,
             target_conn: self.target_conn,
             staging_schema: self.staging_schema,
             journal,
@@ -142,6 +167,30 @@ mod tests {
         assert_eq!(parse_bind_addr(":26258").unwrap().to_string(), "0.0.0.0:26258");
         assert_eq!(parse_bind_addr("127.0.0.1:1").unwrap().to_string(), "127.0.0.1:1");
         assert!(parse_bind_addr("nope").is_err());
+    }
+
+    fn args(extra: &[&str]) -> Result<IngestConfig, ConfigError> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            start: StartArgs,
+        }
+        let mut argv = vec!["x", "--targetConn", "postgresql://h/db", "--disableAuthentication"];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::parse_from(argv).start.validate()
+    }
+
+    #[test]
+    fn tls_flags_come_in_valid_combinations() {
+        assert_eq!(args(&["--tlsCertificate", "c.pem"]).err(), Some(ConfigError::TlsHalf));
+        assert_eq!(args(&["--tlsPrivateKey", "k.pem"]).err(), Some(ConfigError::TlsHalf));
+        assert_eq!(
+            args(&["--tlsSelfSigned", "--tlsCertificate", "c.pem", "--tlsPrivateKey", "k.pem"]).err(),
+            Some(ConfigError::TlsBoth)
+        );
+        assert_eq!(args(&["--tlsClientCA", "ca.pem"]).err(), Some(ConfigError::ClientCaWithoutTls));
+        assert_eq!(args(&["--tlsSelfSigned"]).unwrap().tls.unwrap().source, CertSource::SelfSigned);
+        assert!(args(&[]).unwrap().tls.is_none());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod decode;
 pub mod route;
 pub mod server;
 pub mod target;
+pub mod tls;
 pub mod validate;
 
 use std::sync::Arc;
@@ -29,8 +30,14 @@ use wharf_queue::Journal;
 pub use config::{IngestConfig, StartArgs};
 use server::{IngestStats, State};
 
+/// Shown at startup and on `/_/healthz` while in force.
+pub const WARN_NO_AUTH: &str = "--disableAuthentication: any caller may write to the target; for testing only";
+pub const WARN_SELF_SIGNED: &str = "--tlsSelfSigned: clients cannot verify this server; for testing only";
+
 #[derive(Debug, Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Journal(#[from] wharf_queue::OpenError),
     #[error("cannot reach the target database: {0}")]
@@ -53,6 +60,26 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let tls = match &config.tls {
+        Some(settings) => {
+            let server = tls::server_config(settings)?;
+            if let Some(fingerprint) = &server.self_signed_sha256 {
+                tracing::info!(sha256 = %fingerprint, "generated a self-signed certificate for localhost, 127.0.0.1 and ::1");
+            }
+            Some(tokio_rustls::TlsAcceptor::from(server.config))
+        }
+        None => None,
+    };
+    let mut warnings = Vec::new();
+    if config.disable_authentication {
+        warnings.push(WARN_NO_AUTH);
+    }
+    if config.tls.as_ref().is_some_and(|t| t.source == tls::CertSource::SelfSigned) {
+        warnings.push(WARN_SELF_SIGNED);
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
     let appliers_stop = CancellationToken::new();
@@ -73,15 +100,16 @@ pub async fn run_with_listener(
         }
         _ => None,
     };
-    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
+    tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
     let state = Arc::new(State {
         journal,
+        warnings,
         target,
         body_limit: config.body_limit,
         shutting_down: shutdown.clone(),
         stats: IngestStats::default(),
     });
-    server::serve(listener, state.clone(), shutdown, config.grace_period).await;
+    server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     appliers_stop.cancel();
     if let Some(appliers) = appliers {
         match appliers.await {

@@ -31,6 +31,8 @@ use crate::validate::to_rows;
 /// Shared state of every request.
 pub struct State {
     pub journal: Option<Journal>,
+    /// Testing-only settings in force, repeated on `/_/healthz`.
+    pub warnings: Vec<&'static str>,
     pub target: Target,
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
@@ -46,9 +48,19 @@ pub struct IngestStats {
 
 type Reply = Response<Full<Bytes>>;
 
+/// Time a client gets to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections until `shutdown`, then stops accepting and waits up to `grace` for
-/// in-flight requests to finish.
-pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken, grace: Duration) {
+/// in-flight requests to finish. With `tls`, every connection must complete a TLS handshake first;
+/// plain HTTP on a TLS port fails the handshake and is closed.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
@@ -68,8 +80,23 @@ pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: Cancellat
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(&state, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        tokio::spawn(graceful.watch(conn));
+        match &tls {
+            None => {
+                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(graceful.watch(conn));
+            }
+            Some(acceptor) => {
+                let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => return tracing::debug!("TLS handshake timed out"),
+                    };
+                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await;
+                });
+            }
+        }
     }
     drop(listener);
     tokio::select! {
@@ -188,7 +215,12 @@ async fn health(state: &State) -> Reply {
     if state.shutting_down.is_cancelled() {
         return unavailable("shutting down", 5);
     }
-    reply(StatusCode::OK, "OK")
+    let mut body = String::from("OK");
+    for warning in &state.warnings {
+        body.push_str("\nwarning: ");
+        body.push_str(warning);
+    }
+    reply(StatusCode::OK, &body)
 }
 
 fn catalog_failure(partition: &Partition, error: CatalogError) -> Reply {

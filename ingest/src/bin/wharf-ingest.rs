@@ -18,7 +18,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve changefeed requests.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Print the version.
     Version,
 }
@@ -32,7 +32,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Start(args) => {
             init_logging();
-            let config = args.validate()?;
+            // One crypto provider for the whole process (rustls would otherwise have to guess).
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let config = (*args).validate()?;
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();

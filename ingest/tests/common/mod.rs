@@ -89,6 +89,19 @@ impl Ingest {
     }
 
     pub fn start_on(port: u16, target_url: &str, journal: &Path, extra: &[&str]) -> Ingest {
+        Self::start_checked(port, target_url, journal, extra, |port| {
+            request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200)
+        })
+    }
+
+    /// Starts on `port` and waits until `healthy(port)` holds (e.g. a health check over TLS).
+    pub fn start_checked(
+        port: u16,
+        target_url: &str,
+        journal: &Path,
+        extra: &[&str],
+        healthy: impl Fn(u16) -> bool,
+    ) -> Ingest {
         let child = Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
             .args([
                 "start",
@@ -107,9 +120,7 @@ impl Ingest {
             .spawn()
             .expect("spawn wharf-ingest");
         let ingest = Ingest { child, port, journal: journal.to_owned() };
-        wait_for("wharf-ingest to be healthy", Duration::from_secs(30), || {
-            request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200)
-        });
+        wait_for("wharf-ingest to be healthy", Duration::from_secs(30), || healthy(port));
         ingest
     }
 
@@ -139,8 +150,18 @@ impl Drop for Ingest {
 
 /// One HTTP/1.1 request on a fresh connection; returns status and body.
 pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    request_on(stream, method, path, body)
+}
+
+/// One HTTP/1.1 request over an established stream (plain or TLS); returns status and body.
+pub fn request_on(
+    mut stream: impl Read + Write,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
