@@ -27,7 +27,8 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &["--bodyLimit", "4096", "--appliers", "0"]);
     let port = ingest.port;
-    assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), (200, "OK\n".to_owned()));
+    let health = (200, format!("OK\nwarning: {}\n", wharf_ingest::WARN_NO_AUTH));
+    assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), health);
     assert_eq!(request(port, "GET", "/_/varz", b"").unwrap().0, 404);
     assert_eq!(request(port, "POST", "/app", ROW.as_bytes()).unwrap().0, 404);
     assert_eq!(request(port, "POST", "/app/public/kv_bare", ROW.as_bytes()).unwrap().0, 404);
