@@ -120,24 +120,39 @@ pub enum RecordError {
 }
 
 pub fn encode_key(row: &Row) -> Vec<u8> {
-    let table = row.table.as_bytes();
-    let mut key = Vec::with_capacity(HLC_BYTES + 2 + table.len() + row.key.len());
-    key.extend_from_slice(&row.hlc.to_bytes());
-    key.extend_from_slice(&(table.len() as u16).to_be_bytes());
-    key.extend_from_slice(table);
-    key.extend_from_slice(&row.key);
+    let mut key = Vec::with_capacity(key_len(row));
+    write_key(&mut key, row);
     key
 }
 
+fn key_len(row: &Row) -> usize {
+    HLC_BYTES + 2 + row.table.len() + row.key.len()
+}
+
+fn write_key(out: &mut Vec<u8>, row: &Row) {
+    out.extend_from_slice(&row.hlc.to_bytes());
+    out.extend_from_slice(&(row.table.len() as u16).to_be_bytes());
+    out.extend_from_slice(row.table.as_bytes());
+    out.extend_from_slice(&row.key);
+}
+
 pub fn encode_value(row: &Row) -> Vec<u8> {
+    let mut value = Vec::with_capacity(value_len(row));
+    write_value(&mut value, row);
+    value
+}
+
+fn value_len(row: &Row) -> usize {
+    2 + row.after.as_ref().map_or(0, Vec::len)
+}
+
+fn write_value(out: &mut Vec<u8>, row: &Row) {
     match &row.after {
         Some(after) => {
-            let mut value = Vec::with_capacity(2 + after.len());
-            value.extend_from_slice(&[FORMAT_VERSION, OP_UPSERT]);
-            value.extend_from_slice(after);
-            value
+            out.extend_from_slice(&[FORMAT_VERSION, OP_UPSERT]);
+            out.extend_from_slice(after);
         }
-        None => vec![FORMAT_VERSION, OP_DELETE],
+        None => out.extend_from_slice(&[FORMAT_VERSION, OP_DELETE]),
     }
 }
 
@@ -197,16 +212,14 @@ fn log_header(kind: u8, partition: &Partition, extra: usize) -> Vec<u8> {
 
 /// The log record of one request's rows.
 pub fn encode_log_rows(partition: &Partition, rows: &[&Row]) -> Vec<u8> {
-    let size: usize =
-        rows.iter().map(|r| 24 + r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len)).sum();
+    let size: usize = rows.iter().map(|r| 8 + key_len(r) + value_len(r)).sum();
     let mut out = log_header(LOG_ROWS, partition, 4 + size);
     out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
     for row in rows {
-        let (key, value) = (encode_key(row), encode_value(row));
-        out.extend_from_slice(&(key.len() as u32).to_be_bytes());
-        out.extend_from_slice(&key);
-        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
-        out.extend_from_slice(&value);
+        out.extend_from_slice(&(key_len(row) as u32).to_be_bytes());
+        write_key(&mut out, row);
+        out.extend_from_slice(&(value_len(row) as u32).to_be_bytes());
+        write_value(&mut out, row);
     }
     out
 }
