@@ -27,8 +27,12 @@ enum Command {
     Simulate(demo::SimulateArgs),
     /// Measure ingest and apply throughput against their references.
     Bench(bench::BenchArgs),
-    /// Print the version.
-    Version,
+    /// Print the version, build facts and every dependency with its registry checksum.
+    Version {
+        /// One JSON object for machines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,8 +44,10 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Simulate(args) => runtime.block_on(demo::simulate(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
-        Command::Version => {
-            println!("wharfctl {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { json } => {
+            let report =
+                if json { wharf_ingest::version::json("wharfctl") } else { wharf_ingest::version::text("wharfctl") };
+            println!("{}", report.trim_end());
             Ok(())
         }
     }

@@ -18,6 +18,7 @@ pub mod server;
 pub mod target;
 pub mod tls;
 pub mod validate;
+pub mod version;
 
 use std::sync::Arc;
 

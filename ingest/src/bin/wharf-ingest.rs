@@ -19,15 +19,24 @@ struct Cli {
 enum Command {
     /// Serve changefeed requests.
     Start(Box<StartArgs>),
-    /// Print the version.
-    Version,
+    /// Print the version, build facts and every dependency with its registry checksum.
+    Version {
+        /// One JSON object for machines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Version => {
-            println!("wharf-ingest {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { json } => {
+            let report = if json {
+                wharf_ingest::version::json("wharf-ingest")
+            } else {
+                wharf_ingest::version::text("wharf-ingest")
+            };
+            println!("{}", report.trim_end());
             Ok(())
         }
         Command::Start(args) => {
