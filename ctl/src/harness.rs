@@ -53,6 +53,8 @@ impl InProcessIngest {
             bind_addr: listener.local_addr()?,
             tls: None,
             disable_authentication: true,
+            jwt_refresh: Duration::from_secs(60),
+            jwt_leeway: Duration::ZERO,
             target_conn: target_url.to_owned(),
             staging_schema: "_replicator".into(),
             journal: wharf_queue::JournalConfig::new(journal),

@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod harness;
 mod http;
+mod security;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,14 @@ enum Command {
     Simulate(demo::SimulateArgs),
     /// Measure ingest and apply throughput against their references.
     Bench(bench::BenchArgs),
+    /// Make a JWT for a changefeed's webhook_auth_header, or print its claim (--claim).
+    MakeJwt(security::MakeJwtArgs),
+    /// Manage the JWT public keys in the target's staging schema.
+    #[command(subcommand)]
+    Keys(security::KeysCommand),
+    /// Revoke tokens by jti, or list revoked ones.
+    #[command(subcommand)]
+    Tokens(security::TokensCommand),
     /// Print the version, build facts and every dependency with its registry checksum.
     Version {
         /// One JSON object for machines.
@@ -44,6 +53,9 @@ fn main() -> anyhow::Result<()> {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
         Command::Simulate(args) => runtime.block_on(demo::simulate(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
+        Command::MakeJwt(args) => security::make_jwt(args),
+        Command::Keys(command) => runtime.block_on(security::keys(command)),
+        Command::Tokens(command) => runtime.block_on(security::tokens(command)),
         Command::Version { json } => {
             let report =
                 if json { wharf_ingest::version::json("wharfctl") } else { wharf_ingest::version::text("wharfctl") };

@@ -56,6 +56,12 @@ pub struct StartArgs {
     /// Parse and validate every body, then drop it (no journal): for measuring the HTTP path.
     #[arg(long = "discard")]
     pub discard: bool,
+    /// How often the JWT key and revocation tables are re-read (SIGHUP re-reads at once).
+    #[arg(long = "jwtRefresh", default_value = "1m", value_parser = parse_duration)]
+    pub jwt_refresh: Duration,
+    /// Clock skew allowed when checking a token's exp, nbf and iat.
+    #[arg(long = "jwtLeeway", default_value = "0s", value_parser = parse_duration)]
+    pub jwt_leeway: Duration,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,
@@ -68,6 +74,8 @@ pub struct IngestConfig {
     pub tls: Option<TlsSettings>,
     /// Testing only: every caller may write.
     pub disable_authentication: bool,
+    pub jwt_refresh: Duration,
+    pub jwt_leeway: Duration,
     pub target_conn: String,
     pub staging_schema: String,
     pub journal: wharf_queue::JournalConfig,
@@ -83,10 +91,8 @@ pub enum ConfigError {
     BindAddr(String),
     #[error("--targetConn must be a postgresql:// or postgres:// URL")]
     TargetConn,
-    #[error(
-        "JWT authentication is not available in this build yet; pass --disableAuthentication to run without it (testing only)"
-    )]
-    AuthenticationUnavailable,
+    #[error("--jwtRefresh must be at least 1s")]
+    JwtRefresh,
     #[error("either both of --tlsCertificate and --tlsPrivateKey must be set, or neither")]
     TlsHalf,
     #[error("--tlsSelfSigned conflicts with --tlsCertificate/--tlsPrivateKey; choose one")]
@@ -116,8 +122,8 @@ impl StartArgs {
             return Err(ConfigError::ClientCaWithoutTls);
         }
         let tls = source.map(|source| TlsSettings { source, client_ca: self.tls_client_ca });
-        if !self.disable_authentication {
-            return Err(ConfigError::AuthenticationUnavailable);
+        if self.jwt_refresh < Duration::from_secs(1) {
+            return Err(ConfigError::JwtRefresh);
         }
         if self.body_limit == 0 {
             return Err(ConfigError::BodyLimit);
@@ -128,6 +134,8 @@ impl StartArgs {
             bind_addr,
             tls,
             disable_authentication: self.disable_authentication,
+            jwt_refresh: self.jwt_refresh,
+            jwt_leeway: self.jwt_leeway,
             target_conn: self.target_conn,
             staging_schema: self.staging_schema,
             journal,

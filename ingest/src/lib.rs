@@ -11,6 +11,7 @@
 //!
 //! A request is answered 200 only after all of its rows are durable in the journal.
 
+pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod route;
@@ -40,11 +41,36 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    #[error(transparent)]
     Journal(#[from] wharf_queue::OpenError),
     #[error("cannot reach the target database: {0}")]
     Target(#[from] tokio_postgres::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+}
+
+/// Re-reads JWT keys every `every` and at once on SIGHUP, until `shutdown`.
+async fn refresh_keys(auth: Arc<auth::Authenticator>, every: std::time::Duration, shutdown: CancellationToken) {
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        let hup = async {
+            match hangup.as_mut() {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = hup => tracing::info!("SIGHUP: re-reading JWT keys"),
+            _ = shutdown.cancelled() => return,
+        }
+        auth.refresh().await;
+    }
 }
 
 /// Binds `config.bind_addr` and serves until `shutdown` is cancelled.
@@ -81,6 +107,16 @@ pub async fn run_with_listener(
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    let auth = if config.disable_authentication {
+        None
+    } else {
+        let auth = Arc::new(
+            auth::Authenticator::start(&config.target_conn, &config.staging_schema, config.jwt_leeway.as_secs())
+                .await?,
+        );
+        tokio::spawn(refresh_keys(auth.clone(), config.jwt_refresh, shutdown.clone()));
+        Some(auth)
+    };
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
     let appliers_stop = CancellationToken::new();
@@ -104,6 +140,7 @@ pub async fn run_with_listener(
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
     let state = Arc::new(State {
         journal,
+        auth,
         warnings,
         target,
         body_limit: config.body_limit,

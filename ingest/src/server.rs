@@ -31,6 +31,8 @@ use crate::validate::to_rows;
 /// Shared state of every request.
 pub struct State {
     pub journal: Option<Journal>,
+    /// `None` with `--disableAuthentication`.
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
     /// Testing-only settings in force, repeated on `/_/healthz`.
     pub warnings: Vec<&'static str>,
     pub target: Target,
@@ -121,6 +123,19 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
             StatusCode::NOT_FOUND,
             &format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database),
         );
+    }
+    if let Some(auth) = &state.auth {
+        let token = crate::auth::token::extract(req.headers(), req.uri().query());
+        match auth.check(token.as_deref(), &partition.database, &partition.schema) {
+            Ok(()) => {}
+            Err(crate::auth::Denied::Unauthenticated(reason)) => {
+                let reason = reason.map_or("no token".to_owned(), |r| r.to_string());
+                return reply(StatusCode::UNAUTHORIZED, &format!("missing or invalid access token: {reason}"));
+            }
+            Err(crate::auth::Denied::Forbidden) => {
+                return reply(StatusCode::FORBIDDEN, &format!("the token does not grant writes to {partition}"));
+            }
+        }
     }
     if state.shutting_down.is_cancelled() {
         return unavailable("server is shutting down", 5);

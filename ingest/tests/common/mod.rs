@@ -79,6 +79,8 @@ impl Target {
 /// A running `wharf-ingest start` process.
 pub struct Ingest {
     pub child: Child,
+    /// Where stderr goes when captured (see [`Ingest::start_logged`]).
+    pub log: Option<PathBuf>,
     pub port: u16,
     pub journal: PathBuf,
 }
@@ -102,24 +104,42 @@ impl Ingest {
         extra: &[&str],
         healthy: impl Fn(u16) -> bool,
     ) -> Ingest {
+        let mut args = vec!["--disableAuthentication"];
+        args.extend_from_slice(extra);
+        Self::spawn(port, target_url, journal, &args, None, healthy)
+    }
+
+    /// Starts with JWT authentication on, stderr written to `log`.
+    pub fn start_logged(target_url: &str, journal: &Path, extra: &[&str], log: &Path) -> Ingest {
+        let port = free_port().unwrap();
+        Self::spawn(port, target_url, journal, extra, Some(log), |port| {
+            request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200)
+        })
+    }
+
+    fn spawn(
+        port: u16,
+        target_url: &str,
+        journal: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        healthy: impl Fn(u16) -> bool,
+    ) -> Ingest {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
-            .args([
-                "start",
-                "--disableAuthentication",
-                "--bindAddr",
-                &format!("127.0.0.1:{port}"),
-                "--targetConn",
-                target_url,
-            ])
+            .args(["start", "--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
             .arg("--journalDir")
             .arg(journal)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn wharf-ingest");
-        let ingest = Ingest { child, port, journal: journal.to_owned() };
+        let ingest = Ingest { child, port, journal: journal.to_owned(), log: log.map(Path::to_owned) };
         wait_for("wharf-ingest to be healthy", Duration::from_secs(30), || healthy(port));
         ingest
     }
@@ -132,6 +152,11 @@ impl Ingest {
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Sends SIGHUP (re-read JWT keys).
+    pub fn hangup(&self) {
+        Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status().unwrap();
     }
 
     /// SIGTERM, then waits for a clean exit.
@@ -150,20 +175,37 @@ impl Drop for Ingest {
 
 /// One HTTP/1.1 request on a fresh connection; returns status and body.
 pub fn request(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    request_with(port, method, path, &[], body)
+}
+
+/// Like [`request`], with extra headers.
+pub fn request_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     let stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    request_on(stream, method, path, body)
+    send(stream, method, path, headers, body)
 }
 
 /// One HTTP/1.1 request over an established stream (plain or TLS); returns status and body.
-pub fn request_on(
+pub fn request_on(stream: impl Read + Write, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    send(stream, method, path, &[], body)
+}
+
+fn send(
     mut stream: impl Read + Write,
     method: &str,
     path: &str,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;

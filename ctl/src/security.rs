@@ -1,0 +1,208 @@
+//! `make-jwt`, `keys add|list|deactivate`, `tokens revoke|list`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use wharf_applier::catalog::quote_ident;
+use wharf_ingest::auth::jwt::{CLAIM_NAMESPACE, PublicKey};
+use wharf_ingest::auth::sign::SigningKey;
+
+/// When running wharf-ingest processes see a change to the key tables.
+const PICKUP: &str = "running wharf-ingest processes pick this up within --jwtRefresh (default 1m), or at once after `killall -HUP wharf-ingest`";
+
+#[derive(Args, Debug)]
+pub struct MakeJwtArgs {
+    /// PEM private key (PKCS#8, EC PRIVATE KEY or RSA PRIVATE KEY); not needed with --claim.
+    #[arg(short = 'k', long = "key")]
+    key: Option<PathBuf>,
+    /// Schema the token may write to, `database.schema` (`*` is a wildcard); repeatable, comma-separated.
+    #[arg(short = 'a', long = "allow", value_delimiter = ',')]
+    allow: Vec<String>,
+    /// Write the token to this file (mode 0600) instead of standard output.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+    /// Print the claim as JSON, for signing by an external JWT provider.
+    #[arg(long)]
+    claim: bool,
+    /// Lifetime of the token (sets `exp`), e.g. 720h; without it the token never expires.
+    #[arg(long, value_parser = wharf_ingest::config::parse_duration)]
+    ttl: Option<std::time::Duration>,
+}
+
+pub fn make_jwt(args: MakeJwtArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!args.allow.is_empty(), "no schemas specified: pass -a database.schema");
+    let schemas = args.allow.iter().map(|a| split_name(a)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut claims = json!({"iss": "replicator", "jti": uuid_v4()?, CLAIM_NAMESPACE: {"schemas": schemas}});
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+    if let Some(ttl) = args.ttl {
+        claims["iat"] = json!(now);
+        claims["exp"] = json!(now + ttl.as_secs());
+    }
+    if args.claim {
+        println!("{}", serde_json::to_string_pretty(&claims)?);
+        return Ok(());
+    }
+    let path = args.key.ok_or_else(|| anyhow::anyhow!("no private key specified: pass -k key.pem (or --claim)"))?;
+    let pem = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let token = SigningKey::from_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?.sign(&claims)?;
+    match args.out {
+        Some(out) => write_private(&out, token.as_bytes()),
+        None => {
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+/// `database.schema` with optional double quotes around each part.
+fn split_name(name: &str) -> anyhow::Result<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in name.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => parts.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    parts.push(current);
+    anyhow::ensure!(
+        !quoted && parts.len() == 2 && parts.iter().all(|p| !p.is_empty()),
+        "{name:?} is not database.schema"
+    );
+    Ok(parts)
+}
+
+fn uuid_v4() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| anyhow::anyhow!("no randomness"))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+}
+
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(bytes)?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct StagingArgs {
+    /// Target database holding the staging schema.
+    #[arg(long = "targetConn")]
+    target_conn: String,
+    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    staging_schema: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Add a PEM public key (`-----BEGIN PUBLIC KEY-----`) from a file, or `-` for standard input.
+    Add {
+        #[command(flatten)]
+        staging: StagingArgs,
+        file: PathBuf,
+    },
+    /// List keys.
+    List {
+        #[command(flatten)]
+        staging: StagingArgs,
+    },
+    /// Stop accepting tokens signed by a key.
+    Deactivate {
+        #[command(flatten)]
+        staging: StagingArgs,
+        id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokensCommand {
+    /// Refuse tokens with this `jti` from now on.
+    Revoke {
+        #[command(flatten)]
+        staging: StagingArgs,
+        jti: String,
+    },
+    /// List revoked token ids.
+    List {
+        #[command(flatten)]
+        staging: StagingArgs,
+    },
+}
+
+async fn client(staging: &StagingArgs) -> anyhow::Result<(tokio_postgres::Client, String)> {
+    let client = wharf_applier::worker::connect(&staging.target_conn).await?;
+    Ok((client, quote_ident(&staging.staging_schema)))
+}
+
+pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Add { staging, file } => {
+            let mut pem = String::new();
+            if file.as_os_str() == "-" {
+                std::io::stdin().read_to_string(&mut pem)?;
+            } else {
+                pem = std::fs::read_to_string(&file)?;
+            }
+            PublicKey::from_pem("(new)", &pem)?;
+            let (client, schema) = client(&staging).await?;
+            let row = client
+                .query_one(
+                    &format!("INSERT INTO {schema}.jwt_public_keys (public_key) VALUES ($1) RETURNING id::text"),
+                    &[&pem],
+                )
+                .await?;
+            println!("added key {}; {PICKUP}", row.get::<_, String>(0));
+        }
+        KeysCommand::List { staging } => {
+            let (client, schema) = client(&staging).await?;
+            for row in client
+                .query(&format!("SELECT id::text, active, public_key FROM {schema}.jwt_public_keys ORDER BY id"), &[])
+                .await?
+            {
+                let (id, active, pem): (String, bool, String) = (row.get(0), row.get(1), row.get(2));
+                let usable = if PublicKey::from_pem(&id, &pem).is_ok() { "ok" } else { "MALFORMED" };
+                println!("{id}  {}  {usable}", if active { "active" } else { "inactive" });
+            }
+        }
+        KeysCommand::Deactivate { staging, id } => {
+            let (client, schema) = client(&staging).await?;
+            let n = client
+                .execute(&format!("UPDATE {schema}.jwt_public_keys SET active = false WHERE id::text = $1"), &[&id])
+                .await?;
+            anyhow::ensure!(n == 1, "no key with id {id}");
+            println!("deactivated key {id}; {PICKUP}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn tokens(command: TokensCommand) -> anyhow::Result<()> {
+    match command {
+        TokensCommand::Revoke { staging, jti } => {
+            let (client, schema) = client(&staging).await?;
+            client
+                .execute(
+                    &format!("INSERT INTO {schema}.jwt_revoked_ids (id) VALUES ($1) ON CONFLICT DO NOTHING"),
+                    &[&jti],
+                )
+                .await?;
+            println!("revoked {jti}; {PICKUP}");
+        }
+        TokensCommand::List { staging } => {
+            let (client, schema) = client(&staging).await?;
+            for row in client.query(&format!("SELECT id FROM {schema}.jwt_revoked_ids ORDER BY id"), &[]).await? {
+                println!("{}", row.get::<_, String>(0));
+            }
+        }
+    }
+    Ok(())
+}

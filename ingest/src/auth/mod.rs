@@ -1,0 +1,140 @@
+//! JWT authorization with keys in the target's staging schema, as MOLT Replicator does:
+//! `jwt_public_keys (id, public_key, active)` and `jwt_revoked_ids (id)`, re-read every
+//! `--jwtRefresh` and at once on SIGHUP.
+//!
+//! No token, an invalid or revoked one → 401; a valid token for another schema → 403. Token text
+//! never appears in a log line, an error body or a metric.
+
+pub mod jwt;
+pub mod sign;
+pub mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use wharf_applier::catalog::quote_ident;
+use wharf_applier::worker::connect;
+
+use jwt::{Grant, KeyError, PublicKey, TokenError};
+
+/// Verified tokens kept to skip signature checks on later requests (revocation and expiry are
+/// checked every time); cleared on every key refresh.
+const TOKEN_CACHE: usize = 4096;
+
+#[derive(Debug, Error)]
+pub enum AuthError {
+    #[error("cannot read JWT keys from the target: {0}")]
+    Target(#[from] tokio_postgres::Error),
+    #[error("malformed JWT key: {0}")]
+    Key(#[from] KeyError),
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// 401: no token, or one that is not valid.
+    Unauthenticated(Option<TokenError>),
+    /// 403: a valid token that does not grant this schema.
+    Forbidden,
+}
+
+struct KeySet {
+    keys: Vec<PublicKey>,
+    revoked: HashSet<String>,
+}
+
+pub struct Authenticator {
+    target_conn: String,
+    staging_schema: String,
+    leeway: u64,
+    keys: RwLock<Arc<KeySet>>,
+    cache: Mutex<HashMap<String, Grant>>,
+    pub refresh_failures: AtomicU64,
+}
+
+impl Authenticator {
+    /// Creates the key tables if needed and loads the keys; a malformed key stops startup.
+    pub async fn start(target_conn: &str, staging_schema: &str, leeway: u64) -> Result<Authenticator, AuthError> {
+        let client = connect(target_conn).await?;
+        let schema = quote_ident(staging_schema);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {schema}.jwt_public_keys (
+                     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                     public_key text NOT NULL,
+                     active bool NOT NULL DEFAULT true);
+                 CREATE TABLE IF NOT EXISTS {schema}.jwt_revoked_ids (id text PRIMARY KEY);"
+            ))
+            .await?;
+        let keys = load(&client, staging_schema).await?;
+        tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys loaded");
+        Ok(Authenticator {
+            target_conn: target_conn.to_owned(),
+            staging_schema: staging_schema.to_owned(),
+            leeway,
+            keys: RwLock::new(Arc::new(keys)),
+            cache: Mutex::new(HashMap::new()),
+            refresh_failures: AtomicU64::new(0),
+        })
+    }
+
+    /// Re-reads keys and revocations; on failure keeps the previous ones and logs a warning.
+    pub async fn refresh(&self) {
+        let loaded = async { load(&connect(&self.target_conn).await?, &self.staging_schema).await }.await;
+        match loaded {
+            Ok(keys) => {
+                tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys refreshed");
+                *self.keys.write().expect("keys lock") = Arc::new(keys);
+                self.cache.lock().expect("token cache lock").clear();
+            }
+            Err(error) => {
+                self.refresh_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, "JWT key refresh failed; keeping the previous keys");
+            }
+        }
+    }
+
+    /// Decides whether `token` may write to `database.schema`.
+    pub fn check(&self, token: Option<&str>, database: &str, schema: &str) -> Result<(), Denied> {
+        let token = token.ok_or(Denied::Unauthenticated(None))?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let keys = self.keys.read().expect("keys lock").clone();
+        let cached = self.cache.lock().expect("token cache lock").get(token).cloned();
+        let grant = match cached {
+            Some(grant) if grant.exp.is_none_or(|exp| now < exp.saturating_add(self.leeway)) => grant,
+            _ => {
+                let grant = jwt::verify(token, &keys.keys, &keys.revoked, now, self.leeway)
+                    .map_err(|e| Denied::Unauthenticated(Some(e)))?;
+                let mut cache = self.cache.lock().expect("token cache lock");
+                if cache.len() >= TOKEN_CACHE {
+                    cache.clear();
+                }
+                cache.insert(token.to_owned(), grant.clone());
+                grant
+            }
+        };
+        if keys.revoked.contains(&grant.jti) {
+            return Err(Denied::Unauthenticated(Some(TokenError::Revoked)));
+        }
+        if grant.allows(database, schema) { Ok(()) } else { Err(Denied::Forbidden) }
+    }
+}
+
+async fn load(client: &tokio_postgres::Client, staging_schema: &str) -> Result<KeySet, AuthError> {
+    let schema = quote_ident(staging_schema);
+    let rows = client
+        .query(&format!("SELECT id::text, public_key FROM {schema}.jwt_public_keys WHERE active ORDER BY id"), &[])
+        .await?;
+    let keys = rows.iter().map(|r| PublicKey::from_pem(r.get(0), r.get(1))).collect::<Result<Vec<_>, _>>()?;
+    let revoked = client
+        .query(&format!("SELECT id FROM {schema}.jwt_revoked_ids"), &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(KeySet { keys, revoked })
+}
