@@ -55,6 +55,11 @@ impl InProcessIngest {
             disable_authentication: true,
             jwt_refresh: Duration::from_secs(60),
             jwt_leeway: Duration::ZERO,
+            limits: wharf_ingest::server::Limits {
+                max_connections: 1024,
+                max_requests: 256,
+                read_timeout: Duration::from_secs(60),
+            },
             target_conn: target_url.to_owned(),
             staging_schema: "_replicator".into(),
             journal: wharf_queue::JournalConfig::new(journal),

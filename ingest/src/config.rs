@@ -62,6 +62,15 @@ pub struct StartArgs {
     /// Clock skew allowed when checking a token's exp, nbf and iat.
     #[arg(long = "jwtLeeway", default_value = "0s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
+    /// Open connections at most (CockroachDB opens up to changefeed.sink_io_workers per node).
+    #[arg(long = "maxConnections", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Requests processed at once; more get 503 + Retry-After.
+    #[arg(long = "maxRequests", default_value_t = 256)]
+    pub max_requests: usize,
+    /// Time a client gets to send its headers, and then its body (slow clients are cut off).
+    #[arg(long = "readTimeout", default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,
@@ -76,6 +85,7 @@ pub struct IngestConfig {
     pub disable_authentication: bool,
     pub jwt_refresh: Duration,
     pub jwt_leeway: Duration,
+    pub limits: crate::server::Limits,
     pub target_conn: String,
     pub staging_schema: String,
     pub journal: wharf_queue::JournalConfig,
@@ -136,6 +146,11 @@ impl StartArgs {
             disable_authentication: self.disable_authentication,
             jwt_refresh: self.jwt_refresh,
             jwt_leeway: self.jwt_leeway,
+            limits: crate::server::Limits {
+                max_connections: self.max_connections.max(1),
+                max_requests: self.max_requests.max(1),
+                read_timeout: self.read_timeout,
+            },
             target_conn: self.target_conn,
             staging_schema: self.staging_schema,
             journal,

@@ -139,6 +139,8 @@ pub async fn run_with_listener(
     };
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
     let state = Arc::new(State {
+        limits: config.limits,
+        requests: Arc::new(tokio::sync::Semaphore::new(config.limits.max_requests)),
         journal,
         auth,
         warnings,

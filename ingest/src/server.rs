@@ -28,8 +28,24 @@ use crate::route::{Route, parse_route};
 use crate::target::Target;
 use crate::validate::to_rows;
 
+/// Bounds on what clients may hold or send.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Open connections; more are closed at once.
+    pub max_connections: usize,
+    /// Requests being processed; more get 503 + Retry-After.
+    pub max_requests: usize,
+    /// Time a client gets to send its headers, and its body.
+    pub read_timeout: Duration,
+}
+
+/// Largest request head (request line and headers) accepted; larger gets 431.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+
 /// Shared state of every request.
 pub struct State {
+    pub limits: Limits,
+    pub requests: Arc<tokio::sync::Semaphore>,
     pub journal: Option<Journal>,
     /// `None` with `--disableAuthentication`.
     pub auth: Option<Arc<crate::auth::Authenticator>>,
@@ -64,7 +80,14 @@ pub async fn serve(
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.limits.read_timeout)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    let connections = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -76,6 +99,10 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(limit = state.limits.max_connections, "connection limit reached; closing a new connection");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service = service_fn(move |req| {
@@ -84,8 +111,11 @@ pub async fn serve(
         });
         match &tls {
             None => {
-                let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                tokio::spawn(graceful.watch(conn));
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
             }
             Some(acceptor) => {
                 let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
@@ -96,6 +126,7 @@ pub async fn serve(
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
                     let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await;
+                    drop(permit);
                 });
             }
         }
@@ -140,9 +171,13 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
     if state.shutting_down.is_cancelled() {
         return unavailable("server is shutting down", 5);
     }
-    let body = match read_body(req, state.body_limit).await {
-        Ok(body) => body,
-        Err(reply) => return reply,
+    let Ok(_request) = state.requests.try_acquire() else {
+        return unavailable("too many concurrent requests", 1);
+    };
+    let body = match tokio::time::timeout(state.limits.read_timeout, read_body(req, state.body_limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(reply)) => return reply,
+        Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "the body was not received in time"),
     };
     let result = match route {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,

@@ -78,3 +78,47 @@ fn a_journal_over_budget_answers_503_with_retry_after_and_journals_nothing() {
     });
     assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("0".to_owned())]]);
 }
+
+fn read_all(mut stream: TcpStream) -> String {
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn slow_bodies_large_headers_and_excess_connections_are_cut_off() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(
+        &target.url(),
+        journal.path(),
+        &["--readTimeout", "1s", "--maxConnections", "3", "--appliers", "0"],
+    );
+    // A body that never arrives: 408 after the read timeout.
+    let mut slow = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
+    slow.write_all(b"POST /app/public HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"payload\"").unwrap();
+    let response = read_all(slow);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    // A request head over 64 KiB: 431.
+    let mut big = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
+    let head =
+        format!("POST /app/public HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n", "a".repeat(70_000));
+    let _ = big.write_all(head.as_bytes());
+    let response = read_all(big);
+    assert!(response.starts_with("HTTP/1.1 431"), "{response}");
+    drop(ingest);
+    // Connections past the limit are closed at once, without a response.
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--maxConnections", "3", "--appliers", "0"]);
+    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(("127.0.0.1", ingest.port)).unwrap()).collect();
+    common::wait_for("a fourth connection to be refused", std::time::Duration::from_secs(10), || {
+        let mut extra = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
+        let _ = extra.write_all(b"GET /_/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        read_all(extra).is_empty()
+    });
+    drop(idle);
+    // Once they are gone, new connections are served again.
+    common::wait_for("a free connection slot", std::time::Duration::from_secs(10), || {
+        request(ingest.port, "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200)
+    });
+}
