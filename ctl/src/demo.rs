@@ -8,7 +8,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use wharf_queue::Hlc;
 
-use crate::harness::{InProcessIngest, TargetDb, checkpoint};
+use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
 use crate::sim::feed::{self, FeedConfig, FeedStats, ResolvedMark};
 use crate::sim::{check, model};
@@ -40,7 +40,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let client = target.client().await?;
     let database = prepare_schema(&client, SCHEMA).await?;
     let journal = tempfile::tempdir()?;
-    let ingest = InProcessIngest::start(&target.url, journal.path(), 1, false).await?;
+    let ingest =
+        InProcessIngest::start(&target.url, journal.path(), IngestOptions { appliers: 1, ..IngestOptions::default() })
+            .await?;
     let sender = Sender::new(ingest.base_url(&database, SCHEMA));
     let outcome =
         simulate_and_check(&sender, &target.url, &database, SCHEMA, args.seed, args.seconds, args.batch_rows).await;

@@ -40,19 +40,26 @@ pub struct InProcessIngest {
     task: JoinHandle<Result<(), wharf_ingest::StartError>>,
 }
 
+/// How an in-process ingest server runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngestOptions {
+    /// Embedded applier workers.
+    pub appliers: usize,
+    /// Parse and validate only, no journal.
+    pub discard: bool,
+    /// JWT authentication on (keys must already be in `_replicator.jwt_public_keys`).
+    pub authenticate: bool,
+}
+
 impl InProcessIngest {
-    pub async fn start(
-        target_url: &str,
-        journal: &std::path::Path,
-        appliers: usize,
-        discard: bool,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(target_url: &str, journal: &std::path::Path, options: IngestOptions) -> anyhow::Result<Self> {
+        let IngestOptions { appliers, discard, authenticate } = options;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let config = IngestConfig {
             bind_addr: listener.local_addr()?,
             tls: None,
-            disable_authentication: true,
+            disable_authentication: !authenticate,
             jwt_refresh: Duration::from_secs(60),
             jwt_leeway: Duration::ZERO,
             limits: wharf_ingest::server::Limits {

@@ -13,6 +13,8 @@ use hyper_util::rt::TokioExecutor;
 pub struct Sender {
     client: Client<HttpConnector, Full<Bytes>>,
     base: String,
+    /// `Authorization` header value, as `webhook_auth_header` sends it.
+    authorization: Option<String>,
 }
 
 impl Sender {
@@ -21,14 +23,23 @@ impl Sender {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
-        Sender { client, base }
+        Sender { client, base, authorization: None }
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every request.
+    pub fn with_token(mut self, token: &str) -> Sender {
+        self.authorization = Some(format!("Bearer {token}"));
+        self
     }
 
     /// One attempt; returns the status and body text.
     pub async fn post_once(&self, path_suffix: &str, body: Bytes) -> anyhow::Result<(u16, String)> {
-        let request = Request::post(format!("{}{path_suffix}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(body))?;
+        let mut request =
+            Request::post(format!("{}{path_suffix}", self.base)).header("content-type", "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let request = request.body(Full::new(body))?;
         let response = self.client.request(request).await?;
         let status = response.status().as_u16();
         let text = response.into_body().collect().await?.to_bytes();
