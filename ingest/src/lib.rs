@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod config;
 pub mod decode;
+pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod target;
@@ -30,7 +31,7 @@ use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
 use wharf_queue::Journal;
 
 pub use config::{IngestConfig, StartArgs};
-use server::{IngestStats, State};
+use server::State;
 
 /// Shown at startup and on `/_/healthz` while in force.
 pub const WARN_NO_AUTH: &str = "--disableAuthentication: any caller may write to the target; for testing only";
@@ -120,6 +121,7 @@ pub async fn run_with_listener(
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
     let appliers_stop = CancellationToken::new();
+    let apply_stats = Arc::new(ApplyStats::default());
     let appliers = match (&journal, config.appliers) {
         (Some(journal), n) if n > 0 => {
             let applier = ApplierConfig {
@@ -128,12 +130,7 @@ pub async fn run_with_listener(
                 workers: n,
                 chunk_rows: DEFAULT_CHUNK_ROWS,
             };
-            Some(tokio::spawn(wharf_applier::run(
-                applier,
-                journal.clone(),
-                Arc::new(ApplyStats::default()),
-                appliers_stop.clone(),
-            )))
+            Some(tokio::spawn(wharf_applier::run(applier, journal.clone(), apply_stats.clone(), appliers_stop.clone())))
         }
         _ => None,
     };
@@ -147,7 +144,8 @@ pub async fn run_with_listener(
         target,
         body_limit: config.body_limit,
         shutting_down: shutdown.clone(),
-        stats: IngestStats::default(),
+        stats: metrics::IngestStats::default(),
+        apply: apply_stats,
     });
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     appliers_stop.cancel();

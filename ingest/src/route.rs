@@ -3,7 +3,7 @@
 //! - `/{db}/{schema}`: webhook bodies (rows or resolved).
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file.
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
-//! - `/_/healthz`; anything else under `/_/` is reserved.
+//! - `/_/healthz` and `/_/varz` (metrics); anything else under `/_/` is reserved.
 //!
 //! Empty segments are ignored (`/db//schema/` is `/db/schema`); segments are percent-decoded.
 
@@ -12,6 +12,7 @@ use wharf_queue::{Hlc, Partition};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Metrics,
     Webhook(Partition),
     NdjsonFile { partition: Partition, table: String },
     ResolvedFile { partition: Partition, hlc: Hlc },
@@ -24,6 +25,9 @@ pub struct NoRoute(pub &'static str);
 pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
     if path == "/_/healthz" {
         return Ok(Route::Health);
+    }
+    if path == "/_/varz" {
+        return Ok(Route::Metrics);
     }
     if path.starts_with("/_/") {
         return Err(NoRoute("the /_/ namespace is reserved"));

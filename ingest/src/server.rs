@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -54,14 +54,9 @@ pub struct State {
     pub target: Target,
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
-    pub stats: IngestStats,
-}
-
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    pub rows_journaled: AtomicU64,
-    pub rows_dropped_stale: AtomicU64,
-    pub requests_rejected: AtomicU64,
+    pub stats: crate::metrics::IngestStats,
+    /// Counters of the embedded appliers.
+    pub apply: Arc<wharf_applier::ApplyStats>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -139,12 +134,23 @@ pub async fn serve(
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let response = respond(state, req).await;
+    state.stats.count_response(response.status().as_u16());
+    response
+}
+
+async fn respond(state: &State, req: Request<Incoming>) -> Reply {
     let route = match parse_route(req.uri().path()) {
         Ok(route) => route,
         Err(no_route) => return reply(StatusCode::NOT_FOUND, no_route.0),
     };
     let partition = match &route {
         Route::Health => return health(state).await,
+        Route::Metrics => {
+            let mut response = reply(StatusCode::OK, crate::metrics::render(state).trim_end());
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            return response;
+        }
         Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
             p.clone()
         }
@@ -183,11 +189,8 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
         Route::Webhook(_) => accept(state, &partition, decode::decode_webhook(&body)).await,
         Route::NdjsonFile { table, .. } => accept(state, &partition, decode::decode_ndjson(&body, &table)).await,
-        Route::Health => unreachable!("handled above"),
+        Route::Health | Route::Metrics => unreachable!("handled above"),
     };
-    if result.status() == StatusCode::BAD_REQUEST {
-        state.stats.requests_rejected.fetch_add(1, Ordering::Relaxed);
-    }
     result
 }
 

@@ -29,7 +29,7 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let port = ingest.port;
     let health = (200, format!("OK\nwarning: {}\n", wharf_ingest::WARN_NO_AUTH));
     assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), health);
-    assert_eq!(request(port, "GET", "/_/varz", b"").unwrap().0, 404);
+    assert_eq!(request(port, "GET", "/_/diag", b"").unwrap().0, 404);
     assert_eq!(request(port, "POST", "/app", ROW.as_bytes()).unwrap().0, 404);
     assert_eq!(request(port, "POST", "/app/public/kv_bare", ROW.as_bytes()).unwrap().0, 404);
     let (status, text) = request(port, "POST", "/other/public", ROW.as_bytes()).unwrap();
@@ -60,6 +60,18 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     .unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("key has 2 values but the primary key has 1"), "{text}");
+    // Metrics count what happened, and need no token.
+    let (status, metrics) = request(port, "GET", "/_/varz", b"").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "wharf_rows_journaled_total 1",
+        "wharf_http_responses_total{code=\"404\"} 5",
+        "wharf_http_responses_total{code=\"400\"} 2",
+        "wharf_http_responses_total{code=\"413\"} 1",
+        "wharf_jwt_refresh_failures_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
+    }
 }
 
 #[test]

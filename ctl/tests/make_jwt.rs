@@ -1,0 +1,73 @@
+//! `wharfctl make-jwt` as a user runs it: key files in each format, the output file's mode, and a
+//! token that the server's verifier accepts for exactly the schemas given.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use wharf_ingest::auth::jwt::{Alg, PublicKey, verify};
+
+fn wharfctl(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_wharfctl")).args(args).output().unwrap()
+}
+
+#[test]
+fn tokens_from_each_key_type_verify_and_the_output_file_is_private() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (&rcgen::PKCS_ECDSA_P256_SHA256, Alg::Es256),
+        (&rcgen::PKCS_ECDSA_P384_SHA384, Alg::Es384),
+        (&rcgen::PKCS_RSA_SHA256, Alg::Rs256),
+    ];
+    for (i, (algorithm, alg)) in cases.into_iter().enumerate() {
+        let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+        let key_path = dir.path().join(format!("k{i}.pem"));
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        let out = dir.path().join(format!("t{i}.jwt"));
+        let status = wharfctl(&[
+            "make-jwt",
+            "-k",
+            key_path.to_str().unwrap(),
+            "-a",
+            "app.public",
+            "-a",
+            "other.*",
+            "-o",
+            out.to_str().unwrap(),
+            "--ttl",
+            "1h",
+        ]);
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+        let token = std::fs::read_to_string(&out).unwrap();
+        assert!(!token.ends_with('\n'));
+        let header: serde_json::Value = serde_json::from_slice(&base64_url(token.split('.').next().unwrap())).unwrap();
+        assert_eq!(header["alg"], alg.name());
+        let public = PublicKey::from_pem("k", &key.public_key_pem()).unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let grant = verify(&token, &[public], &HashSet::new(), now, 0).unwrap();
+        assert!(grant.allows("app", "public") && grant.allows("other", "x") && !grant.allows("app", "private"));
+        assert!(grant.exp.is_some_and(|exp| exp > now + 3000 && exp <= now + 3601));
+    }
+}
+
+#[test]
+fn the_claim_is_printed_for_external_providers() {
+    let out = wharfctl(&["make-jwt", "-a", "database.schema", "--claim"]);
+    assert!(out.status.success());
+    let claim: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(claim["iss"], "replicator");
+    assert_eq!(
+        claim["https://github.com/cockroachdb/replicator"]["schemas"],
+        serde_json::json!([["database", "schema"]])
+    );
+    assert_eq!(claim["jti"].as_str().unwrap().len(), 36);
+    let none = wharfctl(&["make-jwt", "--claim"]);
+    assert!(!none.status.success());
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no schemas specified"));
+}
+
+fn base64_url(part: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()
+}
