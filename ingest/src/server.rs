@@ -185,13 +185,12 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
         Ok(Err(reply)) => return reply,
         Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "the body was not received in time"),
     };
-    let result = match route {
+    match route {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
         Route::Webhook(_) => accept(state, &partition, decode::decode_webhook(&body)).await,
         Route::NdjsonFile { table, .. } => accept(state, &partition, decode::decode_ndjson(&body, &table)).await,
         Route::Health | Route::Metrics => unreachable!("handled above"),
-    };
-    result
+    }
 }
 
 async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
