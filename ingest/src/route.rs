@@ -85,21 +85,35 @@ fn is_date(text: &str) -> bool {
         && b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
-fn percent_decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
+/// Decodes `%XX` escapes (and, for query strings, `+` as a space); `None` if the result is not
+/// UTF-8 or an escape is broken.
+pub(crate) fn percent_decode_with(text: &str, plus_is_space: bool) -> Option<String> {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Path segments keep `+` (a column-family topic is `table+family`).
+fn percent_decode(segment: &str) -> Option<String> {
+    percent_decode_with(segment, false)
 }
 
 #[cfg(test)]
