@@ -156,7 +156,7 @@ mod tests {
             "/sch",
             "/db/sch/tbl",
             "/db/sch/too/much/x",
-            "/_/varz",
+            "/_/diag",
             "/db/sch/2020-04-04/x.ndjson.gz",
             "/db/sch/2020-04-04/1.RESOLVED",
         ] {
