@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Concurrent senders.
     #[arg(long, default_value_t = 64)]
     pub senders: usize,
+    /// Seconds of the steady-feed lag phase at half the measured apply rate (0 skips it).
+    #[arg(long = "lagSeconds", default_value_t = 10)]
+    pub lag_seconds: u64,
 }
 
 fn payload(id: usize) -> String {
@@ -131,6 +134,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (index, apply) = apply_backlog(&target.url, journal_dir.path(), &database, args.rows).await?;
     let unnest = reference_unnest(&client, args.rows).await?;
     let copy = reference_copy(&client, args.rows).await?;
+    let apply_rate = args.rows as f64 / apply.as_secs_f64();
+    let lag = match args.lag_seconds {
+        0 => None,
+        seconds => Some(crate::lag::measure(&target.url, &database, apply_rate / 2.0, seconds).await?),
+    };
 
     let rate = |d: Duration| args.rows as f64 / d.as_secs_f64();
     let report = json!({
@@ -149,6 +157,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "apply_reference_copy_rows_per_s": rate(copy).round(),
         "apply_vs_unnest": (rate(apply) / rate(unnest) * 100.0).round() / 100.0,
         "apply_vs_copy": (rate(apply) / rate(copy) * 100.0).round() / 100.0,
+        "lag_offered_rows_per_s": lag.as_ref().map(|l| l.offered_rows_per_s.round()),
+        "lag_p50_ms": lag.as_ref().map(|l| l.p50_ms.round()),
+        "lag_p99_ms": lag.as_ref().map(|l| l.p99_ms.round()),
+        "lag_max_ms": lag.as_ref().map(|l| l.max_ms.round()),
     });
     if args.json {
         println!("{report}");
@@ -187,6 +199,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate(copy),
             rate(apply) / rate(copy)
         );
+        if let Some(lag) = &lag {
+            println!(
+                "{:<36} {:>12.0}   lag after each resolved (1 s apart): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 < 2000 ms)",
+                "steady feed at half the apply rate", lag.offered_rows_per_s, lag.p50_ms, lag.p99_ms, lag.max_ms
+            );
+        }
     }
     Ok(())
 }

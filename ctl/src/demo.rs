@@ -16,7 +16,7 @@ use crate::sim::{check, model};
 const SCHEMA: &str = "wharf_sim";
 
 /// Resolved timestamps sent, each with its apply lag once applied.
-type Marks = Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>>;
+pub(crate) type Marks = Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>>;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -154,7 +154,7 @@ fn progress(stats: Arc<FeedStats>, seconds: u64) -> ProgressBar {
 }
 
 /// Records, for every resolved timestamp, how long after its acknowledgement it was applied.
-async fn watch_lag(client: tokio_postgres::Client, partition: String, marks: Marks) {
+pub(crate) async fn watch_lag(client: tokio_postgres::Client, partition: String, marks: Marks) {
     loop {
         if let Ok(Some(applied)) = checkpoint(&client, &partition).await
             && let Ok(applied) = Hlc::parse(&applied)

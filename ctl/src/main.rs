@@ -8,6 +8,7 @@ mod bench;
 mod demo;
 mod harness;
 mod http;
+mod lag;
 mod security;
 mod sim;
 

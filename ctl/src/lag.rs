@@ -1,0 +1,90 @@
+//! The lag phase of `wharfctl bench`: a steady feed at a given rate with a resolved timestamp
+//! every second (as `resolved='1s'`), measuring for each resolved timestamp the time from its
+//! acknowledgement to its checkpoint being committed on the target.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use wharf_queue::Hlc;
+
+use crate::demo::{Marks, watch_lag};
+use crate::harness::{InProcessIngest, IngestOptions};
+use crate::http::Sender;
+use crate::sim::feed::ResolvedMark;
+
+/// Lag percentiles in milliseconds, and the rate actually offered.
+pub struct LagReport {
+    pub offered_rows_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+const T0: u64 = 1_800_000_000_000_000_000;
+const BODY_ROWS: usize = 1000;
+
+fn body(first: usize, rows: usize) -> Bytes {
+    let messages: Vec<String> = (first..first + rows)
+        .map(|id| {
+            format!(
+                "{{\"after\": {{\"id\": {id}, \"payload\": \"lag {id:010} {}\"}}, \"key\": [{id}], \"topic\": \"lag\", \"updated\": \"{}\"}}",
+                "y".repeat(80),
+                Hlc::new(T0 + id as u64, 0)
+            )
+        })
+        .collect();
+    Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), rows))
+}
+
+/// Feeds `rows_per_s` for `seconds` into `database.bench.lag` through an ingest with one embedded
+/// applier.
+pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
+    let client = wharf_applier::worker::connect(target_url).await?;
+    client
+        .batch_execute("DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)")
+        .await?;
+    let journal = tempfile::tempdir()?;
+    let ingest =
+        InProcessIngest::start(target_url, journal.path(), IngestOptions { appliers: 1, ..IngestOptions::default() })
+            .await?;
+    let sender = Sender::new(ingest.base_url(database, "bench"));
+    let partition = format!("{database}.bench");
+    let per_second = (rows_per_s as usize).max(BODY_ROWS);
+    let marks: Marks = Marks::default();
+    let lag_client = wharf_applier::worker::connect(target_url).await?;
+    let watcher = tokio::spawn(watch_lag(lag_client, partition.clone(), marks.clone()));
+    let started = Instant::now();
+    let mut next_id = 0usize;
+    for second in 0..seconds {
+        let mut inflight = JoinSet::new();
+        let bodies = per_second / BODY_ROWS;
+        for b in 0..bodies {
+            // Spread the bodies over the second.
+            let due = started + Duration::from_secs(second) + Duration::from_secs_f64(b as f64 / bodies as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let (sender, payload) = (sender.clone(), body(next_id, BODY_ROWS));
+            next_id += BODY_ROWS;
+            inflight.spawn(async move { sender.post(payload).await });
+        }
+        while let Some(done) = inflight.join_next().await {
+            done??;
+        }
+        let resolved = Hlc::new(T0 + next_id as u64, 0);
+        sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
+        marks.lock().expect("marks").push((ResolvedMark { hlc: resolved, acked_at: Instant::now() }, None));
+    }
+    let offered = next_id as f64 / started.elapsed().as_secs_f64();
+    crate::sim::feed::wait_until(Duration::from_secs(120), || {
+        let marks = marks.clone();
+        async move { marks.lock().expect("marks").iter().all(|(_, lag)| lag.is_some()) }
+    })
+    .await?;
+    watcher.abort();
+    ingest.stop().await?;
+    let mut lags: Vec<Duration> = marks.lock().expect("marks").iter().filter_map(|(_, lag)| *lag).collect();
+    lags.sort();
+    let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| ms(lags.get(((lags.len() as f64 - 1.0) * p).round() as usize));
+    Ok(LagReport { offered_rows_per_s: offered, p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: ms(lags.last()) })
+}
