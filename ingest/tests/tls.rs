@@ -79,6 +79,14 @@ fn https(port: u16, config: ClientConfig, method: &str, path: &str, body: &[u8])
 
 use rustls_pki_types::pem::PemObject;
 
+/// Starts wharf-ingest with `args` and waits until `/_/healthz` answers over TLS with `config`.
+fn start_tls(target: &Target, journal: &Path, args: &[&str], config: impl Fn() -> ClientConfig) -> Ingest {
+    let port = wharf_applier::localpg::free_port().unwrap();
+    Ingest::start_checked(port, &target.url(), journal, args, |port| {
+        https(port, config(), "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200)
+    })
+}
+
 #[test]
 fn https_with_certificate_files_serves_h2_and_http1_and_refuses_plain_http() {
     let target = Target::start();
@@ -87,16 +95,7 @@ fn https_with_certificate_files_serves_h2_and_http1_and_refuses_plain_http() {
     let journal = tempfile::tempdir().unwrap();
     let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
     let args = ["--tlsCertificate", cert.to_str().unwrap(), "--tlsPrivateKey", key.to_str().unwrap()];
-    let d = dir.path().to_owned();
-    let ingest = Ingest::start_checked(
-        wharf_applier::localpg::free_port().unwrap(),
-        &target.url(),
-        journal.path(),
-        &args,
-        |port| {
-            https(port, client_config(&d, false, &[b"http/1.1"]), "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200)
-        },
-    );
+    let ingest = start_tls(&target, journal.path(), &args, || client_config(dir.path(), false, &[b"http/1.1"]));
     let (status, text) =
         https(ingest.port, client_config(dir.path(), false, &[b"http/1.1"]), "POST", "/app/public", ROW).unwrap();
     assert_eq!((status, text.as_str()), (200, "OK\n"));
@@ -126,16 +125,7 @@ fn mutual_tls_accepts_a_client_certificate_from_the_ca_and_refuses_none() {
         p("ca.pem"),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let d = dir.path().to_owned();
-    let ingest = Ingest::start_checked(
-        wharf_applier::localpg::free_port().unwrap(),
-        &target.url(),
-        journal.path(),
-        &args,
-        |port| {
-            https(port, client_config(&d, true, &[b"http/1.1"]), "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200)
-        },
-    );
+    let ingest = start_tls(&target, journal.path(), &args, || client_config(dir.path(), true, &[b"http/1.1"]));
     let (status, _) =
         https(ingest.port, client_config(dir.path(), true, &[b"http/1.1"]), "POST", "/app/public", ROW).unwrap();
     assert_eq!(status, 200);
@@ -199,13 +189,7 @@ fn skip_verify() -> ClientConfig {
 fn self_signed_mode_serves_https_and_warns_on_health() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start_checked(
-        wharf_applier::localpg::free_port().unwrap(),
-        &target.url(),
-        journal.path(),
-        &["--tlsSelfSigned"],
-        |port| https(port, skip_verify(), "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200),
-    );
+    let ingest = start_tls(&target, journal.path(), &["--tlsSelfSigned"], skip_verify);
     let (status, body) = https(ingest.port, skip_verify(), "GET", "/_/healthz", b"").unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("warning: --tlsSelfSigned"), "{body}");

@@ -35,7 +35,6 @@ pub const HLC_BYTES: usize = 12;
 
 impl Hlc {
     pub const ZERO: Hlc = Hlc { wall: 0, logical: 0 };
-    pub const MAX: Hlc = Hlc { wall: i64::MAX as u64, logical: i32::MAX as u32 };
 
     pub fn new(wall: u64, logical: u32) -> Self {
         Hlc { wall, logical }
@@ -102,11 +101,6 @@ impl Hlc {
             Some(logical) => Hlc { wall: self.wall, logical },
             None => Hlc { wall: self.wall + 1, logical: 0 },
         }
-    }
-
-    /// Wall time in seconds since the epoch, for lag figures.
-    pub fn wall_seconds(self) -> f64 {
-        self.wall as f64 / 1e9
     }
 }
 
