@@ -7,12 +7,12 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
-use crate::catalog::{SchemaCatalog, Table};
 use crate::error::ApplyError;
 use crate::fold::TableChanges;
-use crate::json::Props;
 use crate::sql;
 use crate::values::sql_text;
+use wharf_queue::json::Props;
+use wharf_targetdb::catalog::{SchemaCatalog, Table};
 
 /// One statement ready to run: its SQL and its parameters, one text array per column.
 #[derive(Debug)]

@@ -1,15 +1,20 @@
 //! Apply errors, classified by what the worker does next.
 
 use thiserror::Error;
-use wharf_queue::ReadError;
+use wharf_queue::QueueError;
+use wharf_targetdb::catalog::CatalogError;
+use wharf_targetdb::checkpoint::CheckpointError;
+use wharf_targetdb::describe_pg;
 
-use crate::catalog::CatalogError;
 use crate::fold::FoldError;
 
 #[derive(Debug, Error)]
 pub enum ApplyError {
-    #[error("lease on partition was taken over by another applier (epoch {0} is stale)")]
-    Fenced(i64),
+    /// Another worker holds a newer epoch in the target. Never retried: the worker gives the
+    /// partition back and says at which epoch the target is, so the queue service grants above it.
+    /// Retrying by claiming again would make two workers fence each other forever.
+    #[error("lease on {partition} was taken over (our epoch {mine}, the target's {current})")]
+    Fenced { partition: String, mine: u64, current: u64 },
     #[error("table {0:?} is not in the target schema")]
     UnknownTable(String),
     #[error("table {table}: column {column:?} is not in the target table")]
@@ -21,11 +26,20 @@ pub enum ApplyError {
     #[error(transparent)]
     Fold(#[from] FoldError),
     #[error(transparent)]
-    Journal(#[from] ReadError),
+    Queue(#[from] QueueError),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     #[error("target: {}", describe_pg(.0))]
     Target(#[from] tokio_postgres::Error),
+}
+
+impl From<CheckpointError> for ApplyError {
+    fn from(e: CheckpointError) -> Self {
+        match e {
+            CheckpointError::Fenced { partition, mine, current } => ApplyError::Fenced { partition, mine, current },
+            CheckpointError::Target(e) => ApplyError::Target(e),
+        }
+    }
 }
 
 /// SQLSTATEs worth retrying as they are: serialization failures, deadlocks, lost connections,
@@ -33,35 +47,34 @@ pub enum ApplyError {
 const RETRYABLE_STATES: &[&str] =
     &["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53000", "53100", "53200", "53300"];
 
-impl ApplyError {
-    /// Whether trying the same window again may succeed without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ApplyError::Fenced(_) => true,
-            ApplyError::Target(e) => match e.code() {
-                Some(code) => RETRYABLE_STATES.contains(&code.code()) || code.code().starts_with("08"),
-                None => true,
-            },
-            ApplyError::Catalog(CatalogError::Query(_)) => true,
-            _ => false,
-        }
-    }
-
-    /// A constraint failure that a timestamp-by-timestamp replay of the chunk may avoid.
-    pub fn is_constraint_order(&self) -> bool {
-        matches!(self, ApplyError::Target(e) if e.code().is_some_and(|c| c.code() == "23503" || c.code() == "23505"))
-    }
+/// What the worker does after an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Keep the partition, back off, try the same window again.
+    Retry,
+    /// Give the partition back: its lease is gone.
+    GiveUp,
+    /// Give the partition back paused: only a change to the target or the data can help.
+    Pause,
 }
 
-fn describe_pg(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
-            }
-            text
+impl ApplyError {
+    pub fn next(&self) -> Next {
+        match self {
+            ApplyError::Fenced { .. } | ApplyError::Queue(QueueError::NotHolder(_)) => Next::GiveUp,
+            ApplyError::Queue(e) if e.is_retryable() => Next::Retry,
+            ApplyError::Target(e) => match e.code() {
+                Some(code) if RETRYABLE_STATES.contains(&code.code()) || code.code().starts_with("08") => Next::Retry,
+                Some(_) => Next::Pause,
+                None => Next::Retry,
+            },
+            ApplyError::Catalog(CatalogError::Query(_)) => Next::Retry,
+            _ => Next::Pause,
         }
-        None => error.to_string(),
+    }
+
+    /// A constraint failure that a timestamp-by-timestamp replay of the window may avoid.
+    pub fn is_constraint_order(&self) -> bool {
+        matches!(self, ApplyError::Target(e) if e.code().is_some_and(|c| c.code() == "23503" || c.code() == "23505"))
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use wharf_queue::Row;
 
-use crate::json::Props;
+use wharf_queue::json::Props;
 
 /// The net effect of a chunk on one table, borrowed from the chunk's rows.
 #[derive(Debug, Default)]

@@ -1,25 +1,25 @@
-//! wharf's applier: resolved windows from the journal, applied to the target exactly once.
+//! wharf's applier: resolved windows from the queue, applied to the target exactly once.
 //!
 //! # Layout
 //!
-//! - [`catalog`]: target tables, columns, primary keys and foreign-key order.
 //! - [`values`]: JSON values to PostgreSQL input text (pure).
 //! - [`fold`]: the versions of a key in a chunk folded to one action (pure).
 //! - [`sql`]: set-based `unnest` upserts and deletes (pure).
-//! - [`apply`]: running those statements inside a transaction.
-//! - [`checkpoint`]: the fenced checkpoint row committed with the data.
-//! - [`worker`]: the loop: lease a partition, apply `(C, R]`, commit with checkpoint `R`, compact.
-//! - [`error`]: errors classified into retry and stop.
+//! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction.
+//! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries.
+//! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
+//! - [`error`]: errors classified into retry, give up the partition, and pause it.
+//!
+//! The applier sees the journal only through [`wharf_queue::QueueClient`]: in-process in
+//! `wharf-ingest --appliers N`, over QUIC in `wharf-applier`. The target's catalog and
+//! checkpoints come from `wharf_targetdb`.
 
 pub mod apply;
-pub mod catalog;
-pub mod checkpoint;
 pub mod error;
 pub mod fold;
-pub mod json;
-pub mod localpg;
 pub mod sql;
 pub mod values;
+mod window;
 pub mod worker;
 
 pub use error::ApplyError;

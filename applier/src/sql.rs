@@ -1,7 +1,7 @@
 //! Set-based statements: one `INSERT … SELECT FROM unnest(…) ON CONFLICT` or one
 //! `DELETE … WHERE (pk) IN (SELECT … unnest(…))` per table and column set. Pure.
 
-use crate::catalog::{Column, ColumnKind, Table, quote_ident};
+use wharf_targetdb::catalog::{Column, ColumnKind, Table, quote_ident};
 
 /// The expression that turns the text parameter column `u.cN` into the column's type.
 fn cast(column: &Column, position: usize) -> String {

@@ -7,8 +7,8 @@
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::catalog::ColumnKind;
-use crate::json::string_of;
+use wharf_queue::json::string_of;
+use wharf_targetdb::catalog::ColumnKind;
 
 /// The SQL input text of a raw JSON value for a column of `kind`; `None` is SQL NULL.
 pub fn sql_text(raw: &RawValue, kind: ColumnKind) -> Option<String> {

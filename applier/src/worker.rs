@@ -1,27 +1,52 @@
-//! Applier workers: lease a partition, apply its resolved window in one transaction, repeat.
+//! Applier workers: the loop that turns leased partitions into committed target transactions.
+//!
+//! # Why each row version is applied once
+//!
+//! 1. **Lease.** The queue service grants a partition to one worker with an epoch that only
+//!    grows ([`QueueClient::acquire`]); lease state lives in the service, not here.
+//! 2. **Claim.** Before its first window under a new epoch, the worker raises the epoch in the
+//!    target's checkpoint row and reads the checkpoint `C` there
+//!    ([`wharf_targetdb::checkpoint::claim`]). Everything at or below `C` is applied.
+//! 3. **Apply.** It reads `(C, R]` in bounded chunks ([`crate::window`]) and commits at
+//!    timestamp boundaries: the rows and `checkpoint = T` in one transaction whose checkpoint
+//!    update only matches while the row still carries its epoch. A worker that lost its lease
+//!    therefore commits nothing ([`ApplyError::Fenced`]); it gives the partition back, naming the
+//!    target's epoch, and never claims it again on its own.
+//! 4. **Report.** Each commit is reported ([`QueueClient::committed`]) so the journal compacts;
+//!    the answer says whether the worker keeps the partition (rebalancing).
+//!
+//! When an error leaves the outcome of a commit unknown (the connection died during `COMMIT`),
+//! the worker forgets `C` and re-reads it before the next window, checking its epoch is still
+//! there. A worker task that panics is noticed by [`run`]: its partitions are given back, the
+//! failure is logged and counted, and a fresh worker takes its place.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use wharf_queue::{Hlc, Partition, Row, WindowCursor, WindowSource};
+use wharf_queue::{Grant, Hlc, Partition, QueueClient, Release};
+use wharf_targetdb::catalog::{SchemaCatalog, discover};
+use wharf_targetdb::{checkpoint, connect, staging};
 
-use crate::apply::{Prepared, StatementCache, execute, prepare};
-use crate::catalog::{SchemaCatalog, discover};
-use crate::checkpoint::{self, Lease};
-use crate::error::ApplyError;
-use crate::fold::fold;
+use crate::apply::StatementCache;
+use crate::error::{ApplyError, Next};
+use crate::window::{self, WindowPlan};
 
-/// Rows read from the journal per chunk: bounds memory, big enough for set-based statements.
+/// Rows per chunk read from the queue: bounds memory, big enough for set-based statements.
 pub const DEFAULT_CHUNK_ROWS: usize = 10_000;
+/// Bytes per chunk (about): bounds memory when rows are large.
+pub const DEFAULT_CHUNK_BYTES: usize = 8 << 20;
+/// A transaction commits at the first timestamp boundary after this many rows (or at the window's end).
+pub const DEFAULT_COMMIT_ROWS: usize = 100_000;
 /// How long a partition rests after a permanent error before it is tried again.
 const PERMANENT_PAUSE: Duration = Duration::from_secs(60);
-/// Idle poll interval; a resolved timestamp wakes workers at once anyway.
-const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long one `acquire` waits for work; a resolved timestamp ends the wait at once.
+const IDLE_WAIT: Duration = Duration::from_secs(1);
 const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
 pub struct ApplierConfig {
@@ -29,218 +54,285 @@ pub struct ApplierConfig {
     pub staging_schema: String,
     pub workers: usize,
     pub chunk_rows: usize,
+    pub chunk_bytes: usize,
+    pub commit_rows: usize,
+}
+
+impl ApplierConfig {
+    pub fn new(target_conn: &str, staging_schema: &str, workers: usize) -> Self {
+        ApplierConfig {
+            target_conn: target_conn.to_owned(),
+            staging_schema: staging_schema.to_owned(),
+            workers,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            commit_rows: DEFAULT_COMMIT_ROWS,
+        }
+    }
 }
 
 /// Counters shared with the host process (demo, bench, metrics).
 #[derive(Debug, Default)]
 pub struct ApplyStats {
     pub rows: AtomicU64,
-    pub windows: AtomicU64,
+    pub commits: AtomicU64,
+    pub fenced: AtomicU64,
+    pub worker_failures: AtomicU64,
 }
 
-#[derive(Default)]
-struct Shared {
-    held: Mutex<HashSet<Partition>>,
-    paused: Mutex<HashMap<Partition, Instant>>,
-    /// The checkpoint last committed per partition, so idle partitions cost no query.
-    known: Mutex<HashMap<Partition, Hlc>>,
-}
+/// The partitions each worker holds (index → partition → epoch), for giving them back when a
+/// worker task dies.
+type Held = Arc<Mutex<HashMap<u32, HashMap<Partition, u64>>>>;
 
-/// Runs `config.workers` workers until `shutdown` is cancelled.
-pub async fn run<S: WindowSource>(
-    config: ApplierConfig,
-    source: S,
-    stats: Arc<ApplyStats>,
-    shutdown: CancellationToken,
-) -> Result<(), tokio_postgres::Error> {
-    let client = connect(&config.target_conn).await?;
-    checkpoint::create_tables(&client, &config.staging_schema).await?;
-    drop(client);
-    let shared = Arc::new(Shared::default());
+/// Runs `config.workers` workers until `shutdown` is cancelled; each gives its partitions back
+/// at a window boundary before it ends.
+pub async fn run<Q: QueueClient>(config: ApplierConfig, queue: Q, stats: Arc<ApplyStats>, shutdown: CancellationToken) {
+    if !create_staging(&config, &shutdown).await {
+        return;
+    }
+    let config = Arc::new(config);
+    let held: Held = Arc::default();
     let mut tasks = tokio::task::JoinSet::new();
-    for id in 0..config.workers {
-        let worker = Worker {
-            id,
-            config: config.clone(),
-            source: source.clone(),
-            stats: stats.clone(),
-            shared: shared.clone(),
+    let mut index_of = HashMap::new();
+    for index in 0..config.workers as u32 {
+        let worker = Worker::new(index, config.clone(), queue.clone(), stats.clone(), held.clone());
+        index_of.insert(tasks.spawn(worker.run(shutdown.clone())).id(), index);
+    }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, error) = match joined {
+            Ok((id, ())) => (id, None),
+            Err(e) => (e.id(), Some(e)),
+        };
+        let Some(index) = index_of.remove(&id) else { continue };
+        let Some(error) = error else { continue };
+        stats.worker_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(worker = index, %error, "applier worker failed; giving its partitions back and starting a new one");
+        let partitions = held.lock().expect("held lock").remove(&index).unwrap_or_default();
+        for (partition, epoch) in partitions {
+            let grant = Grant { partition, epoch, fresh: false, upto: Hlc::ZERO };
+            if let Err(error) = queue.release(index, &grant, Release::Done).await {
+                tracing::warn!(%error, "cannot give a failed worker's partition back; its lease will expire");
+            }
+        }
+        if !shutdown.is_cancelled() {
+            let worker = Worker::new(index, config.clone(), queue.clone(), stats.clone(), held.clone());
+            index_of.insert(tasks.spawn(worker.run(shutdown.clone())).id(), index);
+        }
+    }
+}
+
+/// Creates the checkpoint table, retrying while the target is unreachable; `false` on shutdown.
+async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) -> bool {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            let client = connect(&config.target_conn).await?;
+            staging::create_checkpoints(&client, &config.staging_schema).await
+        };
+        match attempt.await {
+            Ok(()) => return true,
+            Err(error) => {
+                tracing::warn!(error = %wharf_targetdb::describe_pg(&error), "cannot prepare the staging schema in the target; retrying")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return false,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// A worker's claim on a partition in the target.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    epoch: u64,
+    /// The target's checkpoint, `None` when an error left it unknown.
+    checkpoint: Option<Hlc>,
+}
+
+pub(crate) struct Worker<Q> {
+    pub(crate) index: u32,
+    pub(crate) config: Arc<ApplierConfig>,
+    pub(crate) queue: Q,
+    pub(crate) stats: Arc<ApplyStats>,
+    held: Held,
+    pub(crate) client: Option<Client>,
+    pub(crate) cache: StatementCache,
+    catalogs: HashMap<String, (Instant, Arc<SchemaCatalog>)>,
+    claims: HashMap<Partition, Claim>,
+}
+
+impl<Q: QueueClient> Worker<Q> {
+    fn new(index: u32, config: Arc<ApplierConfig>, queue: Q, stats: Arc<ApplyStats>, held: Held) -> Self {
+        Worker {
+            index,
+            config,
+            queue,
+            stats,
+            held,
             client: None,
             cache: StatementCache::default(),
             catalogs: HashMap::new(),
-        };
-        tasks.spawn(worker.run(shutdown.clone()));
-    }
-    while tasks.join_next().await.is_some() {}
-    Ok(())
-}
-
-pub async fn connect(conn: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(conn, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "target connection closed");
+            claims: HashMap::new(),
         }
-    });
-    Ok(client)
-}
+    }
 
-struct Worker<S> {
-    id: usize,
-    config: ApplierConfig,
-    source: S,
-    stats: Arc<ApplyStats>,
-    shared: Arc<Shared>,
-    client: Option<Client>,
-    cache: StatementCache,
-    catalogs: HashMap<String, (Instant, Arc<SchemaCatalog>)>,
-}
-
-enum Step {
-    Idle,
-    Applied { rows: u64, resolved: Hlc },
-}
-
-impl<S: WindowSource> Worker<S> {
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut changes = self.source.subscribe();
         let mut backoff = Duration::from_millis(100);
         while !shutdown.is_cancelled() {
-            let mut worked = false;
-            let mut failed = false;
-            for partition in self.source.partitions() {
-                if shutdown.is_cancelled() || !self.hold(&partition) {
-                    continue;
-                }
-                let result = self.step(&partition).await;
-                self.shared.held.lock().expect("held lock").remove(&partition);
-                match result {
-                    Ok(Step::Idle) => {}
-                    Ok(Step::Applied { rows, resolved }) => {
-                        worked = true;
-                        backoff = Duration::from_millis(100);
-                        tracing::debug!(worker = self.id, %partition, rows, %resolved, "window applied");
+            let acquired = tokio::select! {
+                acquired = self.queue.acquire(self.index, IDLE_WAIT) => acquired,
+                _ = shutdown.cancelled() => break,
+            };
+            let failed = match acquired {
+                Ok(None) => false,
+                Ok(Some(grant)) => match self.step(&grant, &shutdown).await {
+                    Ok(keep) => {
+                        if !keep {
+                            self.forget(&grant.partition);
+                        }
+                        false
                     }
-                    Err(error) => failed |= self.on_error(&partition, error),
+                    Err(error) => self.on_error(&grant, error).await,
+                },
+                Err(error) => {
+                    tracing::warn!(worker = self.index, %error, "cannot get work from the queue service; retrying");
+                    true
                 }
-            }
+            };
             if failed {
                 tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = shutdown.cancelled() => {} }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            } else if !worked {
-                tokio::select! {
-                    _ = changes.changed() => {},
-                    _ = tokio::time::sleep(IDLE_POLL) => {},
-                    _ = shutdown.cancelled() => {},
-                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            } else {
+                backoff = Duration::from_millis(100);
             }
         }
+        self.release_all().await;
     }
 
-    /// Logs an error once and decides: `true` to back off and retry, `false` after pausing the partition.
-    fn on_error(&mut self, partition: &Partition, error: ApplyError) -> bool {
-        self.shared.known.lock().expect("known lock").remove(partition);
-        if matches!(error, ApplyError::Target(ref e) if e.is_closed())
-            || self.client.as_ref().is_some_and(Client::is_closed)
-        {
-            self.client = None;
-            self.cache.clear();
-        }
-        if matches!(error, ApplyError::UnknownTable(_) | ApplyError::UnknownColumn { .. }) {
-            self.catalogs.clear();
-        }
-        if error.is_retryable() {
-            tracing::warn!(worker = self.id, %partition, %error, "apply failed; retrying");
-            return true;
-        }
-        tracing::error!(worker = self.id, %partition, %error, pause_s = PERMANENT_PAUSE.as_secs(), "apply failed permanently; partition paused (fix the target or the data, it is retried after the pause)");
-        self.shared.paused.lock().expect("paused lock").insert(partition.clone(), Instant::now() + PERMANENT_PAUSE);
-        false
-    }
-
-    fn hold(&self, partition: &Partition) -> bool {
-        if let Some(until) = self.shared.paused.lock().expect("paused lock").get(partition)
-            && Instant::now() < *until
-        {
-            return false;
-        }
-        let resolved = self.source.resolved(partition);
-        let known = self.shared.known.lock().expect("known lock").get(partition).copied();
-        if resolved.is_none() || (known.is_some() && resolved <= known) {
-            return false;
-        }
-        self.shared.held.lock().expect("held lock").insert(partition.clone())
-    }
-
-    async fn step(&mut self, partition: &Partition) -> Result<Step, ApplyError> {
-        let Some(resolved) = self.source.resolved(partition) else { return Ok(Step::Idle) };
-        if self.client.is_none() {
+    /// Applies the granted partition up to `grant.upto`; returns whether the worker keeps it.
+    async fn step(&mut self, grant: &Grant, shutdown: &CancellationToken) -> Result<bool, ApplyError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(connect(&self.config.target_conn).await?);
             self.cache.clear();
         }
-        let lease =
-            checkpoint::acquire(self.client.as_ref().expect("connected"), &self.config.staging_schema, partition)
-                .await?;
-        self.source.mark_applied(partition, lease.checkpoint)?;
-        if resolved <= lease.checkpoint {
-            self.shared.known.lock().expect("known lock").insert(partition.clone(), lease.checkpoint);
-            return Ok(Step::Idle);
+        let from = self.checkpoint(grant).await?;
+        if grant.upto <= from {
+            // Nothing to apply; the report tells the service what the target already holds.
+            return Ok(self.queue.committed(self.index, grant, from, 0).await?);
         }
-        let catalog = self.catalog(&partition.schema).await?;
-        let rows = match self.apply_window(partition, &catalog, lease, resolved, false).await {
+        let catalog = self.catalog(&grant.partition.schema).await?;
+        let plan = WindowPlan { grant, catalog: &catalog, from, by_timestamp: false };
+        match window::apply(self, plan, shutdown).await {
             Err(e) if e.is_constraint_order() => {
-                tracing::info!(%partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
+                tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
                 self.cache.clear();
-                self.apply_window(partition, &catalog, lease, resolved, true).await
+                let from = self.checkpoint(grant).await?;
+                window::apply(self, WindowPlan { grant, catalog: &catalog, from, by_timestamp: true }, shutdown).await
             }
             other => other,
-        };
-        let rows = rows.inspect_err(|_| {
-            // A rolled-back transaction also rolled back the staging tables it created.
-            self.cache.clear();
-        })?;
-        self.source.mark_applied(partition, resolved)?;
-        self.shared.known.lock().expect("known lock").insert(partition.clone(), resolved);
-        self.stats.rows.fetch_add(rows, Ordering::Relaxed);
-        self.stats.windows.fetch_add(1, Ordering::Relaxed);
-        Ok(Step::Applied { rows, resolved })
+        }
     }
 
-    /// Applies (checkpoint, resolved] and the new checkpoint in one transaction. Reading, folding
-    /// and encoding the next chunk runs on a blocking thread while the target executes this one.
-    async fn apply_window(
-        &mut self,
-        partition: &Partition,
-        catalog: &Arc<SchemaCatalog>,
-        lease: Lease,
-        resolved: Hlc,
-        by_timestamp: bool,
-    ) -> Result<u64, ApplyError> {
-        let client = self.client.as_mut().expect("connected");
-        let tx = client.transaction().await?;
-        let reader = ChunkReader {
-            source: self.source.clone(),
-            partition: partition.clone(),
-            catalog: catalog.clone(),
-            chunk_rows: self.config.chunk_rows,
-            by_timestamp,
+    /// The target's checkpoint under this grant's epoch: claims a new epoch, re-reads a known one
+    /// whose checkpoint an error left unknown.
+    async fn checkpoint(&mut self, grant: &Grant) -> Result<Hlc, ApplyError> {
+        let client = self.client.as_ref().expect("connected");
+        let staging = &self.config.staging_schema;
+        let partition = &grant.partition;
+        let checkpoint = match self.claims.get(partition) {
+            Some(Claim { epoch, checkpoint: Some(c) }) if *epoch == grant.epoch => return Ok(*c),
+            Some(Claim { epoch, checkpoint: None }) if *epoch == grant.epoch => {
+                let row = checkpoint::read(client, staging, partition).await?;
+                match row {
+                    Some(row) if row.epoch == grant.epoch => row.resolved,
+                    other => {
+                        return Err(ApplyError::Fenced {
+                            partition: partition.to_string(),
+                            mine: grant.epoch,
+                            current: other.map_or(0, |r| r.epoch),
+                        });
+                    }
+                }
+            }
+            // An epoch this worker never claimed: raise the target's to it (or find it fenced).
+            _ => checkpoint::claim(client, staging, partition, grant.epoch).await?,
         };
-        let mut pending = Some(reader.clone().spawn(WindowCursor::new(lease.checkpoint, resolved)));
-        let mut rows = 0u64;
-        while let Some(handle) = pending.take() {
-            let chunk = handle.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-            if chunk.rows == 0 {
-                break;
-            }
-            if !chunk.cursor.is_done() {
-                pending = Some(reader.clone().spawn(chunk.cursor.clone()));
-            }
-            rows += chunk.rows as u64;
-            execute(&tx, &mut self.cache, &chunk.statements).await?;
+        self.claims.insert(partition.clone(), Claim { epoch: grant.epoch, checkpoint: Some(checkpoint) });
+        self.publish_held();
+        Ok(checkpoint)
+    }
+
+    /// Called after each commit of a window.
+    pub(crate) fn committed(&mut self, partition: &Partition, checkpoint: Hlc, rows: u64) {
+        if let Some(claim) = self.claims.get_mut(partition) {
+            claim.checkpoint = Some(checkpoint);
         }
-        checkpoint::commit(&tx, &self.config.staging_schema, partition, lease, resolved).await?;
-        tx.commit().await?;
-        Ok(rows)
+        self.stats.rows.fetch_add(rows, Ordering::Relaxed);
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Logs an error once and acts on it; `true` to back off before the next attempt.
+    async fn on_error(&mut self, grant: &Grant, error: ApplyError) -> bool {
+        let partition = &grant.partition;
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        // A rolled-back transaction may have left statements half prepared.
+        self.cache.clear();
+        if matches!(error, ApplyError::UnknownTable(_) | ApplyError::UnknownColumn { .. }) {
+            self.catalogs.clear();
+        }
+        if let Some(claim) = self.claims.get_mut(partition) {
+            claim.checkpoint = None;
+        }
+        let how = match error.next() {
+            Next::Retry => {
+                tracing::warn!(worker = self.index, %partition, %error, "apply failed; retrying");
+                return true;
+            }
+            Next::GiveUp => {
+                tracing::warn!(worker = self.index, %partition, %error, "giving the partition up");
+                match error {
+                    ApplyError::Fenced { current, .. } => {
+                        self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                        Release::Fenced { target_epoch: current }
+                    }
+                    _ => Release::Done,
+                }
+            }
+            Next::Pause => {
+                tracing::error!(worker = self.index, %partition, %error, pause_s = PERMANENT_PAUSE.as_secs(), "apply failed permanently; partition paused (fix the target or the data; it is retried after the pause)");
+                Release::Paused { pause: PERMANENT_PAUSE, reason: error.to_string() }
+            }
+        };
+        self.forget(partition);
+        if let Err(error) = self.queue.release(self.index, grant, how).await {
+            tracing::warn!(worker = self.index, %partition, %error, "cannot give the partition back; its lease will expire");
+        }
+        false
+    }
+
+    fn forget(&mut self, partition: &Partition) {
+        self.claims.remove(partition);
+        self.publish_held();
+    }
+
+    fn publish_held(&self) {
+        let held = self.claims.iter().map(|(p, c)| (p.clone(), c.epoch)).collect();
+        self.held.lock().expect("held lock").insert(self.index, held);
+    }
+
+    /// Gives every held partition back (shutdown, between windows).
+    async fn release_all(&mut self) {
+        for (partition, claim) in std::mem::take(&mut self.claims) {
+            let grant = Grant { partition, epoch: claim.epoch, fresh: false, upto: Hlc::ZERO };
+            if let Err(error) = self.queue.release(self.index, &grant, Release::Done).await {
+                tracing::debug!(%error, "cannot give a partition back at shutdown; its lease will expire");
+            }
+        }
+        self.publish_held();
     }
 
     async fn catalog(&mut self, schema: &str) -> Result<Arc<SchemaCatalog>, ApplyError> {
@@ -253,41 +345,4 @@ impl<S: WindowSource> Worker<S> {
         self.catalogs.insert(schema.to_owned(), (Instant::now(), catalog.clone()));
         Ok(catalog)
     }
-}
-
-/// Reads one chunk of a window and turns it into statements, off the async runtime.
-#[derive(Clone)]
-struct ChunkReader<S> {
-    source: S,
-    partition: Partition,
-    catalog: Arc<SchemaCatalog>,
-    chunk_rows: usize,
-    by_timestamp: bool,
-}
-
-struct Chunk {
-    cursor: WindowCursor,
-    rows: usize,
-    statements: Vec<Prepared>,
-}
-
-impl<S: WindowSource> ChunkReader<S> {
-    fn spawn(self, mut cursor: WindowCursor) -> tokio::task::JoinHandle<Result<Chunk, ApplyError>> {
-        tokio::task::spawn_blocking(move || {
-            let rows = self.source.read_chunk(&self.partition, &mut cursor, self.chunk_rows)?;
-            let mut statements = Vec::new();
-            for run in runs(&rows, self.by_timestamp) {
-                statements.extend(prepare(&self.catalog, fold(run)?)?);
-            }
-            Ok(Chunk { cursor, rows: rows.len(), statements })
-        })
-    }
-}
-
-/// The whole chunk, or its runs of rows with one timestamp each.
-fn runs(chunk: &[Row], by_timestamp: bool) -> Vec<&[Row]> {
-    if !by_timestamp {
-        return vec![chunk];
-    }
-    chunk.chunk_by(|a, b| a.hlc == b.hlc).collect()
 }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use tokio_util::sync::CancellationToken;
-use wharf_applier::localpg::LocalPg;
 use wharf_applier::{ApplierConfig, ApplyStats};
-use wharf_queue::{Hlc, Journal, JournalConfig, Partition, Row};
+use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClient, Partition, QueueService, Row};
+use wharf_testkit::LocalPg;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -58,7 +58,7 @@ fn fixture() -> &'static Fixture {
         let pg = LocalPg::start().expect("start PostgreSQL");
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let c = wharf_applier::worker::connect(&pg.url("postgres")).await.unwrap();
+            let c = wharf_targetdb::connect(&pg.url("postgres")).await.unwrap();
             c.batch_execute("CREATE DATABASE app").await.unwrap();
         });
         Fixture { pg, rt, case: AtomicUsize::new(0) }
@@ -70,7 +70,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let schema = format!("p{}", fx.case.fetch_add(1, Ordering::SeqCst));
     let url = fx.pg.url("app");
     fx.rt.block_on(async {
-        let client = wharf_applier::worker::connect(&url).await.unwrap();
+        let client = wharf_targetdb::connect(&url).await.unwrap();
         client
             .batch_execute(&format!(
                 "CREATE SCHEMA {schema}; CREATE TABLE {schema}.kv (k integer PRIMARY KEY, v text NOT NULL, n integer)"
@@ -82,9 +82,11 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let partition = Partition::new("app", &schema);
         let stop = CancellationToken::new();
         let config =
-            ApplierConfig { target_conn: url.clone(), staging_schema: "_replicator".into(), workers: 2, chunk_rows: 3 };
-        let applier =
-            tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
+            // Tiny chunks and transactions: windows split into several commits, and timestamps
+            // larger than a chunk are streamed table by table.
+            ApplierConfig { chunk_rows: 3, chunk_bytes: 1 << 20, commit_rows: 5, ..ApplierConfig::new(&url, "_replicator", 2) };
+        let queue = LocalClient::new(QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT), "test", 2);
+        let applier = tokio::spawn(wharf_applier::run(config, queue, Arc::new(ApplyStats::default()), stop.clone()));
 
         let mut wall = 0u64;
         let mut history: Vec<Row> = Vec::new();
@@ -157,7 +159,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
         }
         stop.cancel();
-        applier.await.unwrap().unwrap();
+        applier.await.unwrap();
         let got: Vec<(i32, String, i32)> = client
             .query(&format!("SELECT k, v, n FROM {schema}.kv ORDER BY k"), &[])
             .await

@@ -16,8 +16,8 @@ use tokio::task::JoinSet;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
-use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
-use wharf_queue::{Hlc, Journal, JournalConfig, Partition};
+use wharf_applier::{ApplierConfig, ApplyStats};
+use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClient, Partition, QueueService};
 
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
@@ -249,15 +249,11 @@ async fn apply_backlog(
     }
     settle();
     let stop = CancellationToken::new();
-    let config = ApplierConfig {
-        target_conn: url.to_owned(),
-        staging_schema: "_replicator".into(),
-        workers: 1,
-        chunk_rows: DEFAULT_CHUNK_ROWS,
-    };
+    let config = ApplierConfig::new(url, "_replicator", 1);
     let started = Instant::now();
-    let task = tokio::spawn(wharf_applier::run(config, journal.clone(), Arc::new(ApplyStats::default()), stop.clone()));
-    let client = wharf_applier::worker::connect(url).await?;
+    let client = LocalClient::new(QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT), "bench", 1);
+    let task = tokio::spawn(wharf_applier::run(config, client, Arc::new(ApplyStats::default()), stop.clone()));
+    let client = wharf_targetdb::connect(url).await?;
     let key = partition.to_string();
     crate::sim::feed::wait_until(Duration::from_secs(600), || {
         let (client, key) = (&client, &key);
@@ -266,7 +262,7 @@ async fn apply_backlog(
     .await?;
     let elapsed = started.elapsed();
     stop.cancel();
-    task.await??;
+    task.await?;
     Ok((index, elapsed))
 }
 

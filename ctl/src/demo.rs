@@ -71,7 +71,7 @@ pub struct SimulateArgs {
 }
 
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
-    let client = wharf_applier::worker::connect(&args.target_conn).await?;
+    let client = wharf_targetdb::connect(&args.target_conn).await?;
     let database = prepare_schema(&client, &args.schema).await?;
     let sender = Sender::new(format!("{}/{database}/{}", args.url.trim_end_matches('/'), args.schema));
     simulate_and_check(&sender, &args.target_conn, &database, &args.schema, args.seed, args.seconds, args.batch_rows)
@@ -110,9 +110,8 @@ async fn simulate_and_check(
     let mut model = model::Model::new(seed);
     let stats = Arc::new(FeedStats::default());
     let marks: Marks = Arc::default();
-    let client = &wharf_applier::worker::connect(target_url).await?;
-    let watcher =
-        tokio::spawn(watch_lag(wharf_applier::worker::connect(target_url).await?, partition.clone(), marks.clone()));
+    let client = &wharf_targetdb::connect(target_url).await?;
+    let watcher = tokio::spawn(watch_lag(wharf_targetdb::connect(target_url).await?, partition.clone(), marks.clone()));
     let bar = progress(stats.clone(), seconds);
     let started = Instant::now();
     let config = FeedConfig { batch_rows, ..FeedConfig::default() };

@@ -7,8 +7,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use wharf_applier::localpg::LocalPg;
 use wharf_ingest::IngestConfig;
+use wharf_testkit::LocalPg;
 
 /// The target database; keeps a local server alive while it lives.
 pub struct TargetDb {
@@ -23,13 +23,13 @@ impl TargetDb {
             return Ok(TargetDb { url, _local: None });
         }
         let local = LocalPg::start().map_err(|e| anyhow::anyhow!("{e}; or pass --targetConn postgresql://…"))?;
-        let admin = wharf_applier::worker::connect(&local.url("postgres")).await?;
+        let admin = wharf_targetdb::connect(&local.url("postgres")).await?;
         admin.batch_execute(&format!("CREATE DATABASE {name}")).await?;
         Ok(TargetDb { url: local.url(name), _local: Some(local) })
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Ok(wharf_applier::worker::connect(&self.url).await?)
+        Ok(wharf_targetdb::connect(&self.url).await?)
     }
 }
 
@@ -41,7 +41,7 @@ pub struct InProcessIngest {
 }
 
 /// How an in-process ingest server runs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct IngestOptions {
     /// Embedded applier workers.
     pub appliers: usize,
@@ -49,11 +49,13 @@ pub struct IngestOptions {
     pub discard: bool,
     /// JWT authentication on (keys must already be in `_replicator.jwt_public_keys`).
     pub authenticate: bool,
+    /// Serve the QUIC queue service for separate `wharf-applier` processes.
+    pub queue: Option<wharf_queue::quic::ServerSettings>,
 }
 
 impl InProcessIngest {
     pub async fn start(target_url: &str, journal: &std::path::Path, options: IngestOptions) -> anyhow::Result<Self> {
-        let IngestOptions { appliers, discard, authenticate } = options;
+        let IngestOptions { appliers, discard, authenticate, queue } = options;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let config = IngestConfig {
@@ -71,12 +73,15 @@ impl InProcessIngest {
             staging_schema: "_replicator".into(),
             journal: wharf_queue::JournalConfig::new(journal),
             appliers,
+            queue,
+            lease_timeout: wharf_queue::DEFAULT_LEASE_TIMEOUT,
             body_limit: wharf_ingest::config::DEFAULT_BODY_LIMIT,
             discard,
             grace_period: Duration::from_secs(10),
         };
         let stop = CancellationToken::new();
-        let task = tokio::spawn(wharf_ingest::run_with_listener(config, listener, stop.clone()));
+        let embedded = embedded_appliers(target_url);
+        let task = tokio::spawn(wharf_ingest::run_with_listener(config, listener, Some(embedded), stop.clone()));
         let sender = crate::http::Sender::new(format!("http://127.0.0.1:{port}"));
         crate::sim::feed::wait_until(Duration::from_secs(30), || {
             let sender = sender.clone();
@@ -95,6 +100,18 @@ impl InProcessIngest {
         self.task.await??;
         Ok(())
     }
+}
+
+/// In-process applier workers, as `wharf-ingest --appliers N` runs them.
+fn embedded_appliers(target_url: &str) -> wharf_ingest::EmbeddedAppliers {
+    let target_url = target_url.to_owned();
+    Box::new(move |client, stop| {
+        Box::pin(async move {
+            let workers = client.workers() as usize;
+            let config = wharf_applier::ApplierConfig::new(&target_url, "_replicator", workers);
+            wharf_applier::run(config, client, std::sync::Arc::new(wharf_applier::ApplyStats::default()), stop).await
+        })
+    })
 }
 
 /// The applied checkpoint of `partition` in the target, if any.

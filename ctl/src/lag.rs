@@ -40,7 +40,7 @@ fn body(first: usize, rows: usize) -> Bytes {
 /// Feeds `rows_per_s` for `seconds` into `database.bench.lag` through an ingest with one embedded
 /// applier.
 pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
-    let client = wharf_applier::worker::connect(target_url).await?;
+    let client = wharf_targetdb::connect(target_url).await?;
     client
         .batch_execute("DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)")
         .await?;
@@ -52,7 +52,7 @@ pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds:
     let partition = format!("{database}.bench");
     let per_second = (rows_per_s as usize).max(BODY_ROWS);
     let marks: Marks = Marks::default();
-    let lag_client = wharf_applier::worker::connect(target_url).await?;
+    let lag_client = wharf_targetdb::connect(target_url).await?;
     let watcher = tokio::spawn(watch_lag(lag_client, partition.clone(), marks.clone()));
     let started = Instant::now();
     let mut next_id = 0usize;

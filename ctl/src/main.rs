@@ -5,12 +5,14 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
+mod certs;
 mod demo;
 mod harness;
 mod http;
 mod lag;
 mod security;
 mod sim;
+mod status;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +39,11 @@ enum Command {
     /// Revoke tokens by jti, or list revoked ones.
     #[command(subcommand)]
     Tokens(security::TokensCommand),
+    /// Make the certificates of the queue service and of applier processes (mutual TLS).
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// Show leases, checkpoints, lag and the journal's backlog per partition, and the connected appliers.
+    Status(status::StatusArgs),
     /// Print the version, build facts and every dependency with its registry checksum.
     Version {
         /// One JSON object for machines.
@@ -47,6 +54,8 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One crypto provider for the whole process (QUIC, TLS).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let runtime = tokio::runtime::Runtime::new()?;
@@ -55,6 +64,8 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => runtime.block_on(demo::simulate(args)),
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::MakeJwt(args) => security::make_jwt(args),
+        Command::Certs(command) => certs::run(command),
+        Command::Status(args) => runtime.block_on(status::run(args)),
         Command::Keys(command) => runtime.block_on(security::keys(command)),
         Command::Tokens(command) => runtime.block_on(security::tokens(command)),
         Command::Version { json } => {

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use wharf_applier::catalog::quote_ident;
 use wharf_ingest::auth::jwt::{CLAIM_NAMESPACE, PublicKey};
 use wharf_ingest::auth::sign::SigningKey;
+use wharf_targetdb::quote_ident;
 
 /// When running wharf-ingest processes see a change to the key tables.
 const PICKUP: &str = "running wharf-ingest processes pick this up within --jwtRefresh (default 1m), or at once after `killall -HUP wharf-ingest`";
@@ -139,7 +139,7 @@ pub enum TokensCommand {
 }
 
 async fn client(staging: &StagingArgs) -> anyhow::Result<(tokio_postgres::Client, String)> {
-    let client = wharf_applier::worker::connect(&staging.target_conn).await?;
+    let client = wharf_targetdb::connect(&staging.target_conn).await?;
     Ok((client, quote_ident(&staging.staging_schema)))
 }
 

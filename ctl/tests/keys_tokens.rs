@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use wharf_applier::localpg::LocalPg;
+use wharf_testkit::LocalPg;
 
 fn wharfctl(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharfctl")).args(args).output().unwrap();
@@ -16,7 +16,7 @@ fn keys_and_revocations_are_managed_in_the_staging_schema() {
     let url = pg.url("postgres");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        let c = wharf_applier::worker::connect(&url).await.unwrap();
+        let c = wharf_targetdb::connect(&url).await.unwrap();
         c.batch_execute(
             "CREATE SCHEMA _replicator;
              CREATE TABLE _replicator.jwt_public_keys (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), public_key text NOT NULL, active bool NOT NULL DEFAULT true);

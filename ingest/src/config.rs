@@ -53,6 +53,21 @@ pub struct StartArgs {
     /// Largest accepted request body, in bytes (413 above it).
     #[arg(long = "bodyLimit", default_value_t = DEFAULT_BODY_LIMIT)]
     pub body_limit: u64,
+    /// UDP address of the queue service that separate wharf-applier processes connect to.
+    #[arg(long = "queueAddr", default_value = ":26259")]
+    pub queue_addr: String,
+    /// PEM certificate chain of the queue service (its hosts as they appear in --queueAddr of appliers).
+    #[arg(long = "queueCertificate")]
+    pub queue_certificate: Option<PathBuf>,
+    /// PEM private key of the queue service certificate.
+    #[arg(long = "queuePrivateKey")]
+    pub queue_private_key: Option<PathBuf>,
+    /// PEM CA bundle that applier client certificates must chain to (mutual TLS, required).
+    #[arg(long = "queueClientCA")]
+    pub queue_client_ca: Option<PathBuf>,
+    /// An applier silent this long loses its partitions to another.
+    #[arg(long = "leaseTimeout", default_value = "10s", value_parser = parse_duration)]
+    pub lease_timeout: Duration,
     /// Parse and validate every body, then drop it (no journal): for measuring the HTTP path.
     #[arg(long = "discard")]
     pub discard: bool,
@@ -90,6 +105,9 @@ pub struct IngestConfig {
     pub staging_schema: String,
     pub journal: wharf_queue::JournalConfig,
     pub appliers: usize,
+    /// The QUIC queue service for separate appliers; `None` when only embedded ones run.
+    pub queue: Option<wharf_queue::quic::ServerSettings>,
+    pub lease_timeout: Duration,
     pub body_limit: u64,
     pub discard: bool,
     pub grace_period: Duration,
@@ -111,6 +129,16 @@ pub enum ConfigError {
     ClientCaWithoutTls,
     #[error("--bodyLimit must be at least 1 byte")]
     BodyLimit,
+    #[error("--queueAddr {0:?} is not HOST:PORT or :PORT")]
+    QueueAddr(String),
+    #[error("the queue service needs all of --queueCertificate, --queuePrivateKey and --queueClientCA; missing: {0}")]
+    QueueTlsHalf(String),
+    #[error(
+        "--appliers 0 leaves nobody to apply the journal: add --queueCertificate, --queuePrivateKey and --queueClientCA so separate wharf-applier processes can connect (`wharfctl certs create` makes them), or run embedded workers with --appliers N"
+    )]
+    NoAppliers,
+    #[error("--leaseTimeout must be at least 1s")]
+    LeaseTimeout,
 }
 
 impl StartArgs {
@@ -138,6 +166,14 @@ impl StartArgs {
         if self.body_limit == 0 {
             return Err(ConfigError::BodyLimit);
         }
+        let queue =
+            queue_settings(&self.queue_addr, self.queue_certificate, self.queue_private_key, self.queue_client_ca)?;
+        if queue.is_none() && self.appliers == 0 && !self.discard {
+            return Err(ConfigError::NoAppliers);
+        }
+        if self.lease_timeout < Duration::from_secs(1) {
+            return Err(ConfigError::LeaseTimeout);
+        }
         let mut journal = wharf_queue::JournalConfig::new(self.journal_dir);
         journal.byte_budget = self.journal_budget;
         Ok(IngestConfig {
@@ -155,11 +191,40 @@ impl StartArgs {
             staging_schema: self.staging_schema,
             journal,
             appliers: self.appliers,
+            queue,
+            lease_timeout: self.lease_timeout,
             body_limit: self.body_limit,
             discard: self.discard,
             grace_period: self.grace_period,
         })
     }
+}
+
+/// The queue service's settings: all three TLS files, or none (no queue service).
+fn queue_settings(
+    addr: &str,
+    certificate: Option<PathBuf>,
+    private_key: Option<PathBuf>,
+    client_ca: Option<PathBuf>,
+) -> Result<Option<wharf_queue::quic::ServerSettings>, ConfigError> {
+    let (certificate, private_key, ca) = match (certificate, private_key, client_ca) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(k), Some(ca)) => (c, k, ca),
+        (c, k, ca) => {
+            let missing: Vec<&str> = [
+                (c.is_none(), "--queueCertificate"),
+                (k.is_none(), "--queuePrivateKey"),
+                (ca.is_none(), "--queueClientCA"),
+            ]
+            .into_iter()
+            .filter_map(|(absent, name)| absent.then_some(name))
+            .collect();
+            return Err(ConfigError::QueueTlsHalf(missing.join(", ")));
+        }
+    };
+    let addr = parse_bind_addr(addr).map_err(|_| ConfigError::QueueAddr(addr.to_owned()))?;
+    let tls = wharf_queue::quic::TlsFiles { certificate, private_key, ca };
+    Ok(Some(wharf_queue::quic::ServerSettings { addr, tls }))
 }
 
 fn parse_bind_addr(text: &str) -> Result<SocketAddr, ConfigError> {
@@ -214,6 +279,19 @@ mod tests {
         assert_eq!(args(&["--tlsClientCA", "ca.pem"]).err(), Some(ConfigError::ClientCaWithoutTls));
         assert_eq!(args(&["--tlsSelfSigned"]).unwrap().tls.unwrap().source, CertSource::SelfSigned);
         assert!(args(&[]).unwrap().tls.is_none());
+    }
+
+    #[test]
+    fn the_queue_service_needs_all_its_tls_files_and_someone_must_apply() {
+        assert_eq!(
+            args(&["--queueCertificate", "q.crt"]).err(),
+            Some(ConfigError::QueueTlsHalf("--queuePrivateKey, --queueClientCA".into()))
+        );
+        assert_eq!(args(&["--appliers", "0"]).err(), Some(ConfigError::NoAppliers));
+        let queue = ["--queueCertificate", "q.crt", "--queuePrivateKey", "q.key", "--queueClientCA", "ca.crt"];
+        let config = args(&[&["--appliers", "0"][..], &queue[..]].concat()).unwrap();
+        assert_eq!(config.queue.unwrap().addr.to_string(), "0.0.0.0:26259");
+        assert!(args(&["--appliers", "0", "--discard"]).is_ok());
     }
 
     #[test]

@@ -24,11 +24,11 @@ pub mod version;
 
 use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
-use wharf_queue::Journal;
+use wharf_queue::{Journal, LocalClient, QueueService};
 
 pub use config::{IngestConfig, StartArgs};
 use server::State;
@@ -47,6 +47,8 @@ pub enum StartError {
     Journal(#[from] wharf_queue::OpenError),
     #[error("cannot reach the target database: {0}")]
     Target(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Queue(#[from] wharf_queue::quic::server::ServeError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -74,18 +76,28 @@ async fn refresh_keys(auth: Arc<auth::Authenticator>, every: std::time::Duration
     }
 }
 
+/// Starts the in-process applier workers on a client of the queue service and runs them until
+/// the token is cancelled. The `wharf-ingest` binary passes `wharf_applier::run`; this library
+/// does not depend on the applier.
+pub type EmbeddedAppliers = Box<dyn FnOnce(LocalClient, CancellationToken) -> BoxFuture<'static, ()> + Send>;
+
 /// Binds `config.bind_addr` and serves until `shutdown` is cancelled.
-pub async fn run(config: IngestConfig, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run(
+    config: IngestConfig,
+    appliers: Option<EmbeddedAppliers>,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
     let listener = TcpListener::bind(config.bind_addr)
         .await
         .map_err(|source| StartError::Bind { addr: config.bind_addr, source })?;
-    run_with_listener(config, listener, shutdown).await
+    run_with_listener(config, listener, appliers, shutdown).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 themselves).
 pub async fn run_with_listener(
     config: IngestConfig,
     listener: TcpListener,
+    appliers: Option<EmbeddedAppliers>,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let tls = match &config.tls {
@@ -120,17 +132,26 @@ pub async fn run_with_listener(
     };
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
+    let queue = journal.as_ref().map(|j| QueueService::new(j.clone(), config.lease_timeout));
+    let queue_stop = CancellationToken::new();
+    let queue_server = match (&queue, &config.queue) {
+        (Some(service), Some(settings)) => {
+            let endpoint = wharf_queue::quic::server::bind(settings, config.lease_timeout)?;
+            tracing::info!(address = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "queue service listening (QUIC, mutual TLS)");
+            let stop = queue_stop.clone();
+            Some(tokio::spawn(wharf_queue::quic::serve(
+                endpoint,
+                service.clone(),
+                async move { stop.cancelled().await },
+            )))
+        }
+        _ => None,
+    };
     let appliers_stop = CancellationToken::new();
-    let apply_stats = Arc::new(ApplyStats::default());
-    let appliers = match (&journal, config.appliers) {
-        (Some(journal), n) if n > 0 => {
-            let applier = ApplierConfig {
-                target_conn: config.target_conn.clone(),
-                staging_schema: config.staging_schema.clone(),
-                workers: n,
-                chunk_rows: DEFAULT_CHUNK_ROWS,
-            };
-            Some(tokio::spawn(wharf_applier::run(applier, journal.clone(), apply_stats.clone(), appliers_stop.clone())))
+    let embedded = match (&queue, appliers) {
+        (Some(service), Some(start)) if config.appliers > 0 => {
+            let client = LocalClient::new(service.clone(), "embedded", config.appliers as u32);
+            Some(tokio::spawn(start(client, appliers_stop.clone())))
         }
         _ => None,
     };
@@ -145,16 +166,18 @@ pub async fn run_with_listener(
         body_limit: config.body_limit,
         shutting_down: shutdown.clone(),
         stats: metrics::IngestStats::default(),
-        apply: apply_stats,
+        queue,
     });
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     appliers_stop.cancel();
-    if let Some(appliers) = appliers {
-        match appliers.await {
-            Ok(Err(error)) => tracing::error!(%error, "appliers stopped with an error"),
-            Err(error) => tracing::error!(%error, "applier task failed"),
-            Ok(Ok(())) => {}
-        }
+    if let Some(embedded) = embedded
+        && let Err(error) = embedded.await
+    {
+        tracing::error!(%error, "embedded appliers failed");
+    }
+    queue_stop.cancel();
+    if let Some(server) = queue_server {
+        let _ = server.await;
     }
     tracing::info!("wharf-ingest stopped");
     Ok(())

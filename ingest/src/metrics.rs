@@ -41,15 +41,21 @@ pub fn render(state: &State) -> String {
         "Rows at or below the applied checkpoint, acknowledged and dropped.",
         stats.rows_dropped_stale.load(Ordering::Relaxed),
     );
+    let queue = state.queue.as_ref().map(|q| q.stats());
     counter(
         "wharf_apply_rows_total",
-        "Rows applied to the target by embedded appliers.",
-        state.apply.rows.load(Ordering::Relaxed),
+        "Rows applied to the target, as reported by embedded and separate appliers.",
+        queue.map_or(0, |s| s.rows_applied.load(Ordering::Relaxed)),
     );
     counter(
-        "wharf_apply_windows_total",
-        "Resolved windows committed to the target.",
-        state.apply.windows.load(Ordering::Relaxed),
+        "wharf_apply_commits_total",
+        "Target transactions committed with a checkpoint.",
+        queue.map_or(0, |s| s.commits.load(Ordering::Relaxed)),
+    );
+    counter(
+        "wharf_apply_fenced_total",
+        "Commits refused because another applier took the partition over.",
+        queue.map_or(0, |s| s.fenced.load(Ordering::Relaxed)),
     );
     let failures = state.auth.as_ref().map_or(0, |a| a.refresh_failures.load(Ordering::Relaxed));
     counter("wharf_jwt_refresh_failures_total", "JWT key refreshes that failed (previous keys kept).", failures);

@@ -20,8 +20,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wharf_applier::catalog::CatalogError;
 use wharf_queue::{Journal, Partition, Resolved};
+use wharf_targetdb::CatalogError;
 
 use crate::decode::{self, Body};
 use crate::route::{Route, parse_route};
@@ -55,8 +55,8 @@ pub struct State {
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
     pub stats: crate::metrics::IngestStats,
-    /// Counters of the embedded appliers.
-    pub apply: Arc<wharf_applier::ApplyStats>,
+    /// The queue service appliers read the journal through (`None` in discard mode).
+    pub queue: Option<wharf_queue::QueueService>,
 }
 
 type Reply = Response<Full<Bytes>>;

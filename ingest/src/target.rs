@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
-use wharf_applier::catalog::{CatalogError, SchemaCatalog, discover};
-use wharf_applier::worker::connect;
+use wharf_targetdb::catalog::{CatalogError, SchemaCatalog, discover};
+use wharf_targetdb::connect;
 
 /// A catalog is re-read after this long, and at most this often when a row names something unknown.
 const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);

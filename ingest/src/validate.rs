@@ -1,9 +1,9 @@
 //! Checking decoded messages against the target catalog and turning them into journal rows. Pure.
 
 use thiserror::Error;
-use wharf_applier::catalog::SchemaCatalog;
-use wharf_applier::json::canonical_key;
 use wharf_queue::Row;
+use wharf_queue::json::canonical_key;
+use wharf_targetdb::catalog::SchemaCatalog;
 
 use crate::decode::Message;
 

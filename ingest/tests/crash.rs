@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Ingest, Target, request, wait_for};
+use common::{Ingest, QueuePki, Target, journal_only, request, strs, wait_for};
 
 const T0: u64 = 1_732_615_200_000_000_000;
 const SENDERS: u64 = 16;
@@ -92,7 +92,8 @@ fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let target = Target::start();
     target.execute("app", "CREATE TABLE public.crash_kv (k bigint PRIMARY KEY, v text NOT NULL)");
     let journal = tempfile::tempdir().unwrap();
-    let mut ingest = Ingest::start(&target.url(), journal.path(), &["--appliers", "0"]);
+    let pki = QueuePki::new();
+    let mut ingest = Ingest::start(&target.url(), journal.path(), &strs(&journal_only(&pki)));
     let port = ingest.port;
     let acked = Arc::new(AtomicU64::new(0));
     let senders: Vec<_> = (0..4)

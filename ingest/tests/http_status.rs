@@ -6,7 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{Ingest, Target, request};
+use common::{Ingest, QueuePki, Target, journal_only, request, strs};
 
 const ROW: &str = r#"{"payload":[{"after": {"k": 1, "v": "x"}, "key": [1], "topic": "kv_bare", "updated": "1732615200000000000.0000000000"}],"length":1}"#;
 
@@ -25,7 +25,12 @@ fn raw_response(port: u16, body: &[u8]) -> String {
 fn routes_limits_and_health_answer_with_exact_codes() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(&target.url(), journal.path(), &["--bodyLimit", "4096", "--appliers", "0"]);
+    let pki = QueuePki::new();
+    let ingest = Ingest::start(
+        &target.url(),
+        journal.path(),
+        &[&["--bodyLimit", "4096"][..], &strs(&journal_only(&pki))].concat(),
+    );
     let port = ingest.port;
     let health = (200, format!("OK\nwarning: {}\n", wharf_ingest::WARN_NO_AUTH));
     assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), health);
@@ -102,10 +107,11 @@ fn read_all(mut stream: TcpStream) -> String {
 fn slow_bodies_large_headers_and_excess_connections_are_cut_off() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
+    let pki = QueuePki::new();
     let ingest = Ingest::start(
         &target.url(),
         journal.path(),
-        &["--readTimeout", "1s", "--maxConnections", "3", "--appliers", "0"],
+        &[&["--readTimeout", "1s", "--maxConnections", "3"][..], &strs(&journal_only(&pki))].concat(),
     );
     // A body that never arrives: 408 after the read timeout.
     let mut slow = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
@@ -121,7 +127,12 @@ fn slow_bodies_large_headers_and_excess_connections_are_cut_off() {
     assert!(response.starts_with("HTTP/1.1 431"), "{response}");
     drop(ingest);
     // Connections past the limit are closed at once, without a response.
-    let ingest = Ingest::start(&target.url(), journal.path(), &["--maxConnections", "3", "--appliers", "0"]);
+    let pki = QueuePki::new();
+    let ingest = Ingest::start(
+        &target.url(),
+        journal.path(),
+        &[&["--maxConnections", "3"][..], &strs(&journal_only(&pki))].concat(),
+    );
     let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(("127.0.0.1", ingest.port)).unwrap()).collect();
     common::wait_for("a fourth connection to be refused", std::time::Duration::from_secs(10), || {
         let mut extra = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();

@@ -81,7 +81,7 @@ use rustls_pki_types::pem::PemObject;
 
 /// Starts wharf-ingest with `args` and waits until `/_/healthz` answers over TLS with `config`.
 fn start_tls(target: &Target, journal: &Path, args: &[&str], config: impl Fn() -> ClientConfig) -> Ingest {
-    let port = wharf_applier::localpg::free_port().unwrap();
+    let port = wharf_testkit::free_port().unwrap();
     Ingest::start_checked(port, &target.url(), journal, args, |port| {
         https(port, config(), "GET", "/_/healthz", b"").is_ok_and(|(s, _)| s == 200)
     })

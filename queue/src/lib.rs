@@ -1,12 +1,16 @@
-//! wharf's durable journal.
+//! wharf's durable journal and the queue service appliers read it through.
 //!
 //! # Layout
 //!
 //! - [`hlc`]: CockroachDB HLC timestamps, parsed strictly.
+//! - [`json`]: borrowed views of changefeed JSON, and the canonical key encoding used in journal keys.
 //! - [`record`]: the on-disk key and value format (with a version byte), pure functions.
 //! - [`commit`]: group commit, one flush + fsync shared by concurrent appends.
-//! - [`journal`]: appends, resolved timestamps, windowed reads, compaction.
-//! - [`source`]: the small trait the applier reads through.
+//! - [`journal`]: appends, resolved timestamps, windowed reads in bounded chunks, compaction.
+//! - [`lease`]: the lease table (holders, epochs, expiry, pauses, rebalancing), pure.
+//! - [`service`]: the queue service: journal + leases behind the operations appliers call.
+//! - [`client`]: [`QueueClient`], the one interface appliers use; [`local`] implements it
+//!   in-process, [`quic`] across the network ([`wire`] holds its frames, pure and fuzzed).
 //!
 //! # Durability
 //!
@@ -22,19 +26,32 @@
 //!   written while compaction ran) are never read: windows start after the target's checkpoint,
 //!   and the next compaction removes them.
 //! - The journal's `applied` marker is a cache of the target's checkpoint; if it is lost or
-//!   behind, the applier sets it again from the target on its next step.
+//!   behind, the next commit report from an applier sets it again.
+//! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
+//!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
+//!   report moves the next grant above the target's.
 //! - A value with another format version or a damaged key stops the partition's applier with a
 //!   [`journal::ReadError::Damaged`] error naming the partition; nothing is skipped silently.
 //! - A failed fsync poisons the journal: every later append fails (ingest answers 503) until the
 //!   process restarts and sled recovers from what is really on disk.
 
+pub mod client;
 pub mod commit;
 pub mod hlc;
 pub mod journal;
+pub mod json;
+pub mod lease;
+pub mod local;
+pub mod quic;
 pub mod record;
-pub mod source;
+pub mod service;
+pub mod wire;
 
+pub use client::{Grant, QueueClient, QueueError, Release, WindowReader};
 pub use hlc::{Hlc, HlcError};
-pub use journal::{AppendError, Appended, Journal, JournalConfig, OpenError, ReadError, Resolved, WindowCursor};
+pub use journal::{
+    AppendError, Appended, Chunk, ChunkLimits, Journal, JournalConfig, OpenError, ReadError, Resolved, WindowCursor,
+};
+pub use local::LocalClient;
 pub use record::{Partition, Row};
-pub use source::WindowSource;
+pub use service::{DEFAULT_LEASE_TIMEOUT, QueueService, ServiceStatus};

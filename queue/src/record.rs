@@ -158,14 +158,7 @@ fn write_value(out: &mut Vec<u8>, row: &Row) {
 
 /// Decodes a journal entry; the inverse of [`encode_key`] and [`encode_value`].
 pub fn decode(key: &[u8], value: &[u8]) -> Result<Row, RecordError> {
-    if key.len() < HLC_BYTES + 2 {
-        return Err(RecordError::ShortKey(key.len()));
-    }
-    let hlc = Hlc::from_bytes(&key[..HLC_BYTES]).ok_or(RecordError::ShortKey(key.len()))?;
-    let table_len = u16::from_be_bytes([key[HLC_BYTES], key[HLC_BYTES + 1]]) as usize;
-    let table_end = HLC_BYTES + 2 + table_len;
-    let table = key.get(HLC_BYTES + 2..table_end).ok_or(RecordError::TableOverrun)?;
-    let table = std::str::from_utf8(table).map_err(|_| RecordError::TableNotUtf8)?;
+    let (hlc, table, primary_key) = decode_key(key)?;
     let (&version, rest) = value.split_first().ok_or(RecordError::EmptyValue)?;
     if version != FORMAT_VERSION {
         return Err(RecordError::Version(version));
@@ -177,7 +170,20 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Row, RecordError> {
         OP_DELETE => return Err(RecordError::DeleteWithData(data.len())),
         other => return Err(RecordError::Operation(other)),
     };
-    Ok(Row { hlc, table: table.to_owned(), key: key[table_end..].to_vec(), after })
+    Ok(Row { hlc, table: table.to_owned(), key: primary_key.to_vec(), after })
+}
+
+/// Splits a partition-tree key into its timestamp, table name and primary key.
+pub fn decode_key(key: &[u8]) -> Result<(Hlc, &str, &[u8]), RecordError> {
+    if key.len() < HLC_BYTES + 2 {
+        return Err(RecordError::ShortKey(key.len()));
+    }
+    let hlc = Hlc::from_bytes(&key[..HLC_BYTES]).ok_or(RecordError::ShortKey(key.len()))?;
+    let table_len = u16::from_be_bytes([key[HLC_BYTES], key[HLC_BYTES + 1]]) as usize;
+    let table_end = HLC_BYTES + 2 + table_len;
+    let table = key.get(HLC_BYTES + 2..table_end).ok_or(RecordError::TableOverrun)?;
+    let table = std::str::from_utf8(table).map_err(|_| RecordError::TableNotUtf8)?;
+    Ok((hlc, table, &key[table_end..]))
 }
 
 const LOG_ROWS: u8 = 0;
@@ -288,6 +294,27 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
 /// The first key after every entry at or below `hlc`: `(hlc.next(), "", "")`.
 pub fn key_after(hlc: Hlc) -> Vec<u8> {
     hlc.next().to_bytes().to_vec()
+}
+
+/// The prefix shared by every entry of `table` at `hlc`.
+pub fn table_prefix(hlc: Hlc, table: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(HLC_BYTES + 2 + table.len());
+    key.extend_from_slice(&hlc.to_bytes());
+    key.extend_from_slice(&(table.len() as u16).to_be_bytes());
+    key.extend_from_slice(table.as_bytes());
+    key
+}
+
+/// The first key after every key that starts with `prefix` (`None`: no such key exists).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

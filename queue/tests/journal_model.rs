@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use proptest::prelude::*;
-use wharf_queue::{Hlc, Journal, JournalConfig, Partition, Resolved, Row, WindowCursor};
+use wharf_queue::{ChunkLimits, Hlc, Journal, JournalConfig, Partition, Resolved, Row, WindowCursor};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -45,12 +45,46 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Parent-first table order the reader is given: `t2` is the parent of `t1`, `t1` of `t0`.
+const TABLE_ORDER: [&str; 3] = ["t2", "t1", "t0"];
+const MAX_ROWS: usize = 3;
+
+/// Reads a window chunk by chunk and checks what every chunk promises: at most [`MAX_ROWS`] rows,
+/// timestamps never go back, `complete_through` covers exactly the rows delivered so far, and a
+/// timestamp served in several chunks comes as deletes children-first, then upserts parents-first.
 fn read_all(journal: &Journal, p: &Partition, after: Hlc, upto: Hlc) -> Vec<Row> {
-    let mut cursor = WindowCursor::new(after, upto);
-    let mut out = Vec::new();
-    while !cursor.is_done() {
-        out.extend(journal.read_chunk(p, &mut cursor, 3).unwrap());
+    let order: Vec<String> = TABLE_ORDER.iter().map(|t| t.to_string()).collect();
+    let mut cursor = WindowCursor::new(after, upto, order);
+    let limits = ChunkLimits { max_rows: MAX_ROWS, max_bytes: 1 << 20 };
+    let mut out: Vec<Row> = Vec::new();
+    let mut split: Vec<Hlc> = Vec::new();
+    loop {
+        let chunk = journal.read_chunk(p, &mut cursor, limits).unwrap();
+        assert!(chunk.rows.len() <= MAX_ROWS, "chunk of {} rows", chunk.rows.len());
+        out.extend(chunk.rows);
+        match chunk.complete_through {
+            Some(t) => assert!(out.iter().all(|r| r.hlc <= t), "rows above complete_through {t}"),
+            None => split.extend(out.last().map(|r| r.hlc)),
+        }
+        if chunk.last {
+            assert_eq!(chunk.complete_through, Some(upto));
+            break;
+        }
     }
+    assert!(out.windows(2).all(|w| w[0].hlc <= w[1].hlc), "timestamps went back");
+    let rank = |t: &str| TABLE_ORDER.iter().position(|x| *x == t).unwrap() as i64;
+    let apply_order = |r: &Row| match r.after {
+        None => (0, -rank(&r.table), r.key.clone()),
+        Some(_) => (1, rank(&r.table), r.key.clone()),
+    };
+    for hlc in split {
+        let group: Vec<&Row> = out.iter().filter(|r| r.hlc == hlc).collect();
+        assert!(
+            group.windows(2).all(|w| apply_order(w[0]) <= apply_order(w[1])),
+            "large timestamp {hlc} out of FK order"
+        );
+    }
+    out.sort_by(|a, b| (a.hlc, &a.table, &a.key).cmp(&(b.hlc, &b.table, &b.key)));
     out
 }
 

@@ -1,22 +1,21 @@
-//! `wharf-applier start …`: applier workers outside the ingest process.
-//!
-//! Until the networked queue service lands, a separate applier opens the journal directory
-//! itself, which sled allows to one process at a time: use it to drain a journal whose ingest
-//! process is stopped, and run appliers embedded in `wharf-ingest` (`--appliers N`) otherwise.
+//! `wharf-applier start …`: applier workers in a process of their own, fed by the queue service
+//! of a `wharf-ingest` over QUIC with mutual TLS.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use wharf_applier::{ApplierConfig, ApplyStats, DEFAULT_CHUNK_ROWS};
-use wharf_queue::{Journal, JournalConfig};
+use wharf_applier::{ApplierConfig, ApplyStats};
+use wharf_queue::QueueError;
+use wharf_queue::quic::{ClientSettings, QuicClient, TlsFiles};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "wharf-applier", version, about = "Applies resolved windows from wharf's journal to the target")]
+#[command(name = "wharf-applier", version, about = "Applies resolved windows from wharf's queue service to the target")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -24,7 +23,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Apply resolved windows until interrupted.
+    /// Apply resolved windows until SIGTERM or SIGINT.
     Start(StartArgs),
     /// Print the version.
     Version,
@@ -32,18 +31,30 @@ enum Command {
 
 #[derive(Args)]
 struct StartArgs {
+    /// The queue service of a wharf-ingest: HOST:PORT (UDP); HOST must be in its certificate.
+    #[arg(long = "queueAddr")]
+    queue_addr: String,
     /// Target database: postgresql://user@host:port/database
     #[arg(long = "targetConn")]
     target_conn: String,
+    /// PEM CA certificate that signed the queue service's certificate.
+    #[arg(long = "queueCA")]
+    queue_ca: PathBuf,
+    /// PEM client certificate, signed by the CA the queue service trusts (--queueClientCA).
+    #[arg(long = "queueCertificate")]
+    queue_certificate: PathBuf,
+    /// PEM private key of the client certificate.
+    #[arg(long = "queuePrivateKey")]
+    queue_private_key: PathBuf,
     /// Schema inside the target database for wharf's checkpoints.
     #[arg(long = "stagingSchema", default_value = "_replicator")]
     staging_schema: String,
-    /// Journal directory (not in use by a running wharf-ingest).
-    #[arg(long = "journalDir", default_value = "./journal")]
-    journal_dir: PathBuf,
-    /// Concurrent workers (each applies one partition at a time).
+    /// Concurrent workers in this process (each applies one partition at a time).
     #[arg(long = "workers", default_value_t = 1)]
-    workers: usize,
+    workers: u32,
+    /// Name shown by `wharfctl status` (default: host name and process id).
+    #[arg(long = "name")]
+    name: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,31 +66,66 @@ fn main() -> anyhow::Result<()> {
         Command::Start(args) => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            // One crypto provider for the whole process.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             tokio::runtime::Runtime::new()?.block_on(start(args))
         }
     }
 }
 
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}-{}", host.trim(), std::process::id())
+}
+
 async fn start(args: StartArgs) -> anyhow::Result<()> {
-    let journal = Journal::open(&JournalConfig::new(&args.journal_dir))?;
-    let config = ApplierConfig {
-        target_conn: args.target_conn,
-        staging_schema: args.staging_schema,
-        workers: args.workers.max(1),
-        chunk_rows: DEFAULT_CHUNK_ROWS,
+    let workers = args.workers.max(1);
+    let settings = ClientSettings {
+        addr: args.queue_addr.clone(),
+        tls: TlsFiles { certificate: args.queue_certificate, private_key: args.queue_private_key, ca: args.queue_ca },
+        name: args.name.unwrap_or_else(default_name),
+        workers,
     };
+    let client = QuicClient::new(settings)?;
     let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal as unix_signal};
-        if let (Ok(mut term), Ok(mut int)) =
-            (unix_signal(SignalKind::terminate()), unix_signal(SignalKind::interrupt()))
-        {
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-        }
-        signal.cancel();
-    });
-    tracing::info!(journal = %args.journal_dir.display(), workers = config.workers, "wharf-applier started");
-    wharf_applier::run(config, journal, Arc::new(ApplyStats::default()), shutdown).await?;
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    if !connect_first(&client, &args.queue_addr, &shutdown).await? {
+        return Ok(());
+    }
+    let config = ApplierConfig::new(&args.target_conn, &args.staging_schema, workers as usize);
+    tracing::info!(queue = %args.queue_addr, workers, "wharf-applier started");
+    wharf_applier::run(config, client, Arc::new(ApplyStats::default()), shutdown).await;
+    tracing::info!("wharf-applier stopped; its partitions were given back");
     Ok(())
+}
+
+/// Waits for the queue service (it may start later); a protocol mismatch stops the process.
+/// `false` when shut down first.
+async fn connect_first(client: &QuicClient, addr: &str, shutdown: &CancellationToken) -> anyhow::Result<bool> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match client.connect().await {
+            Ok(()) => return Ok(true),
+            Err(error @ QueueError::Protocol(_)) => return Err(error.into()),
+            Err(error) => tracing::warn!(queue = %addr, %error, "queue service not reachable yet; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.cancelled() => return Ok(false),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing the current transaction, giving partitions back"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing the current transaction, giving partitions back"),
+    }
+    shutdown.cancel();
 }

@@ -15,8 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
-use wharf_applier::catalog::quote_ident;
-use wharf_applier::worker::connect;
+use wharf_targetdb::{connect, quote_ident, staging};
 
 use jwt::{Grant, KeyError, PublicKey, TokenError};
 
@@ -59,17 +58,7 @@ impl Authenticator {
     /// Creates the key tables if needed and loads the keys; a malformed key stops startup.
     pub async fn start(target_conn: &str, staging_schema: &str, leeway: u64) -> Result<Authenticator, AuthError> {
         let client = connect(target_conn).await?;
-        let schema = quote_ident(staging_schema);
-        client
-            .batch_execute(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {schema};
-                 CREATE TABLE IF NOT EXISTS {schema}.jwt_public_keys (
-                     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-                     public_key text NOT NULL,
-                     active bool NOT NULL DEFAULT true);
-                 CREATE TABLE IF NOT EXISTS {schema}.jwt_revoked_ids (id text PRIMARY KEY);"
-            ))
-            .await?;
+        staging::create_jwt_tables(&client, staging_schema).await?;
         let keys = load(&client, staging_schema).await?;
         tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys loaded");
         Ok(Authenticator {

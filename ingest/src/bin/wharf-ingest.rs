@@ -4,8 +4,11 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use wharf_applier::{ApplierConfig, ApplyStats};
 use wharf_ingest::StartArgs;
 
 #[derive(Parser)]
@@ -44,15 +47,22 @@ fn main() -> anyhow::Result<()> {
             // One crypto provider for the whole process (rustls would otherwise have to guess).
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = (*args).validate()?;
+            let appliers = embedded_appliers(&config);
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
                 let shutdown = CancellationToken::new();
                 tokio::spawn(stop_on_signal(shutdown.clone()));
-                wharf_ingest::run(config, shutdown).await
+                wharf_ingest::run(config, Some(appliers), shutdown).await
             })?;
             Ok(())
         }
     }
+}
+
+/// The in-process applier workers (`--appliers N`), on the same apply path as `wharf-applier`.
+fn embedded_appliers(config: &wharf_ingest::IngestConfig) -> wharf_ingest::EmbeddedAppliers {
+    let applier = ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers);
+    Box::new(move |client, stop| Box::pin(wharf_applier::run(applier, client, Arc::new(ApplyStats::default()), stop)))
 }
 
 fn init_logging() {

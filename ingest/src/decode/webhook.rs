@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 
 use serde_json::value::RawValue;
-use wharf_applier::json::{Props, string_of};
 use wharf_queue::Hlc;
+use wharf_queue::json::{Props, string_of};
 
 use super::{Body, DecodeError, Message, decode_message, parse_object, utf8};
 

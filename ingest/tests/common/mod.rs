@@ -7,9 +7,9 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use wharf_applier::localpg::{LocalPg, free_port};
+pub use wharf_testkit::{LocalPg, free_port};
 
 /// The shared fixtures beside the checkout (`../shared/fixtures`) when present, so the suite
 /// replays the project's current manifest; otherwise the copy in `testdata/fixtures`.
@@ -19,12 +19,126 @@ pub fn fixtures_dir() -> PathBuf {
     if shared.join("manifest.json").exists() { shared } else { root.join("testdata/fixtures") }
 }
 
-/// Waits for `condition` up to `limit`, polling; panics with `what` on timeout.
-pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
+pub use wharf_testkit::wait_for;
+
+/// Certificates for the queue service and its appliers, made with a CA of their own: `ca.crt`,
+/// `queue.crt`/`queue.key` (localhost, 127.0.0.1), `applier.crt`/`applier.key`.
+pub struct QueuePki {
+    pub dir: tempfile::TempDir,
+}
+
+impl QueuePki {
+    pub fn new() -> QueuePki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+        for (name, hosts) in [("queue", vec!["localhost".to_owned(), "127.0.0.1".to_owned()]), ("applier", vec![])] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(hosts).unwrap().signed_by(&key, &ca).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem()).unwrap();
+            std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        QueuePki { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().unwrap().to_owned()
+    }
+
+    /// `wharf-ingest` flags: no embedded appliers, the queue service on `127.0.0.1:udp_port`.
+    pub fn ingest_args(&self, udp_port: u16, lease_timeout: &str) -> Vec<String> {
+        let mut args: Vec<String> = ["--appliers", "0", "--queueAddr"].map(String::from).to_vec();
+        args.push(format!("127.0.0.1:{udp_port}"));
+        for (flag, file) in
+            [("--queueCertificate", "queue.crt"), ("--queuePrivateKey", "queue.key"), ("--queueClientCA", "ca.crt")]
+        {
+            args.push(flag.to_owned());
+            args.push(self.path(file));
+        }
+        args.extend(["--leaseTimeout".to_owned(), lease_timeout.to_owned()]);
+        args
+    }
+}
+
+/// Flags for an ingest with no applier at all (the journal only fills): the queue service is on,
+/// nobody connects to it.
+pub fn journal_only(pki: &QueuePki) -> Vec<String> {
+    pki.ingest_args(free_port().unwrap(), "10s")
+}
+
+/// `&[String]` as `&[&str]`.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
+/// A running `wharf-applier start` process, stderr in a log file.
+pub struct Applier {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Applier {
+    /// Starts an applier named `name` (also its `application_name` in the target) against the
+    /// queue service at `queue_addr`.
+    pub fn start(name: &str, queue_addr: &str, target_url: &str, pki: &QueuePki, workers: u32, logs: &Path) -> Applier {
+        Self::start_with(name, queue_addr, target_url, pki, "applier", workers, logs)
+    }
+
+    /// Like [`Applier::start`] with the client certificate `{cert}.crt`/`{cert}.key` from `pki`.
+    pub fn start_with(
+        name: &str,
+        queue_addr: &str,
+        target_url: &str,
+        pki: &QueuePki,
+        cert: &str,
+        workers: u32,
+        logs: &Path,
+    ) -> Applier {
+        let log = logs.join(format!("{name}.log"));
+        let bin = Path::new(env!("CARGO_BIN_EXE_wharf-ingest")).with_file_name("wharf-applier");
+        assert!(
+            bin.exists(),
+            "{} is not built; `cargo test --workspace` builds it (or cargo build -p wharf-applier)",
+            bin.display()
+        );
+        let separator = if target_url.contains('?') { '&' } else { '?' };
+        let child = Command::new(bin)
+            .args(["start", "--queueAddr", queue_addr, "--name", name, "--workers", &workers.to_string()])
+            .arg("--targetConn")
+            .arg(format!("{target_url}{separator}application_name={name}"))
+            .args(["--queueCA", &pki.path("ca.crt")])
+            .args(["--queueCertificate", &pki.path(&format!("{cert}.crt"))])
+            .args(["--queuePrivateKey", &pki.path(&format!("{cert}.key"))])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("spawn wharf-applier");
+        Applier { child, log }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Applier {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -53,7 +167,7 @@ impl Target {
     pub fn execute(&self, db: &str, sql: &str) {
         let url = self.pg.url(db);
         self.rt.block_on(async {
-            let client = wharf_applier::worker::connect(&url).await.expect("connect");
+            let client = wharf_targetdb::connect(&url).await.expect("connect");
             client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         });
     }
@@ -62,7 +176,7 @@ impl Target {
     pub fn query(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let url = self.url();
         self.rt.block_on(async {
-            let client = wharf_applier::worker::connect(&url).await.expect("connect");
+            let client = wharf_targetdb::connect(&url).await.expect("connect");
             client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
             let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
             rows.iter().map(|r| (0..r.len()).map(|i| r.get::<_, Option<String>>(i)).collect()).collect()

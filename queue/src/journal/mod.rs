@@ -9,6 +9,7 @@
 
 mod compact;
 mod indexer;
+mod window;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,11 +25,13 @@ use crate::hlc::Hlc;
 use crate::record::{self, LogRecord, Partition, RecordError, Row};
 use compact::Compactor;
 use indexer::Indexer;
+pub use window::{Chunk, ChunkLimits, WindowCursor};
 
 /// Default byte budget of the journal on disk: past it ingest answers 503 until appliers catch up.
 pub const DEFAULT_BYTE_BUDGET: u64 = 8 << 30;
-/// sled's page cache; the journal is written once and read once, so a modest cache suffices.
-const CACHE_BYTES: u64 = 256 << 20;
+/// sled's page cache; the journal is written once and read once, so a small cache suffices, and
+/// it counts against the ingest process's memory.
+const CACHE_BYTES: u64 = 64 << 20;
 /// Large enough that a 1,000-row request stays inside sled's log instead of its blob files.
 const SEGMENT_BYTES: usize = 8 << 20;
 /// How stale the cached on-disk size may be when the budget is checked.
@@ -100,24 +103,6 @@ pub enum Resolved {
     },
 }
 
-/// A position inside a window `(after, upto]`, moved forward by [`Journal::read_chunk`].
-#[derive(Clone, Debug)]
-pub struct WindowCursor {
-    next_key: Vec<u8>,
-    end_key: Vec<u8>,
-    done: bool,
-}
-
-impl WindowCursor {
-    pub fn new(after: Hlc, upto: Hlc) -> Self {
-        WindowCursor { next_key: record::key_after(after), end_key: record::key_after(upto), done: after >= upto }
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-}
-
 /// State shared by the journal handle and its background threads.
 pub(crate) struct Shared {
     db: sled::Db,
@@ -133,6 +118,7 @@ pub(crate) struct Shared {
 
 const RESOLVED: &[u8] = b"resolved/";
 const APPLIED: &[u8] = b"applied/";
+const EPOCH: &[u8] = b"epoch/";
 
 impl Shared {
     fn tree(&self, partition: &Partition) -> Result<sled::Tree, sled::Error> {
@@ -313,31 +299,45 @@ impl Journal {
         let _ = rx.wait_for(|seq| *seq >= last).await;
     }
 
-    /// Reads up to about `max_rows` rows of a window in (HLC, table, key) order. A chunk never
-    /// ends inside one timestamp, so the rows of one source transaction stay together.
+    /// Reads the next chunk of a window; see [`window`] for what a chunk holds.
     pub fn read_chunk(
         &self,
         partition: &Partition,
         cursor: &mut WindowCursor,
-        max_rows: usize,
-    ) -> Result<Vec<Row>, ReadError> {
-        if cursor.done {
-            return Ok(Vec::new());
-        }
+        limits: ChunkLimits,
+    ) -> Result<Chunk, ReadError> {
+        window::read_chunk(&self.inner.shared.tree(partition)?, partition, cursor, limits)
+    }
+
+    /// Rows and bytes of `partition` above `after` still in the journal (a scan: for status only).
+    pub fn pending(&self, partition: &Partition, after: Hlc) -> Result<(u64, u64), ReadError> {
         let tree = self.inner.shared.tree(partition)?;
-        let mut rows: Vec<Row> = Vec::new();
-        for item in tree.range(cursor.next_key.clone()..cursor.end_key.clone()) {
+        let (mut rows, mut bytes) = (0u64, 0u64);
+        for item in tree.range(record::key_after(after)..) {
             let (key, value) = item?;
-            let row = record::decode(&key, &value)
-                .map_err(|source| ReadError::Damaged { partition: partition.clone(), source })?;
-            if rows.len() >= max_rows && rows.last().is_some_and(|last| last.hlc != row.hlc) {
-                cursor.next_key = key.to_vec();
-                return Ok(rows);
-            }
-            rows.push(row);
+            rows += 1;
+            bytes += (key.len() + value.len()) as u64;
         }
-        cursor.done = true;
-        Ok(rows)
+        Ok((rows, bytes))
+    }
+
+    /// The newest lease epoch issued for `partition` (kept in the journal so epochs only grow).
+    pub fn lease_epoch(&self, partition: &Partition) -> u64 {
+        let key = meta_key(EPOCH, partition);
+        self.inner
+            .shared
+            .meta
+            .get(key)
+            .ok()
+            .flatten()
+            .and_then(|v| v.as_ref().try_into().ok())
+            .map_or(0, u64::from_be_bytes)
+    }
+
+    /// Stores the newest lease epoch issued for `partition`.
+    pub fn set_lease_epoch(&self, partition: &Partition, epoch: u64) -> Result<(), ReadError> {
+        self.inner.shared.meta.insert(meta_key(EPOCH, partition), &epoch.to_be_bytes())?;
+        Ok(())
     }
 
     /// Records that everything up to `checkpoint` is committed on the target; a background thread

@@ -1,0 +1,132 @@
+//! Applying one window `(C, R]`: chunks are read and prepared ahead by a producer task (at most
+//! one chunk waits, so memory is a few chunks whatever the window's size) while the target runs
+//! the current one; transactions commit with the fenced checkpoint at timestamp boundaries.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wharf_queue::{Chunk, ChunkLimits, Grant, Hlc, QueueClient, QueueError, Row, WindowReader};
+use wharf_targetdb::catalog::SchemaCatalog;
+use wharf_targetdb::checkpoint;
+
+use crate::apply::{Prepared, execute, prepare};
+use crate::error::ApplyError;
+use crate::fold::fold;
+use crate::worker::Worker;
+
+/// What to apply.
+pub(crate) struct WindowPlan<'a> {
+    pub grant: &'a Grant,
+    pub catalog: &'a Arc<SchemaCatalog>,
+    /// The target's checkpoint: the window starts after it.
+    pub from: Hlc,
+    /// Fold and order each timestamp on its own (after a constraint failure).
+    pub by_timestamp: bool,
+}
+
+/// A chunk turned into statements.
+struct Ready {
+    rows: usize,
+    statements: Vec<Prepared>,
+    complete_through: Option<Hlc>,
+    last: bool,
+}
+
+/// Applies the window; returns whether the worker keeps the partition.
+pub(crate) async fn apply<Q: QueueClient>(
+    worker: &mut Worker<Q>,
+    plan: WindowPlan<'_>,
+    shutdown: &CancellationToken,
+) -> Result<bool, ApplyError> {
+    let WindowPlan { grant, catalog, from, by_timestamp } = plan;
+    let reader = worker.queue.open(worker.index, grant, from, catalog.fk_order.clone()).await?;
+    let limits = ChunkLimits { max_rows: worker.config.chunk_rows, max_bytes: worker.config.chunk_bytes };
+    let (sender, mut ready) = mpsc::channel(1);
+    let producer = tokio::spawn(produce(reader, limits, catalog.clone(), by_timestamp, sender));
+    let result = async {
+        loop {
+            let (through, rows, last) = apply_transaction(worker, grant, &mut ready, shutdown).await?;
+            worker.committed(&grant.partition, through, rows);
+            let keep = worker.queue.committed(worker.index, grant, through, rows).await?;
+            if last || !keep || shutdown.is_cancelled() {
+                return Ok(keep);
+            }
+        }
+    }
+    .await;
+    producer.abort();
+    result
+}
+
+/// Runs one target transaction: chunks until a timestamp boundary past the commit size (or the
+/// window's end, or shutdown), then the fenced checkpoint and `COMMIT`.
+async fn apply_transaction<Q: QueueClient>(
+    worker: &mut Worker<Q>,
+    grant: &Grant,
+    ready: &mut mpsc::Receiver<Result<Ready, ApplyError>>,
+    shutdown: &CancellationToken,
+) -> Result<(Hlc, u64, bool), ApplyError> {
+    let staging = worker.config.staging_schema.clone();
+    let commit_rows = worker.config.commit_rows;
+    let client = worker.client.as_mut().expect("connected");
+    let tx = client.transaction().await?;
+    let mut rows = 0usize;
+    loop {
+        let chunk = ready
+            .recv()
+            .await
+            .ok_or_else(|| QueueError::Protocol("the window ended without its last chunk".into()))??;
+        execute(&tx, &mut worker.cache, &chunk.statements).await?;
+        rows += chunk.rows;
+        let Some(through) = chunk.complete_through else { continue };
+        if chunk.last || rows >= commit_rows || shutdown.is_cancelled() {
+            checkpoint::commit(&tx, &staging, &grant.partition, grant.epoch, through).await?;
+            tx.commit().await?;
+            return Ok((through, rows as u64, chunk.last));
+        }
+    }
+}
+
+/// Reads chunks and prepares their statements off the async runtime, one chunk ahead.
+async fn produce<W: WindowReader>(
+    mut reader: W,
+    limits: ChunkLimits,
+    catalog: Arc<SchemaCatalog>,
+    by_timestamp: bool,
+    out: mpsc::Sender<Result<Ready, ApplyError>>,
+) {
+    loop {
+        let chunk = match reader.next_chunk(limits).await {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                let _ = out.send(Err(e.into())).await;
+                return;
+            }
+        };
+        let last = chunk.last;
+        let catalog = catalog.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare_chunk(chunk, &catalog, by_timestamp))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        if out.send(prepared).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+fn prepare_chunk(chunk: Chunk, catalog: &SchemaCatalog, by_timestamp: bool) -> Result<Ready, ApplyError> {
+    let mut statements = Vec::new();
+    for run in runs(&chunk.rows, by_timestamp) {
+        statements.extend(prepare(catalog, fold(run)?)?);
+    }
+    Ok(Ready { rows: chunk.rows.len(), statements, complete_through: chunk.complete_through, last: chunk.last })
+}
+
+/// The whole chunk, or its runs of rows with one timestamp each.
+fn runs(chunk: &[Row], by_timestamp: bool) -> Vec<&[Row]> {
+    if !by_timestamp {
+        return vec![chunk];
+    }
+    chunk.chunk_by(|a, b| a.hlc == b.hlc).collect()
+}

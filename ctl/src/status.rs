@@ -1,0 +1,135 @@
+//! `wharfctl status`: per partition the lease holder, epoch, checkpoint, resolved timestamp, lag
+//! and what waits in the journal; the connected applier processes.
+
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use serde::Serialize;
+use wharf_queue::quic::{ClientSettings, QuicClient, TlsFiles};
+use wharf_queue::{Hlc, ServiceStatus};
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The queue service of a wharf-ingest: HOST:PORT.
+    #[arg(long = "queueAddr")]
+    pub queue_addr: String,
+    /// PEM CA certificate that signed the queue service's certificate.
+    #[arg(long = "queueCA")]
+    pub queue_ca: PathBuf,
+    /// PEM client certificate signed by the CA the queue service trusts.
+    #[arg(long = "queueCertificate")]
+    pub queue_certificate: PathBuf,
+    /// PEM private key of the client certificate.
+    #[arg(long = "queuePrivateKey")]
+    pub queue_private_key: PathBuf,
+    /// Target database: adds the checkpoints as the target holds them.
+    #[arg(long = "targetConn")]
+    pub target_conn: Option<String>,
+    /// Schema of wharf's tables in the target.
+    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    pub staging_schema: String,
+    /// One JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Serialize)]
+struct Row {
+    partition: String,
+    holder: Option<String>,
+    epoch: u64,
+    /// The checkpoint committed in the target (or the journal's copy without --targetConn).
+    applied: Option<String>,
+    resolved: Option<String>,
+    /// Seconds from the applied checkpoint to now.
+    lag_s: Option<f64>,
+    /// Seconds from the applied checkpoint to the newest resolved timestamp.
+    behind_s: Option<f64>,
+    pending_rows: u64,
+    pending_bytes: u64,
+    paused: Option<String>,
+}
+
+pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
+    let settings = ClientSettings {
+        addr: args.queue_addr.clone(),
+        tls: TlsFiles { certificate: args.queue_certificate, private_key: args.queue_private_key, ca: args.queue_ca },
+        name: "wharfctl-status".into(),
+        workers: 0,
+    };
+    let status = QuicClient::new(settings)?.status().await?;
+    let target = match &args.target_conn {
+        Some(conn) => {
+            let client = wharf_targetdb::connect(conn).await?;
+            wharf_targetdb::checkpoint::read_all(&client, &args.staging_schema).await?
+        }
+        None => Vec::new(),
+    };
+    let rows = rows(&status, &target);
+    if args.json {
+        let out = serde_json::json!({ "partitions": rows, "sessions": status.sessions, "lease_timeout_ms": status.lease_timeout_ms });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print_tables(&rows, &status);
+    }
+    Ok(())
+}
+
+fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec<Row> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let seconds = |from: Hlc, to: u64| to.saturating_sub(from.wall) as f64 / 1e9;
+    status
+        .partitions
+        .iter()
+        .map(|p| {
+            let in_target = target.iter().find(|c| c.partition == p.lease.partition).map(|c| c.resolved);
+            let applied = in_target.or_else(|| p.applied.as_deref().and_then(|h| Hlc::parse(h).ok()));
+            let resolved = p.resolved.as_deref().and_then(|h| Hlc::parse(h).ok());
+            Row {
+                partition: p.lease.partition.clone(),
+                holder: p.lease.holder.clone(),
+                epoch: p.lease.epoch,
+                applied: applied.map(|h| h.to_string()),
+                resolved: p.resolved.clone(),
+                lag_s: applied.map(|a| seconds(a, now)),
+                behind_s: applied.zip(resolved).map(|(a, r)| seconds(a, r.wall)),
+                pending_rows: p.pending_rows,
+                pending_bytes: p.pending_bytes,
+                paused: p.lease.paused.clone(),
+            }
+        })
+        .collect()
+}
+
+fn print_tables(rows: &[Row], status: &ServiceStatus) {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let secs = |v: Option<f64>| v.map_or("-".into(), |s| format!("{s:.1}"));
+    println!(
+        "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12}",
+        "PARTITION", "HOLDER", "EPOCH", "APPLIED", "RESOLVED", "LAG_S", "BEHIND_S", "ROWS", "BYTES"
+    );
+    for r in rows {
+        println!(
+            "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12}{}",
+            r.partition,
+            opt(&r.holder),
+            r.epoch,
+            opt(&r.applied),
+            opt(&r.resolved),
+            secs(r.lag_s),
+            secs(r.behind_s),
+            r.pending_rows,
+            r.pending_bytes,
+            r.paused.as_ref().map(|p| format!("  paused: {p}")).unwrap_or_default()
+        );
+    }
+    println!();
+    println!("{:<8} {:<32} {:>8} {:>7}", "SESSION", "APPLIER", "WORKERS", "LEASES");
+    for s in &status.sessions {
+        println!("{:<8} {:<32} {:>8} {:>7}", s.session, s.name, s.workers, s.leases);
+    }
+    if status.sessions.is_empty() {
+        println!("(no applier connected)");
+    }
+}

@@ -1,0 +1,439 @@
+//! Separate `wharf-applier` processes over the QUIC queue service: real processes, real QUIC with
+//! mutual TLS, a real PostgreSQL, real signals. Every test ends with the target equal to the
+//! model and an audit trail (a trigger on every target table) showing no row version applied
+//! twice.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Applier, Ingest, QueuePki, Target, free_port, strs, wait_for};
+
+const PARTITIONS: usize = 8;
+const T0: u64 = 1_732_615_200_000_000_000;
+const LONG: Duration = Duration::from_secs(120);
+
+/// Per partition `s{n}`: `parent (id, v)` and `child (id, parent_id → parent, v)`; an audit row
+/// for every row version a trigger sees, with the applier's `application_name`.
+fn prepare(target: &Target) {
+    let mut sql = String::from(
+        "CREATE TABLE public.audit (n bigserial, schema text, tbl text, op text, row_id bigint, v text, app text);
+         CREATE FUNCTION public.audit_row() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF TG_OP = 'DELETE' THEN
+             INSERT INTO public.audit (schema, tbl, op, row_id, v, app)
+               VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, OLD.id, OLD.v, current_setting('application_name'));
+           ELSE
+             INSERT INTO public.audit (schema, tbl, op, row_id, v, app)
+               VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP, NEW.id, NEW.v, current_setting('application_name'));
+           END IF;
+           RETURN NULL;
+         END $$;",
+    );
+    for p in 0..PARTITIONS {
+        sql.push_str(&format!(
+            "CREATE SCHEMA s{p};
+             CREATE TABLE s{p}.parent (id bigint PRIMARY KEY, v text NOT NULL);
+             CREATE TABLE s{p}.child (id bigint PRIMARY KEY, parent_id bigint NOT NULL REFERENCES s{p}.parent (id), v text NOT NULL);
+             CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON s{p}.parent FOR EACH ROW EXECUTE FUNCTION public.audit_row();
+             CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON s{p}.child FOR EACH ROW EXECUTE FUNCTION public.audit_row();"
+        ));
+    }
+    target.execute("app", &sql);
+}
+
+/// A changefeed into the 8 partitions and what the target must hold once everything is resolved.
+/// Every write carries a value used once, so a row version applied twice shows in the audit.
+struct Feed {
+    wall: u64,
+    writes: u64,
+    model: BTreeMap<(usize, &'static str, i64), String>,
+    resolved: u64,
+}
+
+const PARENTS: i64 = 5;
+const CHILDREN: i64 = 40;
+
+impl Feed {
+    fn new() -> Feed {
+        Feed { wall: T0, writes: 0, model: BTreeMap::new(), resolved: 0 }
+    }
+
+    fn hlc(wall: u64) -> String {
+        format!("{wall}.0000000000")
+    }
+
+    /// One body per partition: on the first round the parents and children together (one
+    /// timestamp, children first in journal order), later `rows` child writes and deletes.
+    fn round(&mut self, ingest: &Ingest, rows: usize) {
+        for p in 0..PARTITIONS {
+            self.wall += 1_000;
+            let hlc = Self::hlc(self.wall);
+            let mut messages = Vec::new();
+            if !self.model.keys().any(|(q, t, _)| *q == p && *t == "parent") {
+                for id in 0..PARENTS {
+                    messages.push(self.upsert(p, "parent", id, None, &hlc));
+                }
+            }
+            for i in 0..rows {
+                let id = ((self.writes as i64) * 7 + i as i64) % CHILDREN;
+                if (self.writes + i as u64) % 5 == 4 {
+                    self.model.remove(&(p, "child", id));
+                    messages.push(format!(r#"{{"after": null, "key": [{id}], "topic": "child", "updated": "{hlc}"}}"#));
+                } else {
+                    messages.push(self.upsert(p, "child", id, Some(id % PARENTS), &hlc));
+                }
+            }
+            let body = format!(r#"{{"payload":[{}],"length":{}}}"#, messages.join(","), messages.len());
+            let (status, text) = ingest.post(&format!("/app/s{p}"), body.as_bytes());
+            assert_eq!(status, 200, "{text}");
+        }
+    }
+
+    fn upsert(&mut self, p: usize, table: &'static str, id: i64, parent: Option<i64>, hlc: &str) -> String {
+        self.writes += 1;
+        let v = format!("{table}{id}-w{}", self.writes);
+        self.model.insert((p, table, id), v.clone());
+        let parent = parent.map(|q| format!(r#", "parent_id": {q}"#)).unwrap_or_default();
+        format!(
+            r#"{{"after": {{"id": {id}{parent}, "v": "{v}"}}, "key": [{id}], "topic": "{table}", "updated": "{hlc}"}}"#
+        )
+    }
+
+    /// Resolves everything sent so far in every partition.
+    fn resolve(&mut self, ingest: &Ingest) {
+        self.resolved = self.wall;
+        for p in 0..PARTITIONS {
+            let body = format!(r#"{{"resolved":"{}"}}"#, Self::hlc(self.wall));
+            assert_eq!(ingest.post(&format!("/app/s{p}"), body.as_bytes()).0, 200);
+        }
+    }
+
+    fn applied_everywhere(&self, target: &Target) -> bool {
+        if target.query("SELECT to_regclass('_replicator.checkpoints')::text") == [[None]] {
+            return false;
+        }
+        let want = Self::hlc(self.resolved);
+        let rows = target.query("SELECT resolved FROM _replicator.checkpoints WHERE partition LIKE 'app.s%'");
+        rows.len() == PARTITIONS && rows.iter().all(|r| r[0].as_deref() == Some(want.as_str()))
+    }
+
+    /// The target equals the model, and no row version was applied twice.
+    fn check(&self, target: &Target) {
+        wait_for("every partition applied up to the last resolved timestamp", LONG, || self.applied_everywhere(target));
+        let mut got = BTreeMap::new();
+        for p in 0..PARTITIONS {
+            for table in ["parent", "child"] {
+                for row in target.query(&format!("SELECT id::text, v FROM s{p}.{table}")) {
+                    let id: i64 = row[0].as_deref().unwrap().parse().unwrap();
+                    got.insert((p, table, id), row[1].clone().unwrap());
+                }
+            }
+        }
+        assert_eq!(got, self.model, "target differs from the model");
+        let twice = target.query(
+            "SELECT schema, tbl, row_id::text, v, count(*)::text FROM public.audit WHERE op <> 'DELETE'
+             GROUP BY 1, 2, 3, 4 HAVING count(*) > 1 LIMIT 5",
+        );
+        assert!(twice.is_empty(), "row versions applied more than once: {twice:?}");
+    }
+}
+
+fn appliers_seen(target: &Target) -> Vec<String> {
+    target
+        .query("SELECT DISTINCT app FROM public.audit ORDER BY app")
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect()
+}
+
+struct Setup {
+    target: Target,
+    pki: QueuePki,
+    journal: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    udp: u16,
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let target = Target::start();
+        prepare(&target);
+        Setup {
+            target,
+            pki: QueuePki::new(),
+            journal: tempfile::tempdir().unwrap(),
+            // WHARF_KEEP_LOGS=1 keeps the process logs for a look after a failure.
+            logs: tempfile::Builder::new()
+                .prefix("wharf-appliers-")
+                .disable_cleanup(std::env::var_os("WHARF_KEEP_LOGS").is_some())
+                .tempdir()
+                .unwrap(),
+            udp: free_port().unwrap(),
+        }
+    }
+
+    fn ingest(&self, lease_timeout: &str) -> Ingest {
+        let args = self.pki.ingest_args(self.udp, lease_timeout);
+        let log = self.logs.path().join(format!("ingest-{}.log", free_port().unwrap()));
+        let mut all = vec!["--disableAuthentication".to_owned()];
+        all.extend(args);
+        Ingest::start_logged(&self.target.url(), self.journal.path(), &strs(&all), &log)
+    }
+
+    fn queue_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.udp)
+    }
+
+    fn applier(&self, name: &str, workers: u32) -> Applier {
+        Applier::start(name, &self.queue_addr(), &self.target.url(), &self.pki, workers, self.logs.path())
+    }
+
+    fn logs(&self) -> &Path {
+        self.logs.path()
+    }
+}
+
+#[test]
+fn two_then_three_applier_processes_apply_eight_partitions_exactly_once() {
+    let setup = Setup::new();
+    let ingest = setup.ingest("10s");
+    let mut feed = Feed::new();
+    let _a = setup.applier("applier_a", 2);
+    let _b = setup.applier("applier_b", 2);
+    for _ in 0..3 {
+        feed.round(&ingest, 30);
+        feed.resolve(&ingest);
+    }
+    feed.check(&setup.target);
+    // A third process joins: partitions are handed over between windows and it gets work.
+    let _c = setup.applier("applier_c", 2);
+    for _ in 0..20 {
+        feed.round(&ingest, 30);
+        feed.resolve(&ingest);
+        if appliers_seen(&setup.target).len() == 3 {
+            break;
+        }
+        wait_for("the round to be applied", LONG, || feed.applied_everywhere(&setup.target));
+    }
+    feed.check(&setup.target);
+    assert_eq!(appliers_seen(&setup.target), ["applier_a", "applier_b", "applier_c"]);
+}
+
+#[test]
+fn a_worker_killed_mid_window_loses_nothing_and_applies_nothing_twice() {
+    let setup = Setup::new();
+    let ingest = setup.ingest("2s");
+    let mut feed = Feed::new();
+    for _ in 0..10 {
+        feed.round(&ingest, 400);
+    }
+    let mut a = setup.applier("applier_a", 2);
+    let _b = setup.applier("applier_b", 2);
+    feed.resolve(&ingest);
+    // Kill one process inside a window: its transaction has written rows, not committed yet.
+    wait_for("applier_a to be inside a window", LONG, || {
+        !setup
+            .target
+            .query("SELECT 'x' FROM pg_stat_activity WHERE application_name = 'applier_a' AND backend_xid IS NOT NULL")
+            .is_empty()
+    });
+    a.kill();
+    feed.round(&ingest, 50);
+    feed.resolve(&ingest);
+    feed.check(&setup.target);
+}
+
+#[test]
+fn a_stopped_worker_past_its_lease_is_fenced_when_it_wakes() {
+    let setup = Setup::new();
+    let ingest = setup.ingest("2s");
+    let mut feed = Feed::new();
+    feed.round(&ingest, 10);
+    // Hold s0's child table so applier_a's first window (s0, the first partition) blocks inside
+    // its transaction.
+    let blocker = lock_table(&setup.target, "s0.child");
+    let a = setup.applier("applier_a", 1);
+    feed.resolve(&ingest);
+    wait_for("applier_a to wait on the lock", LONG, || {
+        !setup
+            .target
+            .query("SELECT 'x' FROM pg_stat_activity WHERE application_name = 'applier_a' AND wait_event_type = 'Lock'")
+            .is_empty()
+    });
+    let held_by_a = setup
+        .target
+        .query("SELECT p.partition, p.lease_epoch::text FROM _replicator.checkpoints p WHERE p.lease_epoch > 0");
+    a.signal("STOP");
+    // Past the lease: another process takes the partitions over and claims a newer epoch.
+    let _b = setup.applier("applier_b", 1);
+    wait_for("applier_b to claim applier_a's partition", LONG, || {
+        let now = setup
+            .target
+            .query("SELECT partition, lease_epoch::text FROM _replicator.checkpoints WHERE lease_epoch > 0");
+        held_by_a.iter().all(|old| {
+            now.iter().any(|n| {
+                n[0] == old[0]
+                    && n[1].as_deref().unwrap().parse::<u64>().unwrap() > old[1].as_deref().unwrap().parse().unwrap()
+            })
+        })
+    });
+    drop(blocker);
+    a.signal("CONT");
+    feed.check(&setup.target);
+    wait_for("applier_a to report the fencing", LONG, || a.log_text().contains("taken over"));
+    let s0 = setup.target.query("SELECT DISTINCT app FROM public.audit WHERE schema = 's0'");
+    assert_eq!(s0, [[Some("applier_b".to_owned())]], "applier_a's fenced transaction must have rolled back");
+    // The fenced process gave the partition up and fences nobody back: both keep working.
+    feed.round(&ingest, 10);
+    feed.resolve(&ingest);
+    feed.check(&setup.target);
+}
+
+/// An open transaction holding `ACCESS EXCLUSIVE` on `table`; released on drop.
+fn lock_table(target: &Target, table: &str) -> Blocker {
+    let url = target.url();
+    let table = table.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = wharf_targetdb::connect(&url).await.unwrap();
+            client.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+            client.batch_execute("COMMIT").await.unwrap();
+        });
+    });
+    locked_rx.recv().unwrap();
+    Blocker { release: Some(tx), thread: Some(thread) }
+}
+
+struct Blocker {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[test]
+fn appliers_reconnect_when_the_ingest_is_killed_and_continue() {
+    let setup = Setup::new();
+    let mut ingest = setup.ingest("2s");
+    let mut feed = Feed::new();
+    let mut a = setup.applier("applier_a", 2);
+    let mut b = setup.applier("applier_b", 2);
+    for _ in 0..3 {
+        feed.round(&ingest, 200);
+        feed.resolve(&ingest);
+    }
+    wait_for("some partition applied", LONG, || {
+        !setup.target.query("SELECT 'x' FROM _replicator.checkpoints WHERE resolved_wall > 0").is_empty()
+    });
+    ingest.kill();
+    let ingest = Ingest::start_on(
+        ingest.port,
+        &setup.target.url(),
+        setup.journal.path(),
+        &strs(&setup.pki.ingest_args(setup.udp, "2s")),
+    );
+    for _ in 0..2 {
+        feed.round(&ingest, 50);
+        feed.resolve(&ingest);
+    }
+    feed.check(&setup.target);
+    assert!(
+        a.child.try_wait().unwrap().is_none() && b.child.try_wait().unwrap().is_none(),
+        "appliers must survive the ingest restart"
+    );
+    assert!(
+        a.log_text().contains("connected to the queue service")
+            && b.log_text().contains("connected to the queue service")
+    );
+    // SIGTERM: partitions given back, clean exit.
+    a.signal("TERM");
+    b.signal("TERM");
+    assert!(a.child.wait().unwrap().success());
+    assert!(b.child.wait().unwrap().success());
+    assert!(a.log_text().contains("partitions were given back"));
+}
+
+#[test]
+fn an_applier_with_a_certificate_from_another_ca_gets_no_lease() {
+    let setup = Setup::new();
+    let ingest = setup.ingest("2s");
+    let mut feed = Feed::new();
+    feed.round(&ingest, 5);
+    feed.resolve(&ingest);
+    // Another CA's applier certificate, with the right CA to verify the server.
+    let other = QueuePki::new();
+    std::fs::copy(other.path("applier.crt"), setup.pki.path("intruder.crt")).unwrap();
+    std::fs::copy(other.path("applier.key"), setup.pki.path("intruder.key")).unwrap();
+    let intruder = Applier::start_with(
+        "intruder",
+        &setup.queue_addr(),
+        &setup.target.url(),
+        &setup.pki,
+        "intruder",
+        1,
+        setup.logs(),
+    );
+    let ingest_log = ingest.log.clone().unwrap();
+    wait_for("the ingest to refuse two handshakes", LONG, || {
+        std::fs::read_to_string(&ingest_log).unwrap_or_default().matches("refused in the handshake").count() >= 2
+    });
+    let staging = setup.target.query("SELECT to_regclass('_replicator.checkpoints')::text");
+    assert_eq!(staging, [[None]], "no applier may have reached the target");
+    assert!(appliers_seen(&setup.target).is_empty());
+    assert!(intruder.log_text().contains("queue service not reachable yet"), "{}", intruder.log_text());
+    // The right certificate is served at once.
+    let _good = setup.applier("applier_a", 1);
+    feed.check(&setup.target);
+}
+
+#[test]
+fn a_protocol_version_mismatch_is_a_clear_error_on_both_sides() {
+    use wharf_queue::wire::{self, Message};
+    let setup = Setup::new();
+    let ingest = setup.ingest("2s");
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let files = wharf_queue::quic::TlsFiles {
+        certificate: setup.pki.path("applier.crt").into(),
+        private_key: setup.pki.path("applier.key").into(),
+        ca: setup.pki.path("ca.crt").into(),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let reply = rt.block_on(async {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(wharf_queue::quic::tls::client_config(&files).unwrap());
+        let addr = setup.queue_addr().parse().unwrap();
+        let conn = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        let hello = Message::Hello { version: 999, name: "future".into(), workers: 1 };
+        send.write_all(&wire::encode(&hello)).await.unwrap();
+        send.finish().unwrap();
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.unwrap();
+        let mut body = vec![0u8; wire::frame_len(prefix).unwrap()];
+        recv.read_exact(&mut body).await.unwrap();
+        wire::decode(&body).unwrap()
+    });
+    let Message::Error { code, message } = reply else { panic!("expected an error frame, got {reply:?}") };
+    assert_eq!(code, wire::code::VERSION);
+    assert!(
+        message.contains("version mismatch") && message.contains("speaks version 1") && message.contains("999"),
+        "{message}"
+    );
+    let log = std::fs::read_to_string(ingest.log.as_ref().unwrap()).unwrap();
+    assert!(log.contains("queue protocol version mismatch"), "{log}");
+}

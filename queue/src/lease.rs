@@ -1,0 +1,436 @@
+//! Leases: which worker applies which partition. Pure state, driven by the queue service.
+//!
+//! - A partition has at most one holder, a worker `(session, index)`. A session is one applier
+//!   process (or the ingest process's embedded workers) and lives while it heartbeats; a session
+//!   silent for the lease timeout, or whose connection closed, loses every lease at once.
+//! - Every grant to a new holder raises the partition's epoch; re-granting to the holder keeps
+//!   it. The epoch goes into the target with each commit, which is what fences an old holder
+//!   (see `wharf_targetdb::checkpoint`): this table only decides who *should* work.
+//! - A worker holds at most `ceil(P / N)` partitions (`P` partitions known, `N` workers of all
+//!   live sessions). Holding more (a worker joined) it hands the surplus back between windows.
+//! - A partition whose apply failed permanently is paused for a while, whoever asks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::Partition;
+
+/// One worker task of one session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkerId {
+    pub session: u64,
+    pub index: u32,
+}
+
+/// A partition granted to a worker.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Granted {
+    pub partition: Partition,
+    pub epoch: u64,
+    /// A new epoch: the worker must claim it in the target before its first window.
+    pub fresh: bool,
+}
+
+#[derive(Debug)]
+struct Session {
+    name: String,
+    workers: u32,
+    last_seen: Instant,
+    /// In-process sessions live as long as their process.
+    expires: bool,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    holder: Option<WorkerId>,
+    epoch: u64,
+    granted_at: Option<Instant>,
+    paused_until: Option<Instant>,
+    pause_reason: Option<String>,
+}
+
+/// The lease table of one queue service.
+#[derive(Debug)]
+pub struct LeaseTable {
+    timeout: Duration,
+    next_session: u64,
+    sessions: HashMap<u64, Session>,
+    slots: BTreeMap<Partition, Slot>,
+}
+
+/// A partition's lease as `wharfctl status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LeaseInfo {
+    pub partition: String,
+    pub holder: Option<String>,
+    pub epoch: u64,
+    pub paused: Option<String>,
+}
+
+/// A connected session as `wharfctl status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub session: u64,
+    pub name: String,
+    pub workers: u32,
+    pub leases: usize,
+}
+
+impl LeaseTable {
+    pub fn new(timeout: Duration) -> Self {
+        LeaseTable { timeout, next_session: 1, sessions: HashMap::new(), slots: BTreeMap::new() }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Registers a session of `workers` workers; `expires: false` for in-process workers.
+    pub fn open_session(&mut self, name: &str, workers: u32, expires: bool, now: Instant) -> u64 {
+        let id = self.next_session;
+        self.next_session += 1;
+        let session = Session { name: name.to_owned(), workers: workers.max(1), last_seen: now, expires };
+        self.sessions.insert(id, session);
+        id
+    }
+
+    /// Ends a session (its connection closed); its partitions are free at once.
+    pub fn close_session(&mut self, session: u64) {
+        if self.sessions.remove(&session).is_some() {
+            self.free_where(|w| w.session == session);
+        }
+    }
+
+    /// Renews a session's leases; `false` if it already expired.
+    pub fn heartbeat(&mut self, session: u64, now: Instant) -> bool {
+        self.expire(now);
+        match self.sessions.get_mut(&session) {
+            Some(s) => {
+                s.last_seen = now;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes `partition` known, with the newest epoch ever issued for it.
+    pub fn add_partition(&mut self, partition: &Partition, stored_epoch: u64) {
+        if !self.slots.contains_key(partition) {
+            self.slots.insert(partition.clone(), Slot { epoch: stored_epoch, ..Slot::default() });
+        }
+    }
+
+    pub fn knows(&self, partition: &Partition) -> bool {
+        self.slots.contains_key(partition)
+    }
+
+    /// Most partitions one worker should hold: `ceil(P / N)`.
+    pub fn quota(&self) -> usize {
+        self.slots.len().div_ceil(self.worker_count().max(1)).max(1)
+    }
+
+    /// Fewest partitions a worker should hold once spread evenly: `floor(P / N)`.
+    fn fair_floor(&self) -> usize {
+        self.slots.len() / self.worker_count().max(1)
+    }
+
+    fn worker_count(&self) -> usize {
+        self.sessions.values().map(|s| s.workers as usize).sum()
+    }
+
+    /// Whether some live worker holds fewer than its even share (it joined, or lost partitions).
+    fn someone_below_floor(&self) -> bool {
+        let floor = self.fair_floor();
+        self.sessions
+            .iter()
+            .any(|(id, s)| (0..s.workers).any(|index| self.held_by(WorkerId { session: *id, index }) < floor))
+    }
+
+    /// A partition for `worker` to apply next, between its windows: a free one with work while it
+    /// is under its quota, else the one it holds that has waited longest for its turn.
+    pub fn acquire(
+        &mut self,
+        worker: WorkerId,
+        now: Instant,
+        has_work: impl Fn(&Partition) -> bool,
+    ) -> Option<Granted> {
+        self.expire(now);
+        if !self.sessions.contains_key(&worker.session) {
+            return None;
+        }
+        self.hand_back_surplus(worker, &has_work);
+        let held = self.held_by(worker);
+        // While some worker holds less than its even share, free partitions go to such workers.
+        let may_take = held < self.quota() && (held < self.fair_floor() || !self.someone_below_floor());
+        if may_take
+            && let Some((partition, slot)) = self
+                .slots
+                .iter_mut()
+                .find(|(p, s)| s.holder.is_none() && s.paused_until.is_none_or(|until| now >= until) && has_work(p))
+        {
+            slot.holder = Some(worker);
+            slot.epoch += 1;
+            slot.granted_at = Some(now);
+            slot.paused_until = None;
+            slot.pause_reason = None;
+            return Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: true });
+        }
+        let (partition, slot) = self
+            .slots
+            .iter_mut()
+            .filter(|(p, s)| s.holder == Some(worker) && has_work(p))
+            .min_by_key(|(_, s)| s.granted_at)?;
+        slot.granted_at = Some(now);
+        Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: false })
+    }
+
+    /// Whether `worker` holds `partition` at `epoch`.
+    pub fn holds(&self, worker: WorkerId, partition: &Partition, epoch: u64) -> bool {
+        self.slots.get(partition).is_some_and(|s| s.holder == Some(worker) && s.epoch == epoch)
+    }
+
+    /// After a commit: whether `worker` keeps `partition` (false: it was taken, or it is surplus
+    /// now that more workers share the partitions; a surplus one is freed here).
+    pub fn keep_after_commit(&mut self, worker: WorkerId, partition: &Partition, epoch: u64) -> bool {
+        if !self.holds(worker, partition, epoch) {
+            return false;
+        }
+        let held = self.held_by(worker);
+        if held > self.quota() || (held > self.fair_floor() && self.someone_below_floor()) {
+            self.free(partition);
+            return false;
+        }
+        true
+    }
+
+    /// The worker gives `partition` up; with `pause`, nobody gets it before the pause ends.
+    pub fn release(
+        &mut self,
+        worker: WorkerId,
+        partition: &Partition,
+        epoch: u64,
+        pause: Option<(Instant, String)>,
+    ) -> bool {
+        if !self.holds(worker, partition, epoch) {
+            return false;
+        }
+        self.free(partition);
+        if let (Some((until, reason)), Some(slot)) = (pause, self.slots.get_mut(partition)) {
+            slot.paused_until = Some(until);
+            slot.pause_reason = Some(reason);
+        }
+        true
+    }
+
+    /// The target holds epoch `seen` for `partition` (a worker found itself fenced): the next
+    /// grant must go above it.
+    pub fn observe_epoch(&mut self, partition: &Partition, seen: u64) {
+        if let Some(slot) = self.slots.get_mut(partition) {
+            slot.epoch = slot.epoch.max(seen);
+        }
+    }
+
+    pub fn epoch(&self, partition: &Partition) -> u64 {
+        self.slots.get(partition).map_or(0, |s| s.epoch)
+    }
+
+    pub fn leases(&self, now: Instant) -> Vec<LeaseInfo> {
+        self.slots
+            .iter()
+            .map(|(p, s)| LeaseInfo {
+                partition: p.to_string(),
+                holder: s.holder.map(|w| self.worker_name(w)),
+                epoch: s.epoch,
+                paused: s.paused_until.filter(|until| now < *until).map(|until| {
+                    format!("{} (for {} s more)", s.pause_reason.clone().unwrap_or_default(), (until - now).as_secs())
+                }),
+            })
+            .collect()
+    }
+
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let mut out: Vec<SessionInfo> = self
+            .sessions
+            .iter()
+            .map(|(id, s)| SessionInfo {
+                session: *id,
+                name: s.name.clone(),
+                workers: s.workers,
+                leases: self.slots.values().filter(|slot| slot.holder.is_some_and(|w| w.session == *id)).count(),
+            })
+            .collect();
+        out.sort_by_key(|s| s.session);
+        out
+    }
+
+    fn worker_name(&self, worker: WorkerId) -> String {
+        let name = self.sessions.get(&worker.session).map_or("?", |s| s.name.as_str());
+        format!("{name}/{}", worker.index)
+    }
+
+    fn held_by(&self, worker: WorkerId) -> usize {
+        self.slots.values().filter(|s| s.holder == Some(worker)).count()
+    }
+
+    /// Frees idle partitions first, then busy ones, until `worker` holds at most `ceil(P / N)`,
+    /// and one more while it holds more than `floor(P / N)` and another worker holds fewer.
+    fn hand_back_surplus(&mut self, worker: WorkerId, has_work: &impl Fn(&Partition) -> bool) {
+        let mut held: Vec<(bool, Partition)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.holder == Some(worker))
+            .map(|(p, _)| (has_work(p), p.clone()))
+            .collect();
+        held.sort();
+        let mut surplus = held.len().saturating_sub(self.quota());
+        if surplus == 0 && held.len() > self.fair_floor() && self.someone_below_floor() {
+            surplus = 1;
+        }
+        for (_, partition) in held.into_iter().take(surplus) {
+            self.free(&partition);
+        }
+    }
+
+    fn free(&mut self, partition: &Partition) {
+        if let Some(slot) = self.slots.get_mut(partition) {
+            slot.holder = None;
+        }
+    }
+
+    fn free_where(&mut self, pred: impl Fn(WorkerId) -> bool) {
+        for slot in self.slots.values_mut() {
+            if slot.holder.is_some_and(&pred) {
+                slot.holder = None;
+            }
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.timeout;
+        let expired: Vec<u64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.expires && now.duration_since(s.last_seen) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            tracing::warn!(session = id, name = %self.sessions[&id].name, "applier session missed its lease timeout; its partitions are free");
+            self.close_session(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(n: u32) -> Partition {
+        Partition::new("app", format!("s{n}"))
+    }
+
+    fn table(partitions: u32) -> (LeaseTable, Instant) {
+        let mut t = LeaseTable::new(Duration::from_secs(10));
+        for n in 0..partitions {
+            t.add_partition(&p(n), 0);
+        }
+        (t, Instant::now())
+    }
+
+    #[test]
+    fn one_holder_per_partition_and_epochs_grow_per_new_holder() {
+        let (mut t, now) = table(1);
+        let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
+        let b = WorkerId { session: t.open_session("b", 1, true, now), index: 0 };
+        let g = t.acquire(a, now, |_| true).unwrap();
+        assert_eq!((g.epoch, g.fresh), (1, true));
+        assert_eq!(t.acquire(b, now, |_| true), None);
+        let again = t.acquire(a, now, |_| true).unwrap();
+        assert_eq!((again.epoch, again.fresh), (1, false));
+        assert!(t.release(a, &p(0), 1, None));
+        assert_eq!(t.acquire(b, now, |_| true).unwrap().epoch, 2);
+    }
+
+    #[test]
+    fn a_silent_session_loses_its_leases_after_the_timeout() {
+        let (mut t, now) = table(1);
+        let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
+        let b = WorkerId { session: t.open_session("b", 1, true, now), index: 0 };
+        t.acquire(a, now, |_| true).unwrap();
+        let later = now + Duration::from_secs(11);
+        assert!(t.heartbeat(b.session, now + Duration::from_secs(5)));
+        assert!(t.heartbeat(b.session, later));
+        let g = t.acquire(b, later, |_| true).unwrap();
+        assert_eq!(g.epoch, 2);
+        assert!(!t.heartbeat(a.session, later), "the expired session is gone");
+        assert!(!t.keep_after_commit(a, &p(0), 1));
+    }
+
+    #[test]
+    fn partitions_spread_over_workers_and_rebalance_when_one_joins() {
+        let (mut t, now) = table(8);
+        let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
+        let mut held = 0;
+        while let Some(g) = t.acquire(a, now, |_| true) {
+            if !g.fresh {
+                break;
+            }
+            held += 1;
+        }
+        assert_eq!(held, 8);
+        let b = WorkerId { session: t.open_session("b", 1, true, now), index: 0 };
+        assert_eq!(t.quota(), 4);
+        // a hands back its surplus between windows; b then takes it.
+        t.acquire(a, now, |_| true);
+        let mut b_held = 0;
+        while t.acquire(b, now, |_| true).is_some_and(|g| g.fresh) {
+            b_held += 1;
+        }
+        assert_eq!(b_held, 4);
+        assert_eq!(t.sessions().iter().map(|s| s.leases).collect::<Vec<_>>(), [4, 4]);
+    }
+
+    #[test]
+    fn a_joining_worker_gets_partitions_even_when_the_others_are_at_their_ceiling() {
+        // 8 partitions over 4 workers (2 each); two more join: 8 / 6 → shares of 2, 2, 1, 1, 1, 1.
+        let (mut t, now) = table(8);
+        let a = t.open_session("a", 4, false, now);
+        for index in 0..4 {
+            for _ in 0..2 {
+                assert!(t.acquire(WorkerId { session: a, index }, now, |_| true).unwrap().fresh);
+            }
+        }
+        let c = t.open_session("c", 2, false, now);
+        for index in 0..4 {
+            t.acquire(WorkerId { session: a, index }, now, |_| true);
+        }
+        for index in 0..2 {
+            assert!(t.acquire(WorkerId { session: c, index }, now, |_| true).is_some_and(|g| g.fresh));
+        }
+        assert_eq!(t.sessions().iter().map(|s| s.leases).collect::<Vec<_>>(), [4, 2]);
+        // The two partitions still free go to whoever asks next; nobody hands back again.
+        for index in 0..4 {
+            t.acquire(WorkerId { session: a, index }, now, |_| true);
+        }
+        assert_eq!(t.sessions().iter().map(|s| s.leases).collect::<Vec<_>>(), [6, 2]);
+    }
+
+    #[test]
+    fn a_paused_partition_is_not_granted_until_the_pause_ends() {
+        let (mut t, now) = table(1);
+        let a = WorkerId { session: t.open_session("a", 1, false, now), index: 0 };
+        t.acquire(a, now, |_| true).unwrap();
+        assert!(t.release(a, &p(0), 1, Some((now + Duration::from_secs(60), "bad row".into()))));
+        assert_eq!(t.acquire(a, now + Duration::from_secs(59), |_| true), None);
+        assert!(t.acquire(a, now + Duration::from_secs(61), |_| true).is_some());
+    }
+
+    #[test]
+    fn a_fenced_worker_report_moves_the_next_epoch_above_the_target() {
+        let (mut t, now) = table(1);
+        let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
+        t.observe_epoch(&p(0), 41);
+        assert_eq!(t.acquire(a, now, |_| true).unwrap().epoch, 42);
+    }
+}

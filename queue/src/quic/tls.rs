@@ -1,0 +1,104 @@
+//! Mutual TLS for the queue service: TLS 1.3 (QUIC requires it), one CA for both sides.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use thiserror::Error;
+
+use crate::wire::ALPN;
+
+/// A certificate chain, its key, and the CA the peer's certificate must chain to.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
+    pub ca: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {reason}")]
+    Pem { what: &'static str, path: PathBuf, reason: String },
+    #[error("{0} holds no certificate")]
+    NoCertificate(PathBuf),
+    #[error("CA bundle {path} refused: {reason}")]
+    Ca { path: PathBuf, reason: String },
+    #[error("TLS configuration refused: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("QUIC refused the TLS configuration: {0}")]
+    Quic(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+fn read_chain(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_err = |reason: String| TlsError::Pem { what, path: path.to_owned(), reason };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| pem_err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| pem_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        what: "private key",
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_chain(path, "CA certificate")? {
+        roots.add(cert).map_err(|e| TlsError::Ca { path: path.to_owned(), reason: e.to_string() })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The server side: only clients with a certificate signed by `files.ca` get through.
+pub fn server_config(files: &TlsFiles, idle_timeout: Duration) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider())
+        .build()
+        .map_err(|e| TlsError::Ca { path: files.ca.clone(), reason: e.to_string() })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(read_chain(&files.certificate, "certificate")?, read_key(&files.private_key)?)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(idle_timeout.try_into().map_err(|_| TlsError::Quic("idle timeout".into()))?));
+    server.transport_config(Arc::new(transport));
+    Ok(server)
+}
+
+/// The client side: verifies the server against `files.ca` and presents its own certificate.
+pub fn client_config(files: &TlsFiles) -> Result<quinn::ClientConfig, TlsError> {
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(&files.ca)?)
+        .with_client_auth_cert(read_chain(&files.certificate, "certificate")?, read_key(&files.private_key)?)?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    // Keeps an idle but healthy connection open; the server's idle timeout (the lease timeout)
+    // then only ends connections whose peer is gone.
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    client.transport_config(Arc::new(transport));
+    Ok(client)
+}

@@ -1,0 +1,472 @@
+//! The queue protocol's frames: pure encoding and decoding (fuzzed). See `queue/PROTOCOL.md`.
+//!
+//! A frame is a big-endian `u32` length of what follows, a type byte, then the fields in order.
+//! Integers are big-endian; strings and byte strings are a `u32` length and the bytes; an HLC is
+//! its 12-byte key form; an optional HLC is a presence byte (0/1) and then the HLC.
+
+use thiserror::Error;
+
+use crate::hlc::{HLC_BYTES, Hlc};
+use crate::record::{Partition, Row};
+
+/// Version of the protocol spoken here; the peers must agree exactly.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// ALPN name of the protocol, so a TLS client of another protocol is refused in the handshake.
+pub const ALPN: &[u8] = b"wharf-queue";
+/// Largest frame accepted: a chunk is bounded by the reader's byte limit, plus one row that may be
+/// as large as the ingest's body limit.
+pub const MAX_FRAME: usize = 256 << 20;
+
+/// Error codes carried by [`Message::Error`].
+pub mod code {
+    pub const VERSION: u16 = 1;
+    pub const NOT_HOLDER: u16 = 2;
+    pub const SESSION_EXPIRED: u16 = 3;
+    pub const JOURNAL: u16 = 4;
+    pub const BAD_REQUEST: u16 = 5;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    Hello {
+        version: u32,
+        name: String,
+        workers: u32,
+    },
+    Welcome {
+        version: u32,
+        session: u64,
+        lease_timeout_ms: u64,
+    },
+    Acquire {
+        worker: u32,
+        wait_ms: u32,
+    },
+    Granted {
+        partition: Partition,
+        epoch: u64,
+        fresh: bool,
+        upto: Hlc,
+    },
+    NoWork,
+    Open {
+        worker: u32,
+        partition: Partition,
+        epoch: u64,
+        after: Hlc,
+        upto: Hlc,
+        tables: Vec<String>,
+    },
+    Next {
+        max_rows: u32,
+        max_bytes: u32,
+    },
+    Rows {
+        complete_through: Option<Hlc>,
+        last: bool,
+        rows: Vec<Row>,
+    },
+    Committed {
+        worker: u32,
+        partition: Partition,
+        epoch: u64,
+        checkpoint: Hlc,
+        rows: u64,
+    },
+    Keep {
+        keep: bool,
+    },
+    /// `how`: 0 done, 1 paused for `pause_ms` because of `reason`, 2 fenced at `target_epoch`.
+    Release {
+        worker: u32,
+        partition: Partition,
+        epoch: u64,
+        how: u8,
+        pause_ms: u64,
+        reason: String,
+        target_epoch: u64,
+    },
+    Heartbeat,
+    Ok,
+    StatusRequest,
+    Status {
+        json: String,
+    },
+    Error {
+        code: u16,
+        message: String,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    #[error("frame is truncated")]
+    Truncated,
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("unknown frame type {0}")]
+    UnknownType(u8),
+    #[error("a string in the frame is not UTF-8")]
+    NotUtf8,
+    #[error("frame has {0} bytes after its last field")]
+    Trailing(usize),
+    #[error("bad field value in frame: {0}")]
+    BadValue(&'static str),
+}
+
+/// Encodes `message` as one frame, length prefix included.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut w = Writer(vec![0, 0, 0, 0]);
+    match message {
+        Message::Hello { version, name, workers } => {
+            w.u8(1);
+            w.u32(*version);
+            w.str(name);
+            w.u32(*workers);
+        }
+        Message::Welcome { version, session, lease_timeout_ms } => {
+            w.u8(2);
+            w.u32(*version);
+            w.u64(*session);
+            w.u64(*lease_timeout_ms);
+        }
+        Message::Acquire { worker, wait_ms } => {
+            w.u8(3);
+            w.u32(*worker);
+            w.u32(*wait_ms);
+        }
+        Message::Granted { partition, epoch, fresh, upto } => {
+            w.u8(4);
+            w.partition(partition);
+            w.u64(*epoch);
+            w.u8(*fresh as u8);
+            w.hlc(*upto);
+        }
+        Message::NoWork => w.u8(5),
+        Message::Open { worker, partition, epoch, after, upto, tables } => {
+            w.u8(6);
+            w.u32(*worker);
+            w.partition(partition);
+            w.u64(*epoch);
+            w.hlc(*after);
+            w.hlc(*upto);
+            w.u32(tables.len() as u32);
+            tables.iter().for_each(|t| w.str(t));
+        }
+        Message::Next { max_rows, max_bytes } => {
+            w.u8(7);
+            w.u32(*max_rows);
+            w.u32(*max_bytes);
+        }
+        Message::Rows { complete_through, last, rows } => {
+            w.u8(8);
+            w.opt_hlc(*complete_through);
+            w.u8(*last as u8);
+            w.u32(rows.len() as u32);
+            rows.iter().for_each(|r| w.row(r));
+        }
+        Message::Committed { worker, partition, epoch, checkpoint, rows } => {
+            w.u8(9);
+            w.u32(*worker);
+            w.partition(partition);
+            w.u64(*epoch);
+            w.hlc(*checkpoint);
+            w.u64(*rows);
+        }
+        Message::Keep { keep } => {
+            w.u8(10);
+            w.u8(*keep as u8);
+        }
+        Message::Release { worker, partition, epoch, how, pause_ms, reason, target_epoch } => {
+            w.u8(11);
+            w.u32(*worker);
+            w.partition(partition);
+            w.u64(*epoch);
+            w.u8(*how);
+            w.u64(*pause_ms);
+            w.str(reason);
+            w.u64(*target_epoch);
+        }
+        Message::Heartbeat => w.u8(12),
+        Message::Ok => w.u8(13),
+        Message::StatusRequest => w.u8(14),
+        Message::Status { json } => {
+            w.u8(15);
+            w.str(json);
+        }
+        Message::Error { code, message } => {
+            w.u8(16);
+            w.u16(*code);
+            w.str(message);
+        }
+    }
+    let len = (w.0.len() - 4) as u32;
+    w.0[..4].copy_from_slice(&len.to_be_bytes());
+    w.0
+}
+
+/// The frame length announced by a 4-byte prefix, checked against [`MAX_FRAME`].
+pub fn frame_len(prefix: [u8; 4]) -> Result<usize, WireError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    if len == 0 {
+        return Err(WireError::Truncated);
+    }
+    Ok(len)
+}
+
+/// Decodes a frame's body (what follows the length prefix).
+pub fn decode(body: &[u8]) -> Result<Message, WireError> {
+    if body.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    let mut r = Reader(body);
+    let message = match r.u8()? {
+        1 => Message::Hello { version: r.u32()?, name: r.str()?, workers: r.u32()? },
+        2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
+        3 => Message::Acquire { worker: r.u32()?, wait_ms: r.u32()? },
+        4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, fresh: r.bool()?, upto: r.hlc()? },
+        5 => Message::NoWork,
+        6 => {
+            let (worker, partition, epoch, after, upto) = (r.u32()?, r.partition()?, r.u64()?, r.hlc()?, r.hlc()?);
+            let count = r.count(2)?;
+            let tables = (0..count).map(|_| r.str()).collect::<Result<_, _>>()?;
+            Message::Open { worker, partition, epoch, after, upto, tables }
+        }
+        7 => Message::Next { max_rows: r.u32()?, max_bytes: r.u32()? },
+        8 => {
+            let (complete_through, last) = (r.opt_hlc()?, r.bool()?);
+            let count = r.count(HLC_BYTES + 9)?;
+            let rows = (0..count).map(|_| r.row()).collect::<Result<_, _>>()?;
+            Message::Rows { complete_through, last, rows }
+        }
+        9 => Message::Committed {
+            worker: r.u32()?,
+            partition: r.partition()?,
+            epoch: r.u64()?,
+            checkpoint: r.hlc()?,
+            rows: r.u64()?,
+        },
+        10 => Message::Keep { keep: r.bool()? },
+        11 => Message::Release {
+            worker: r.u32()?,
+            partition: r.partition()?,
+            epoch: r.u64()?,
+            how: r.u8()?,
+            pause_ms: r.u64()?,
+            reason: r.str()?,
+            target_epoch: r.u64()?,
+        },
+        12 => Message::Heartbeat,
+        13 => Message::Ok,
+        14 => Message::StatusRequest,
+        15 => Message::Status { json: r.str()? },
+        16 => Message::Error { code: r.u16()?, message: r.str()? },
+        other => return Err(WireError::UnknownType(other)),
+    };
+    if !r.0.is_empty() {
+        return Err(WireError::Trailing(r.0.len()));
+    }
+    Ok(message)
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_be_bytes());
+    }
+    fn bytes(&mut self, v: &[u8]) {
+        self.u32(v.len() as u32);
+        self.0.extend_from_slice(v);
+    }
+    fn str(&mut self, v: &str) {
+        self.bytes(v.as_bytes());
+    }
+    fn hlc(&mut self, v: Hlc) {
+        self.0.extend_from_slice(&v.to_bytes());
+    }
+    fn opt_hlc(&mut self, v: Option<Hlc>) {
+        match v {
+            Some(h) => {
+                self.u8(1);
+                self.hlc(h);
+            }
+            None => self.u8(0),
+        }
+    }
+    fn partition(&mut self, p: &Partition) {
+        self.str(&p.database);
+        self.str(&p.schema);
+    }
+    fn row(&mut self, row: &Row) {
+        self.hlc(row.hlc);
+        self.str(&row.table);
+        self.bytes(&row.key);
+        match &row.after {
+            Some(after) => {
+                self.u8(0);
+                self.bytes(after);
+            }
+            None => self.u8(1),
+        }
+    }
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if self.0.len() < n {
+            return Err(WireError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, WireError> {
+        Ok(self.take(1)?[0])
+    }
+    fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(WireError::BadValue("boolean")),
+        }
+    }
+    fn u16(&mut self) -> Result<u16, WireError> {
+        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, WireError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, WireError> {
+        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    /// A count of items that each take at least `min_item` bytes: refused if it cannot fit, so a
+    /// forged count never makes the reader allocate.
+    fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
+        let n = self.u32()? as usize;
+        if n.saturating_mul(min_item) > self.0.len() {
+            return Err(WireError::Truncated);
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn str(&mut self) -> Result<String, WireError> {
+        std::str::from_utf8(self.bytes()?).map(str::to_owned).map_err(|_| WireError::NotUtf8)
+    }
+    fn hlc(&mut self) -> Result<Hlc, WireError> {
+        Hlc::from_bytes(self.take(HLC_BYTES)?).ok_or(WireError::Truncated)
+    }
+    fn opt_hlc(&mut self) -> Result<Option<Hlc>, WireError> {
+        Ok(if self.bool()? { Some(self.hlc()?) } else { None })
+    }
+    fn partition(&mut self) -> Result<Partition, WireError> {
+        Ok(Partition::new(self.str()?, self.str()?))
+    }
+    fn row(&mut self) -> Result<Row, WireError> {
+        let hlc = self.hlc()?;
+        let table = self.str()?;
+        let key = self.bytes()?.to_vec();
+        let after = match self.u8()? {
+            0 => Some(self.bytes()?.to_vec()),
+            1 => None,
+            _ => return Err(WireError::BadValue("row operation")),
+        };
+        Ok(Row { hlc, table, key, after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> Partition {
+        Partition::new("app", "public")
+    }
+
+    fn every_message() -> Vec<Message> {
+        let row = Row { hlc: Hlc::new(5, 1), table: "t".into(), key: b"[1]".to_vec(), after: Some(b"{}".to_vec()) };
+        let gone = Row { after: None, ..row.clone() };
+        vec![
+            Message::Hello { version: 1, name: "w".into(), workers: 4 },
+            Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
+            Message::Acquire { worker: 2, wait_ms: 1000 },
+            Message::Granted { partition: p(), epoch: 3, fresh: true, upto: Hlc::new(9, 0) },
+            Message::NoWork,
+            Message::Open {
+                worker: 1,
+                partition: p(),
+                epoch: 3,
+                after: Hlc::ZERO,
+                upto: Hlc::new(9, 0),
+                tables: vec!["a".into(), "b".into()],
+            },
+            Message::Next { max_rows: 10, max_bytes: 100 },
+            Message::Rows { complete_through: Some(Hlc::new(5, 1)), last: false, rows: vec![row, gone] },
+            Message::Rows { complete_through: None, last: true, rows: vec![] },
+            Message::Committed { worker: 1, partition: p(), epoch: 3, checkpoint: Hlc::new(9, 0), rows: 2 },
+            Message::Keep { keep: true },
+            Message::Release {
+                worker: 1,
+                partition: p(),
+                epoch: 3,
+                how: 1,
+                pause_ms: 60_000,
+                reason: "x".into(),
+                target_epoch: 0,
+            },
+            Message::Heartbeat,
+            Message::Ok,
+            Message::StatusRequest,
+            Message::Status { json: "{}".into() },
+            Message::Error { code: code::VERSION, message: "no".into() },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for message in every_message() {
+            let frame = encode(&message);
+            let len = frame_len(frame[..4].try_into().unwrap()).unwrap();
+            assert_eq!(len, frame.len() - 4);
+            assert_eq!(decode(&frame[4..]), Ok(message));
+        }
+    }
+
+    #[test]
+    fn truncated_and_padded_frames_are_refused() {
+        for message in every_message() {
+            let frame = encode(&message);
+            for cut in 4..frame.len() {
+                assert!(decode(&frame[4..cut]).is_err(), "{message:?} cut at {cut}");
+            }
+            let mut padded = frame[4..].to_vec();
+            padded.push(0);
+            assert_eq!(decode(&padded), Err(WireError::Trailing(1)));
+        }
+    }
+
+    #[test]
+    fn forged_counts_and_lengths_do_not_allocate() {
+        let mut body = vec![8, 0, 0];
+        body.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode(&body), Err(WireError::Truncated));
+        assert_eq!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(WireError::TooLarge(MAX_FRAME + 1)));
+    }
+}

@@ -1,0 +1,17 @@
+//! What wharf's ingest and applier both need of the target database.
+//!
+//! # Layout
+//!
+//! - [`connect`]: opening a connection to the target.
+//! - [`catalog`]: tables, columns and types, primary keys, foreign-key order of one schema.
+//! - [`staging`]: the staging schema's own tables (checkpoints, JWT keys and revocations).
+//! - [`checkpoint`]: the fenced checkpoint row committed with the data.
+
+pub mod catalog;
+pub mod checkpoint;
+pub mod connect;
+pub mod staging;
+
+pub use catalog::{CatalogError, SchemaCatalog, quote_ident};
+pub use checkpoint::{CheckpointError, CheckpointRow};
+pub use connect::{connect, describe_pg};
