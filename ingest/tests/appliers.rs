@@ -6,7 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Applier, Ingest, QueuePki, Target, free_port, strs, wait_for};
@@ -436,4 +439,113 @@ fn a_protocol_version_mismatch_is_a_clear_error_on_both_sides() {
     );
     let log = std::fs::read_to_string(ingest.log.as_ref().unwrap()).unwrap();
     assert!(log.contains("queue protocol version mismatch"), "{log}");
+}
+
+/// A UDP relay between one client and the queue service; the test cuts and heals it.
+struct UdpRelay {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl UdpRelay {
+    fn start(upstream: &str) -> UdpRelay {
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(upstream).unwrap();
+        for socket in [&front, &back] {
+            socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        }
+        let port = front.local_addr().unwrap().port();
+        let (cut, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+        let (cut2, stop2, client2) = (cut.clone(), stop.clone(), client.clone());
+        let up = std::thread::spawn({
+            let (cut, stop) = (cut.clone(), stop.clone());
+            move || {
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok((n, from)) = front.recv_from(&mut buf) {
+                        *client.lock().unwrap() = Some(from);
+                        if !cut.load(Ordering::SeqCst) {
+                            let _ = back.send(&buf[..n]);
+                        }
+                    }
+                }
+            }
+        });
+        let down = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while !stop2.load(Ordering::SeqCst) {
+                if let Ok(n) = back2.recv(&mut buf) {
+                    let to = *client2.lock().unwrap();
+                    if let (false, Some(to)) = (cut2.load(Ordering::SeqCst), to) {
+                        let _ = front2.send_to(&buf[..n], to);
+                    }
+                }
+            }
+        });
+        UdpRelay { port, cut, stop, threads: vec![up, down] }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+}
+
+impl Drop for UdpRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn audit_mark(target: &Target) -> i64 {
+    target.query("SELECT coalesce(max(n), 0)::text FROM public.audit")[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_network_cut_moves_partitions_to_another_worker_and_the_first_rejoins_when_it_heals() {
+    let setup = Setup::new();
+    let ingest = setup.ingest("2s");
+    let relay = UdpRelay::start(&setup.queue_addr());
+    let mut feed = Feed::new();
+    let a = Applier::start("applier_a", &format!("127.0.0.1:{}", relay.port), &setup.target.url(), &setup.pki, 1, setup.logs());
+    let _b = setup.applier("applier_b", 1);
+    feed.round(&ingest, 20);
+    feed.resolve(&ingest);
+    feed.check(&setup.target);
+
+    relay.set_cut(true);
+    let ingest_log = ingest.log.clone().unwrap();
+    wait_for("the queue service to drop applier_a's session", LONG, || {
+        std::fs::read_to_string(&ingest_log).unwrap_or_default().contains("applier connection closed")
+    });
+    let cut_at = audit_mark(&setup.target);
+    for _ in 0..2 {
+        feed.round(&ingest, 20);
+        feed.resolve(&ingest);
+    }
+    feed.check(&setup.target);
+    let during = setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {cut_at}"));
+    assert_eq!(during, [[Some("applier_b".to_owned())]], "only applier_b can reach the queue during the cut");
+
+    relay.set_cut(false);
+    let healed_at = audit_mark(&setup.target);
+    wait_for("applier_a to reconnect", LONG, || a.log_text().matches("connected to the queue service").count() >= 2);
+    for _ in 0..30 {
+        feed.round(&ingest, 20);
+        feed.resolve(&ingest);
+        feed.check(&setup.target);
+        let apps = setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
+        if apps.len() == 2 {
+            break;
+        }
+    }
+    let after = setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
+    assert_eq!(after, [[Some("applier_a".to_owned())], [Some("applier_b".to_owned())]], "applier_a rejoins after the cut heals");
 }
