@@ -41,6 +41,13 @@ pub struct BenchArgs {
     /// Concurrent senders.
     #[arg(long, default_value_t = 64)]
     pub senders: usize,
+    /// Rows of the single-timestamp scan through real wharf-ingest and wharf-applier processes
+    /// (peak memory of each is reported; 0 skips it).
+    #[arg(long = "scanRows", default_value_t = 2_000_000)]
+    pub scan_rows: usize,
+    /// Rows per partition of the scaling phase (8 partitions, 1, 2 and 4 applier processes; 0 skips it).
+    #[arg(long = "scaleRows", default_value_t = 25_000)]
+    pub scale_rows: usize,
     /// Seconds of the steady-feed lag phase at half the measured apply rate (0 skips it).
     #[arg(long = "lagSeconds", default_value_t = 10)]
     pub lag_seconds: u64,
@@ -51,24 +58,25 @@ fn payload(id: usize) -> String {
 }
 
 fn bodies(rows: usize, body_rows: usize) -> Vec<Bytes> {
-    (0..rows.div_ceil(body_rows))
-        .map(|b| {
-            let messages: Vec<String> = (b * body_rows..((b + 1) * body_rows).min(rows))
-                .map(|id| {
-                    format!(
-                        "{{\"after\": {{\"id\": {id}, \"payload\": \"{}\"}}, \"key\": [{id}], \"topic\": \"rows\", \"updated\": \"{}\"}}",
-                        payload(id),
-                        Hlc::new(T0 + id as u64, 0)
-                    )
-                })
-                .collect();
-            Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), messages.len()))
+    (0..rows).step_by(body_rows).map(|first| bodies_from(first, body_rows.min(rows - first), "rows")).collect()
+}
+
+/// One webhook body with rows `first..first + count` of table `topic`, each at its own timestamp.
+pub fn bodies_from(first: usize, count: usize, topic: &str) -> Bytes {
+    let messages: Vec<String> = (first..first + count)
+        .map(|id| {
+            format!(
+                "{{\"after\": {{\"id\": {id}, \"payload\": \"{}\"}}, \"key\": [{id}], \"topic\": \"{topic}\", \"updated\": \"{}\"}}",
+                payload(id),
+                Hlc::new(T0 + id as u64, 0)
+            )
         })
-        .collect()
+        .collect();
+    Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), messages.len()))
 }
 
 /// Writes back every dirty page first, so one phase's leftover disk writes do not slow the next.
-fn settle() {
+pub fn settle() {
     let _ = std::process::Command::new("sync").status();
 }
 
@@ -132,6 +140,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     ingest.stop().await?;
 
     let (index, apply) = apply_backlog(&target.url, journal_dir.path(), &database, args.rows).await?;
+    let apply_quic = crate::scale::apply_quic(&target.url, again_dir.path(), &database, args.rows).await?;
+    eprintln!("bench: apply by a separate wharf-applier {:.0} rows/s", args.rows as f64 / apply_quic.as_secs_f64());
+    let scan = match args.scan_rows {
+        0 => None,
+        rows => Some(crate::scale::scan(&target.url, &database, rows).await?),
+    };
+    let scaling = match args.scale_rows {
+        0 => Vec::new(),
+        rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
+    };
     let unnest = reference_unnest(&client, args.rows).await?;
     let copy = reference_copy(&client, args.rows).await?;
     let apply_rate = args.rows as f64 / apply.as_secs_f64();
@@ -157,6 +175,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "apply_reference_copy_rows_per_s": rate(copy).round(),
         "apply_vs_unnest": (rate(apply) / rate(unnest) * 100.0).round() / 100.0,
         "apply_vs_copy": (rate(apply) / rate(copy) * 100.0).round() / 100.0,
+        "apply_quic_rows_per_s": rate(apply_quic).round(),
+        "apply_quic_vs_embedded": (rate(apply_quic) / rate(apply) * 100.0).round() / 100.0,
+        "scan_rows": scan.as_ref().map(|s| s.rows),
+        "scan_rows_per_s": scan.as_ref().map(|s| (s.rows as f64 / s.elapsed.as_secs_f64()).round()),
+        "peak_rss_mib_ingest_scan": scan.as_ref().map(|s| s.peak_rss_mib_ingest.round()),
+        "peak_rss_mib_applier_scan": scan.as_ref().map(|s| s.peak_rss_mib_applier.round()),
+        "scaling": scaling.iter().map(|p| json!({"appliers": p.appliers, "rows_per_s": p.rows_per_s.round(), "peak_rss_mib_applier": p.peak_rss_mib_applier.round()})).collect::<Vec<_>>(),
         "lag_offered_rows_per_s": lag.as_ref().map(|l| l.offered_rows_per_s.round()),
         "lag_p50_ms": lag.as_ref().map(|l| l.p50_ms.round()),
         "lag_p99_ms": lag.as_ref().map(|l| l.p99_ms.round()),
@@ -199,6 +224,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate(copy),
             rate(apply) / rate(copy)
         );
+        println!(
+            "{:<36} {:>12.0}   embedded applier {:>8.0}  ratio {:.2} (target ≥ 0.9)",
+            "apply by a separate wharf-applier",
+            rate(apply_quic),
+            rate(apply),
+            rate(apply_quic) / rate(apply)
+        );
+        if let Some(scan) = &scan {
+            println!(
+                "{:<36} {:>12.0}   peak RSS: wharf-ingest {:.0} MiB, wharf-applier {:.0} MiB (target < 256 MiB each)",
+                format!("single-timestamp scan, {} rows", scan.rows),
+                scan.rows as f64 / scan.elapsed.as_secs_f64(),
+                scan.peak_rss_mib_ingest,
+                scan.peak_rss_mib_applier
+            );
+        }
+        for point in &scaling {
+            println!(
+                "{:<36} {:>12.0}   8 partitions; peak RSS of an applier {:.0} MiB",
+                format!("drain by {} wharf-applier process(es)", point.appliers),
+                point.rows_per_s,
+                point.peak_rss_mib_applier
+            );
+        }
         if let Some(lag) = &lag {
             println!(
                 "{:<36} {:>12.0}   lag after each resolved (1 s apart): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 < 2000 ms)",

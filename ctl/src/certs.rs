@@ -38,7 +38,22 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
 }
 
 fn create(args: &CreateArgs) -> anyhow::Result<()> {
-    let dir = &args.dir;
+    let hosts = if args.hosts.is_empty() {
+        vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]
+    } else {
+        args.hosts.clone()
+    };
+    write_set(&args.dir, &hosts)?;
+    let dir = args.dir.display();
+    println!("wrote {} in {dir} (queue service valid for {})", FILES.join(", "), hosts.join(", "));
+    println!("ingest:  --queueCertificate queue.crt --queuePrivateKey queue.key --queueClientCA ca.crt");
+    println!("applier: --queueCA ca.crt --queueCertificate applier.crt --queuePrivateKey applier.key");
+    println!("keep ca.key offline: it can sign certificates that both sides trust");
+    Ok(())
+}
+
+/// Writes the six files into `dir` (created if missing), refusing if any of them exists.
+pub fn write_set(dir: &Path, hosts: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let existing: Vec<&str> = FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
     if !existing.is_empty() {
@@ -48,11 +63,6 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
             existing.join(", ")
         );
     }
-    let hosts = if args.hosts.is_empty() {
-        vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()]
-    } else {
-        args.hosts.clone()
-    };
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(DnType::CommonName, "wharf queue CA");
@@ -60,8 +70,8 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
     let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let ca_key_pem = ca_key.serialize_pem();
     let ca = CertifiedIssuer::self_signed(ca_params, ca_key)?;
-
-    let (queue_crt, queue_key) = issue(&ca, hosts.clone(), "wharf queue service", ExtendedKeyUsagePurpose::ServerAuth)?;
+    let (queue_crt, queue_key) =
+        issue(&ca, hosts.to_vec(), "wharf queue service", ExtendedKeyUsagePurpose::ServerAuth)?;
     let (applier_crt, applier_key) = issue(&ca, Vec::new(), "wharf applier", ExtendedKeyUsagePurpose::ClientAuth)?;
     write(dir, "ca.crt", &ca.pem(), 0o644)?;
     write(dir, "ca.key", &ca_key_pem, 0o600)?;
@@ -69,10 +79,6 @@ fn create(args: &CreateArgs) -> anyhow::Result<()> {
     write(dir, "queue.key", &queue_key, 0o600)?;
     write(dir, "applier.crt", &applier_crt, 0o644)?;
     write(dir, "applier.key", &applier_key, 0o600)?;
-    println!("wrote {} in {} (queue service valid for {})", FILES.join(", "), dir.display(), hosts.join(", "));
-    println!("ingest:  --queueCertificate queue.crt --queuePrivateKey queue.key --queueClientCA ca.crt");
-    println!("applier: --queueCA ca.crt --queueCertificate applier.crt --queuePrivateKey applier.key");
-    println!("keep ca.key offline: it can sign certificates that both sides trust");
     Ok(())
 }
 

@@ -6,10 +6,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod certs;
+mod cluster;
 mod demo;
 mod harness;
 mod http;
 mod lag;
+mod scale;
 mod security;
 mod sim;
 mod status;

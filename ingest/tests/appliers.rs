@@ -514,7 +514,14 @@ fn a_network_cut_moves_partitions_to_another_worker_and_the_first_rejoins_when_i
     let ingest = setup.ingest("2s");
     let relay = UdpRelay::start(&setup.queue_addr());
     let mut feed = Feed::new();
-    let a = Applier::start("applier_a", &format!("127.0.0.1:{}", relay.port), &setup.target.url(), &setup.pki, 1, setup.logs());
+    let a = Applier::start(
+        "applier_a",
+        &format!("127.0.0.1:{}", relay.port),
+        &setup.target.url(),
+        &setup.pki,
+        1,
+        setup.logs(),
+    );
     let _b = setup.applier("applier_b", 1);
     feed.round(&ingest, 20);
     feed.resolve(&ingest);
@@ -541,11 +548,17 @@ fn a_network_cut_moves_partitions_to_another_worker_and_the_first_rejoins_when_i
         feed.round(&ingest, 20);
         feed.resolve(&ingest);
         feed.check(&setup.target);
-        let apps = setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
+        let apps =
+            setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
         if apps.len() == 2 {
             break;
         }
     }
-    let after = setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
-    assert_eq!(after, [[Some("applier_a".to_owned())], [Some("applier_b".to_owned())]], "applier_a rejoins after the cut heals");
+    let after =
+        setup.target.query(&format!("SELECT DISTINCT app FROM public.audit WHERE n > {healed_at} ORDER BY app"));
+    assert_eq!(
+        after,
+        [[Some("applier_a".to_owned())], [Some("applier_b".to_owned())]],
+        "applier_a rejoins after the cut heals"
+    );
 }
