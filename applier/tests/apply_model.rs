@@ -96,7 +96,9 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
         for op in ops {
             match op {
                 Op::Write { k, v, same_txn } => {
-                    if !same_txn || wall == 0 {
+                    // A resolved timestamp R promises no more rows at or below R, so a write
+                    // after it always starts a new timestamp (as CockroachDB's do).
+                    if !same_txn || wall == 0 || Hlc::new(wall, 0) <= resolved {
                         wall += 1;
                     }
                     let r = row(Hlc::new(wall, 0), k, v);
