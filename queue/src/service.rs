@@ -228,26 +228,26 @@ impl QueueService {
 
     fn status_blocking(&self) -> Result<ServiceStatus, ReadError> {
         let journal = &self.inner.journal;
-        for partition in journal.partitions() {
-            let mut leases = self.leases();
-            if !leases.knows(&partition) {
-                leases.add_partition(&partition, journal.lease_epoch(&partition));
-            }
-        }
+        let known = journal.partitions();
         let (timeout, sessions, leases) = {
-            let table = self.leases();
+            let mut table = self.leases();
+            for partition in &known {
+                if !table.knows(partition) {
+                    table.add_partition(partition, journal.lease_epoch(partition));
+                }
+            }
             (table.timeout(), table.sessions(), table.leases(Instant::now()))
         };
         let mut partitions = Vec::with_capacity(leases.len());
+        let by_name: std::collections::HashMap<String, &Partition> = known.iter().map(|p| (p.to_string(), p)).collect();
         for lease in leases {
-            let partition = journal.partitions().into_iter().find(|p| p.to_string() == lease.partition);
-            let Some(partition) = partition else { continue };
-            let applied = journal.applied(&partition);
-            let (pending_rows, pending_bytes) = journal.pending(&partition, applied.unwrap_or(Hlc::ZERO))?;
+            let Some(&partition) = by_name.get(&lease.partition) else { continue };
+            let applied = journal.applied(partition);
+            let (pending_rows, pending_bytes) = journal.pending(partition, applied.unwrap_or(Hlc::ZERO))?;
             partitions.push(PartitionStatus {
                 lease,
                 applied: applied.map(|h| h.to_string()),
-                resolved: journal.resolved(&partition).map(|h| h.to_string()),
+                resolved: journal.resolved(partition).map(|h| h.to_string()),
                 pending_rows,
                 pending_bytes,
             });

@@ -194,6 +194,9 @@ pub struct QuicWindow {
     conn: Connection,
     send: SendStream,
     recv: RecvStream,
+    /// A `Next` is already on its way: the service reads the following chunk while this client
+    /// works on the current one (at most two chunks in flight per window).
+    requested: bool,
 }
 
 impl QueueClient for QuicClient {
@@ -227,7 +230,7 @@ impl QueueClient for QuicClient {
         };
         frames::write(&mut send, &open).await?;
         match check(&session.conn, frames::read(&mut recv).await?)? {
-            Message::Ok => Ok(QuicWindow { conn: session.conn, send, recv }),
+            Message::Ok => Ok(QuicWindow { conn: session.conn, send, recv, requested: false }),
             other => Err(unexpected(other)),
         }
     }
@@ -269,11 +272,17 @@ impl WindowReader for QuicWindow {
             max_rows: limits.max_rows.min(u32::MAX as usize) as u32,
             max_bytes: limits.max_bytes.min(u32::MAX as usize) as u32,
         };
-        frames::write(&mut self.send, &next).await?;
+        if !self.requested {
+            frames::write(&mut self.send, &next).await?;
+        }
+        self.requested = false;
         match check(&self.conn, frames::read(&mut self.recv).await?)? {
             Message::Rows { complete_through, last, rows } => {
                 if last {
                     let _ = self.send.finish();
+                } else {
+                    frames::write(&mut self.send, &next).await?;
+                    self.requested = true;
                 }
                 Ok(Chunk { rows, complete_through, last })
             }

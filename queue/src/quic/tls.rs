@@ -12,6 +12,9 @@ use thiserror::Error;
 
 use crate::wire::ALPN;
 
+/// Flow-control window for one window stream: a chunk of up to 8 MiB plus its largest rows.
+const CHUNK_WINDOW: u64 = 16 << 20;
+
 /// A certificate chain, its key, and the CA the peer's certificate must chain to.
 #[derive(Clone, Debug)]
 pub struct TlsFiles {
@@ -81,6 +84,9 @@ pub fn server_config(files: &TlsFiles, idle_timeout: Duration) -> Result<quinn::
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(idle_timeout.try_into().map_err(|_| TlsError::Quic("idle timeout".into()))?));
+    // One chunk (up to 8 MiB) goes out at once; the protocol never has more than one in flight
+    // per window, so this does not let a slow applier make the service buffer more.
+    transport.send_window(CHUNK_WINDOW * 4);
     server.transport_config(Arc::new(transport));
     Ok(server)
 }
@@ -99,6 +105,8 @@ pub fn client_config(files: &TlsFiles) -> Result<quinn::ClientConfig, TlsError> 
     // Keeps an idle but healthy connection open; the server's idle timeout (the lease timeout)
     // then only ends connections whose peer is gone.
     transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    // Room for a whole chunk per window stream, so a chunk never waits on flow-control updates.
+    transport.stream_receive_window(quinn::VarInt::from_u32(CHUNK_WINDOW as u32));
     client.transport_config(Arc::new(transport));
     Ok(client)
 }
