@@ -11,6 +11,7 @@ mod demo;
 mod harness;
 mod http;
 mod lag;
+mod recover;
 mod scale;
 mod security;
 mod sim;
@@ -46,6 +47,9 @@ enum Command {
     Certs(certs::CertsCommand),
     /// Show leases, checkpoints, lag and the journal's backlog per partition, and the connected appliers.
     Status(status::StatusArgs),
+    /// After a lost or damaged journal: the CREATE CHANGEFEED statements that restart each feed
+    /// from the checkpoint the target holds.
+    Recover(recover::RecoverArgs),
     /// Print the version, build facts and every dependency with its registry checksum.
     Version {
         /// One JSON object for machines.
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         Command::MakeJwt(args) => security::make_jwt(args),
         Command::Certs(command) => certs::run(command),
         Command::Status(args) => runtime.block_on(status::run(args)),
+        Command::Recover(args) => runtime.block_on(recover::run(args)),
         Command::Keys(command) => runtime.block_on(security::keys(command)),
         Command::Tokens(command) => runtime.block_on(security::tokens(command)),
         Command::Version { json } => {

@@ -48,6 +48,8 @@ struct Row {
     behind_s: Option<f64>,
     pending_rows: u64,
     pending_bytes: u64,
+    /// Rows at or below the checkpoint acknowledged and dropped since the ingest started.
+    dropped_stale: u64,
     paused: Option<String>,
 }
 
@@ -96,6 +98,7 @@ fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec
                 behind_s: applied.zip(resolved).map(|(a, r)| seconds(a, r.wall)),
                 pending_rows: p.pending_rows,
                 pending_bytes: p.pending_bytes,
+                dropped_stale: p.dropped_stale,
                 paused: p.lease.paused.clone(),
             }
         })
@@ -106,12 +109,12 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let secs = |v: Option<f64>| v.map_or("-".into(), |s| format!("{s:.1}"));
     println!(
-        "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12}",
-        "PARTITION", "HOLDER", "EPOCH", "APPLIED", "RESOLVED", "LAG_S", "BEHIND_S", "ROWS", "BYTES"
+        "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8}",
+        "PARTITION", "HOLDER", "EPOCH", "APPLIED", "RESOLVED", "LAG_S", "BEHIND_S", "ROWS", "BYTES", "DROPPED"
     );
     for r in rows {
         println!(
-            "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12}{}",
+            "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8}{}",
             r.partition,
             opt(&r.holder),
             r.epoch,
@@ -121,6 +124,7 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
             secs(r.behind_s),
             r.pending_rows,
             r.pending_bytes,
+            r.dropped_stale,
             r.paused.as_ref().map(|p| format!("  paused: {p}")).unwrap_or_default()
         );
     }

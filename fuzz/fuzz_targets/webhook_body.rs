@@ -1,15 +1,48 @@
 #![no_main]
-//! The webhook body decoder never panics, and whatever it accepts is well-formed.
+//! The webhook body decoder never panics, whatever it accepts is well-formed, and validation
+//! against a catalog (canonical keys, nesting limits) never panics either: an accepted row's key
+//! is a JSON array with one element per primary-key column.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use wharf_ingest::decode::{Body, decode_webhook};
+use wharf_ingest::decode::{Body, Message, decode_webhook};
+use wharf_ingest::validate::to_rows;
+use wharf_targetdb::catalog::{Column, ColumnKind, SchemaCatalog, Table};
+
+/// A catalog with every table the body names, keyed by the first message of each table.
+fn catalog_for(messages: &[Message<'_>]) -> SchemaCatalog {
+    let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
+    for m in messages {
+        tables.entry(m.table.to_string()).or_insert_with(|| {
+            let mut names: Vec<String> = (0..m.key.len()).map(|i| format!("k{i}")).collect();
+            if let Some((_, props)) = &m.after {
+                names.extend(props.0.iter().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with('k')));
+            }
+            let columns = names
+                .into_iter()
+                .map(|name| Column { name, sql_type: "text".into(), kind: ColumnKind::Scalar, generated: false })
+                .collect();
+            Arc::new(Table::new("s", &m.table, columns, (0..m.key.len()).collect()))
+        });
+    }
+    SchemaCatalog { tables, fk_order: Vec::new() }
+}
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(Body::Rows(rows)) = decode_webhook(data) {
-        for row in rows {
+    if let Ok(Body::Rows(messages)) = decode_webhook(data) {
+        for row in &messages {
             assert!(!row.key.is_empty(), "accepted an empty key");
             assert!(!row.table.is_empty(), "accepted an empty table");
             assert!(row.hlc > wharf_queue::Hlc::ZERO, "accepted the zero timestamp");
+        }
+        let catalog = catalog_for(&messages);
+        if let Ok(rows) = to_rows(&messages, "s", &catalog) {
+            for (row, message) in rows.iter().zip(&messages) {
+                let key: Vec<serde_json::Value> = serde_json::from_slice(&row.key).expect("canonical key is JSON");
+                assert_eq!(key.len(), message.key.len());
+            }
         }
     }
 });

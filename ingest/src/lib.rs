@@ -167,6 +167,7 @@ pub async fn run_with_listener(
         shutting_down: shutdown.clone(),
         stats: metrics::IngestStats::default(),
         queue,
+        dropped_warned: std::sync::Mutex::default(),
     });
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     appliers_stop.cancel();

@@ -13,7 +13,6 @@ const CODES: [u16; 11] = [200, 400, 401, 403, 404, 408, 413, 431, 500, 503, 0];
 #[derive(Debug, Default)]
 pub struct IngestStats {
     pub rows_journaled: AtomicU64,
-    pub rows_dropped_stale: AtomicU64,
     responses: [AtomicU64; CODES.len()],
 }
 
@@ -35,11 +34,6 @@ pub fn render(state: &State) -> String {
         "wharf_rows_journaled_total",
         "Rows made durable in the journal.",
         stats.rows_journaled.load(Ordering::Relaxed),
-    );
-    counter(
-        "wharf_rows_dropped_stale_total",
-        "Rows at or below the applied checkpoint, acknowledged and dropped.",
-        stats.rows_dropped_stale.load(Ordering::Relaxed),
     );
     let queue = state.queue.as_ref().map(|q| q.stats());
     counter(
@@ -66,6 +60,13 @@ pub fn render(state: &State) -> String {
     for (code, count) in CODES.iter().zip(&stats.responses) {
         let label = if *code == 0 { "other".to_owned() } else { code.to_string() };
         let _ = writeln!(out, "wharf_http_responses_total{{code=\"{label}\"}} {}", count.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "# HELP wharf_rows_dropped_stale_total Rows at or below their partition's applied checkpoint, acknowledged and dropped.\n# TYPE wharf_rows_dropped_stale_total counter"
+    );
+    for (partition, count) in state.journal.as_ref().map(|j| j.dropped_stale()).unwrap_or_default() {
+        let _ = writeln!(out, "wharf_rows_dropped_stale_total{{partition=\"{partition}\"}} {count}");
     }
     let bytes = state.journal.as_ref().map_or(0, |j| j.disk_bytes());
     let _ = writeln!(

@@ -57,6 +57,8 @@ pub struct State {
     pub stats: crate::metrics::IngestStats,
     /// The queue service appliers read the journal through (`None` in discard mode).
     pub queue: Option<wharf_queue::QueueService>,
+    /// When the dropped-rows warning was last logged, per partition.
+    pub dropped_warned: std::sync::Mutex<std::collections::HashMap<Partition, std::time::Instant>>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -234,7 +236,9 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
     match journal.append_durable(partition, &rows).await {
         Ok(appended) => {
             state.stats.rows_journaled.fetch_add(appended.journaled as u64, Ordering::Relaxed);
-            state.stats.rows_dropped_stale.fetch_add(appended.dropped_stale as u64, Ordering::Relaxed);
+            if appended.dropped_stale > 0 {
+                warn_dropped(state, partition, journal);
+            }
             reply(StatusCode::OK, "OK")
         }
         Err(error) => journal_failure(&error),
@@ -284,6 +288,26 @@ fn catalog_failure(partition: &Partition, error: CatalogError) -> Reply {
         }
     }
 }
+
+/// Says loudly (at most every [`DROPPED_WARNING_EVERY`] per partition) that rows at or below the
+/// applied checkpoint were dropped: right for a changefeed re-emitting after a restart, data loss
+/// for a second changefeed into the same schema or an ingest restarted on an emptied journal.
+fn warn_dropped(state: &State, partition: &Partition, journal: &wharf_queue::Journal) {
+    let mut warned = state.dropped_warned.lock().expect("warned lock");
+    if warned.get(partition).is_some_and(|at| at.elapsed() < DROPPED_WARNING_EVERY) {
+        return;
+    }
+    warned.insert(partition.clone(), std::time::Instant::now());
+    let total = journal.dropped_stale().into_iter().find(|(p, _)| p == partition).map_or(0, |(_, n)| n);
+    tracing::warn!(
+        %partition,
+        rows_dropped_total = total,
+        "rows at or below the partition's applied checkpoint were acknowledged and dropped; after a changefeed restart that is expected, but if a second changefeed writes into this schema, or the journal was emptied while the target kept its checkpoint, these rows are lost (one changefeed per schema; see README, Recovering)"
+    );
+}
+
+/// How often the dropped-rows warning repeats per partition.
+const DROPPED_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 fn journal_failure(error: &wharf_queue::AppendError) -> Reply {
     if error.is_transient() {

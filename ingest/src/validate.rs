@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 use wharf_queue::Row;
-use wharf_queue::json::canonical_key;
+use wharf_queue::json::{MAX_NESTING, canonical_key, nesting_depth};
 use wharf_targetdb::catalog::SchemaCatalog;
 
 use crate::decode::Message;
@@ -16,6 +16,8 @@ pub enum RowError {
     KeyArity { index: usize, table: String, got: usize, want: usize },
     #[error("message {index}: table {table:?} has no column {column:?} (add it to the target first)")]
     UnknownColumn { index: usize, table: String, column: String },
+    #[error("message {index}: the {part} is nested {depth} levels deep; at most {MAX_NESTING} are accepted")]
+    TooDeep { index: usize, part: &'static str, depth: usize },
 }
 
 impl RowError {
@@ -47,10 +49,17 @@ pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) 
         {
             return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
         }
+        let key = canonical_key(&m.key).map_err(|e| RowError::TooDeep { index, part: "key", depth: e.depth })?;
+        if let Some((raw, _)) = &m.after {
+            let depth = nesting_depth(raw.get());
+            if depth > MAX_NESTING {
+                return Err(RowError::TooDeep { index, part: "after value", depth });
+            }
+        }
         rows.push(Row {
             hlc: m.hlc,
             table: table.name.clone(),
-            key: canonical_key(&m.key),
+            key,
             after: m.after.as_ref().map(|(raw, _)| raw.get().as_bytes().to_vec()),
         });
     }

@@ -65,13 +65,27 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     .unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("key has 2 values but the primary key has 1"), "{text}");
+    // Keys and values nested deeper than the limit get an answer (400), not a dropped connection.
+    let deep = format!("{}1 {}", "[".repeat(300), "]".repeat(300));
+    let body = format!(
+        r#"{{"payload":[{{"after": {{"k": 1}}, "key": [{deep}], "topic": "kv_bare", "updated": "1.0000000000"}}]}}"#
+    );
+    let (status, text) = request(port, "POST", "/app/public", body.as_bytes()).unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("the key is nested 300 levels deep; at most 64 are accepted"), "{text}");
+    let body = format!(
+        r#"{{"payload":[{{"after": {{"k": 1, "v": {deep}}}, "key": [1], "topic": "kv_bare", "updated": "1.0000000000"}}]}}"#
+    );
+    let (status, text) = request(port, "POST", "/app/public", body.as_bytes()).unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("the after value is nested 301 levels deep"), "{text}");
     // Metrics count what happened, and need no token.
     let (status, metrics) = request(port, "GET", "/_/varz", b"").unwrap();
     assert_eq!(status, 200);
     for line in [
         "wharf_rows_journaled_total 1",
         "wharf_http_responses_total{code=\"404\"} 5",
-        "wharf_http_responses_total{code=\"400\"} 2",
+        "wharf_http_responses_total{code=\"400\"} 4",
         "wharf_http_responses_total{code=\"413\"} 1",
         "wharf_jwt_refresh_failures_total 0",
     ] {

@@ -65,9 +65,49 @@ pub fn string_of(raw: &RawValue) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(text).ok().map(Cow::Owned)
 }
 
+/// Deepest nesting of arrays and objects accepted in a key element or a row's `after` value.
+/// serde_json refuses to build values nested deeper than 128, and the applier builds them for
+/// keys and rows, so ingest refuses anything deeper than this with a 400 before journaling it;
+/// no SQL column type needs more.
+pub const MAX_NESTING: usize = 64;
+
+/// How deeply valid JSON `text` nests arrays and objects (0 for a scalar). Iterative: a hostile
+/// document cannot exhaust the stack.
+pub fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// A key element nested deeper than [`MAX_NESTING`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("key element nested {depth} levels deep; at most {MAX_NESTING} are accepted")]
+pub struct TooDeep {
+    pub depth: usize,
+}
+
 /// The canonical bytes of a key array, so the same key always has the same journal identity
 /// whatever spacing or string escaping the sending CockroachDB version used.
-pub fn canonical_key(elements: &[&RawValue]) -> Vec<u8> {
+pub fn canonical_key(elements: &[&RawValue]) -> Result<Vec<u8>, TooDeep> {
     let mut out = Vec::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum::<usize>() + 2);
     out.push(b'[');
     for (i, element) in elements.iter().enumerate() {
@@ -75,15 +115,20 @@ pub fn canonical_key(elements: &[&RawValue]) -> Vec<u8> {
             out.push(b',');
         }
         let text = element.get();
+        let depth = nesting_depth(text);
+        if depth > MAX_NESTING {
+            return Err(TooDeep { depth });
+        }
         if text.contains(['\\', ' ', '\n', '\t', '\r']) {
-            let value: serde_json::Value = serde_json::from_str(text).expect("a RawValue is valid JSON");
-            serde_json::to_writer(&mut out, &value).expect("writing to a Vec");
+            // Within the nesting limit a RawValue always parses; the error arm is never taken.
+            let value: serde_json::Value = serde_json::from_str(text).map_err(|_| TooDeep { depth })?;
+            serde_json::to_writer(&mut out, &value).map_err(|_| TooDeep { depth })?;
         } else {
             out.extend_from_slice(text.as_bytes());
         }
     }
     out.push(b']');
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -105,6 +150,18 @@ mod tests {
         let spaced: Vec<&RawValue> = serde_json::from_str(r#"[1, "a<b", 2.50]"#).unwrap();
         let compact: Vec<&RawValue> = serde_json::from_str(r#"[1,"a\u003cb",2.50]"#).unwrap();
         assert_eq!(canonical_key(&spaced), canonical_key(&compact));
-        assert_eq!(canonical_key(&spaced), br#"[1,"a<b",2.50]"#);
+        assert_eq!(canonical_key(&spaced).unwrap(), br#"[1,"a<b",2.50]"#);
+    }
+
+    #[test]
+    fn nesting_is_counted_outside_strings_and_deep_keys_are_refused_not_panicked_on() {
+        assert_eq!(nesting_depth("1"), 0);
+        assert_eq!(nesting_depth(r#"{"a": [1, {"b": "[[[\"]]]"}]}"#), 3);
+        let deep = format!("{}1 {}", "[".repeat(200), "]".repeat(200));
+        let element: &RawValue = serde_json::from_str(&deep).unwrap();
+        assert_eq!(canonical_key(&[element]), Err(TooDeep { depth: 200 }));
+        let ok = format!("{}1 {}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+        let element: &RawValue = serde_json::from_str(&ok).unwrap();
+        assert_eq!(canonical_key(&[element]).unwrap().len(), 2 * MAX_NESTING + 3);
     }
 }

@@ -51,6 +51,8 @@ pub struct PartitionStatus {
     pub resolved: Option<String>,
     pub pending_rows: u64,
     pub pending_bytes: u64,
+    /// Rows at or below the applied checkpoint, acknowledged and dropped since the ingest started.
+    pub dropped_stale: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -240,6 +242,7 @@ impl QueueService {
         };
         let mut partitions = Vec::with_capacity(leases.len());
         let by_name: std::collections::HashMap<String, &Partition> = known.iter().map(|p| (p.to_string(), p)).collect();
+        let dropped = journal.dropped_stale();
         for lease in leases {
             let Some(&partition) = by_name.get(&lease.partition) else { continue };
             let applied = journal.applied(partition);
@@ -250,6 +253,7 @@ impl QueueService {
                 resolved: journal.resolved(partition).map(|h| h.to_string()),
                 pending_rows,
                 pending_bytes,
+                dropped_stale: dropped.iter().find(|(p, _)| p == partition).map_or(0, |(_, n)| *n),
             });
         }
         Ok(ServiceStatus { lease_timeout_ms: timeout.as_millis() as u64, sessions, partitions })

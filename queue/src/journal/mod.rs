@@ -160,6 +160,9 @@ struct Inner {
     size_checked: Mutex<Option<Instant>>,
     indexer: Indexer,
     compactor: Compactor,
+    /// Rows acknowledged and dropped per partition because they were at or below its applied
+    /// checkpoint (since this process started).
+    dropped: Mutex<HashMap<Partition, u64>>,
 }
 
 struct LogOrder {
@@ -208,6 +211,7 @@ impl Journal {
             size_checked: Mutex::new(None),
             indexer,
             compactor,
+            dropped: Mutex::new(HashMap::new()),
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
@@ -221,6 +225,10 @@ impl Journal {
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
         let outcome = Appended { journaled: fresh.len(), dropped_stale: rows.len() - fresh.len() };
+        if outcome.dropped_stale > 0 {
+            *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
+                outcome.dropped_stale as u64;
+        }
         if !fresh.is_empty() {
             self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
             self.inner.shared.commit.wait_durable().await?;
@@ -266,6 +274,16 @@ impl Journal {
         self.inner.shared.log.insert(order.next_seq.to_be_bytes(), record)?;
         order.next_seq += 1;
         Ok(None)
+    }
+
+    /// Rows acknowledged and dropped per partition since start, because they were at or below
+    /// the applied checkpoint: a re-emission after a changefeed restart, or rows lost to a second
+    /// changefeed into the same schema or an emptied journal.
+    pub fn dropped_stale(&self) -> Vec<(Partition, u64)> {
+        let mut out: Vec<(Partition, u64)> =
+            self.inner.dropped.lock().expect("dropped lock").iter().map(|(p, n)| (p.clone(), *n)).collect();
+        out.sort();
+        out
     }
 
     /// The newest resolved timestamp visible to appliers.

@@ -1,0 +1,90 @@
+//! `wharfctl recover`: after a lost or damaged journal, the statements that restart each
+//! changefeed from the checkpoint the target holds, so nothing is lost and nothing is applied twice.
+//!
+//! The target's checkpoint is authoritative: every row at or below it is applied, and rows above
+//! it are re-sent by a changefeed started with `cursor` = the checkpoint. CockroachDB can only do
+//! that while the history is kept (`gc.ttlseconds` of the tables, 4 hours by default).
+
+use clap::Args;
+use serde_json::json;
+use wharf_queue::Hlc;
+use wharf_targetdb::catalog::discover;
+
+#[derive(Args, Debug)]
+pub struct RecoverArgs {
+    /// Target database: postgresql://user@host:port/database
+    #[arg(long = "targetConn")]
+    pub target_conn: String,
+    /// Schema of wharf's tables in the target.
+    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    pub staging_schema: String,
+    /// Base of the changefeed's sink URL, e.g. webhook-https://wharf.example:26258 (the partition's
+    /// /database/schema path is added).
+    #[arg(long = "sinkUrl", default_value = "webhook-https://WHARF_HOST:26258")]
+    pub sink_url: String,
+    /// One JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: RecoverArgs) -> anyhow::Result<()> {
+    let client = wharf_targetdb::connect(&args.target_conn).await?;
+    let checkpoints = wharf_targetdb::checkpoint::read_all(&client, &args.staging_schema).await?;
+    anyhow::ensure!(
+        !checkpoints.is_empty(),
+        "no checkpoints in {}.checkpoints: nothing was applied yet, so restart the changefeeds with an initial scan",
+        args.staging_schema
+    );
+    let mut out = Vec::new();
+    for checkpoint in &checkpoints {
+        let Some((database, schema)) = checkpoint.partition.split_once('.') else { continue };
+        let mut tables: Vec<String> = discover(&client, schema).await?.tables.keys().cloned().collect();
+        tables.sort();
+        let statement = statement(database, schema, &tables, checkpoint.resolved, &args.sink_url);
+        out.push((checkpoint, statement));
+    }
+    if args.json {
+        let items: Vec<_> = out
+            .iter()
+            .map(|(c, s)| json!({"partition": c.partition, "checkpoint": c.resolved.to_string(), "statement": s}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items)?);
+        return Ok(());
+    }
+    for (checkpoint, statement) in out {
+        println!("-- {}: applied up to {}", checkpoint.partition, checkpoint.resolved);
+        println!("{statement}\n");
+    }
+    println!("-- Run these in CockroachDB against a wharf-ingest with an empty journal directory, before the");
+    println!("-- checkpoints are older than the tables' gc.ttlseconds. Add your webhook_auth_header and ca_cert;");
+    println!("-- the table names assume the source database and schema are named as the target's.");
+    Ok(())
+}
+
+/// The statement that restarts a partition's changefeed after `checkpoint`; without a
+/// checkpoint yet (zero), an initial scan instead.
+pub fn statement(database: &str, schema: &str, tables: &[String], checkpoint: Hlc, sink: &str) -> String {
+    let list: Vec<String> = tables.iter().map(|t| format!("{database}.{schema}.{t}")).collect();
+    let start = if checkpoint == Hlc::ZERO { String::new() } else { format!(", cursor = '{checkpoint}'") };
+    format!(
+        "CREATE CHANGEFEED FOR TABLE {}\n  INTO '{}/{database}/{schema}'\n  WITH updated, resolved = '1s', min_checkpoint_frequency = '1s'{start};",
+        list.join(", "),
+        sink.trim_end_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_statement_restarts_after_the_checkpoint() {
+        let tables = vec!["customers".to_owned(), "orders".to_owned()];
+        let s = statement("app", "public", &tables, Hlc::new(1732615200000000000, 2), "webhook-https://w:26258/");
+        assert_eq!(
+            s,
+            "CREATE CHANGEFEED FOR TABLE app.public.customers, app.public.orders\n  INTO 'webhook-https://w:26258/app/public'\n  WITH updated, resolved = '1s', min_checkpoint_frequency = '1s', cursor = '1732615200000000000.0000000002';"
+        );
+        assert!(!statement("app", "public", &tables, Hlc::ZERO, "x").contains("cursor"));
+    }
+}
