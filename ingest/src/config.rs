@@ -47,6 +47,9 @@ pub struct StartArgs {
     /// Journal size past which requests get 503 until appliers catch up, in bytes.
     #[arg(long = "journalBudget", default_value_t = wharf_queue::journal::DEFAULT_BYTE_BUDGET)]
     pub journal_budget: u64,
+    /// Free disk space kept on the journal's file system, in bytes: below it every append gets 503.
+    #[arg(long = "diskReserve", default_value_t = wharf_queue::journal::DEFAULT_DISK_RESERVE)]
+    pub disk_reserve: u64,
     /// Applier workers embedded in this process (0 when separate wharf-applier processes do the work).
     #[arg(long = "appliers", default_value_t = 1)]
     pub appliers: usize,
@@ -176,6 +179,7 @@ impl StartArgs {
         }
         let mut journal = wharf_queue::JournalConfig::new(self.journal_dir);
         journal.byte_budget = self.journal_budget;
+        journal.disk_reserve = self.disk_reserve;
         Ok(IngestConfig {
             bind_addr,
             tls,

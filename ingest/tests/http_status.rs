@@ -94,14 +94,59 @@ fn routes_limits_and_health_answer_with_exact_codes() {
 }
 
 #[test]
-fn a_journal_over_budget_answers_503_with_retry_after_and_journals_nothing() {
+fn over_budget_only_resolved_work_gets_503_so_a_scan_larger_than_the_budget_completes() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
-    let ingest = Ingest::start(&target.url(), journal.path(), &["--journalBudget", "1"]);
-    let response = raw_response(ingest.port, ROW.as_bytes());
+    let logs = tempfile::tempdir().unwrap();
+    let pki = QueuePki::new();
+    let udp = common::free_port().unwrap();
+    let ingest = Ingest::start(
+        &target.url(),
+        journal.path(),
+        &[&["--journalBudget", "65536"][..], &strs(&pki.ingest_args(udp, "10s"))].concat(),
+    );
+    // A single-timestamp scan several times the budget, with no applier running: CockroachDB
+    // sends its resolved timestamp only after every row is acknowledged, so all are accepted.
+    let scan_at = "1732615200000000000.0000000000";
+    for b in 0..20 {
+        let rows: Vec<String> = (b * 100..(b + 1) * 100)
+            .map(|k| {
+                format!(
+                    r#"{{"after": {{"k": {k}, "v": "{}"}}, "key": [{k}], "topic": "kv_bare", "updated": "{scan_at}"}}"#,
+                    "s".repeat(200)
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"payload":[{}],"length":100}}"#, rows.join(","));
+        assert_eq!(ingest.post("/app/public", body.as_bytes()).0, 200, "scan body {b}");
+    }
+    assert_eq!(ingest.post("/app/public", format!(r#"{{"resolved":"{scan_at}"}}"#).as_bytes()).0, 200);
+    // Now the partition has resolved work nobody applied: its rows wait, with Retry-After.
+    let later = r#"{"payload":[{"after": {"k": 5000, "v": "later"}, "key": [5000], "topic": "kv_bare", "updated": "1732615300000000000.0000000000"}],"length":1}"#;
+    let response = raw_response(ingest.port, later.as_bytes());
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(response.to_lowercase().contains("retry-after: 1"), "{response}");
-    assert!(response.contains("over its byte budget"), "{response}");
+    assert!(
+        response.contains("over its byte budget") && response.contains("app.public has resolved rows waiting"),
+        "{response}"
+    );
+    // An applier works the backlog off; then the same rows are accepted.
+    let _applier = common::Applier::start("applier", &format!("127.0.0.1:{udp}"), &target.url(), &pki, 1, logs.path());
+    common::wait_for("the scan applied", std::time::Duration::from_secs(60), || {
+        target.checkpoint().as_deref() == Some(scan_at)
+    });
+    assert_eq!(ingest.post("/app/public", later.as_bytes()).0, 200);
+    assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("2000".to_owned())]]);
+}
+
+#[test]
+fn below_the_disk_reserve_every_append_gets_503_and_nothing_is_journaled() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--diskReserve", "1000000000000000000"]);
+    let response = raw_response(ingest.port, ROW.as_bytes());
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(response.contains("under the 1000000000000000000-byte reserve"), "{response}");
     // Nothing was journaled: a resolved timestamp applies no row.
     assert_eq!(ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#).0, 200);
     common::wait_for("checkpoint", std::time::Duration::from_secs(30), || {

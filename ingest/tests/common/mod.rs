@@ -185,6 +185,9 @@ impl Target {
 
     /// The applied checkpoint of `app.public`, if any.
     pub fn checkpoint(&self) -> Option<String> {
+        if self.query("SELECT to_regclass('_replicator.checkpoints')::text") == [[None]] {
+            return None;
+        }
         let rows = self.query("SELECT resolved FROM _replicator.checkpoints WHERE partition = 'app.public'");
         rows.first().and_then(|r| r[0].clone())
     }

@@ -27,8 +27,12 @@ use compact::Compactor;
 use indexer::Indexer;
 pub use window::{Chunk, ChunkLimits, WindowCursor};
 
-/// Default byte budget of the journal on disk: past it ingest answers 503 until appliers catch up.
+/// Default byte budget of the journal on disk: past it ingest answers 503 to partitions with
+/// resolved work until appliers catch up.
 pub const DEFAULT_BYTE_BUDGET: u64 = 8 << 30;
+/// Free disk space kept for the journal's own bookkeeping (and the rest of the machine): below it
+/// every append is refused, resolved or not.
+pub const DEFAULT_DISK_RESERVE: u64 = 1 << 30;
 /// sled's page cache; the journal is written once and read once, so a small cache suffices, and
 /// it counts against the ingest process's memory.
 const CACHE_BYTES: u64 = 64 << 20;
@@ -41,11 +45,12 @@ const SIZE_REFRESH: Duration = Duration::from_millis(250);
 pub struct JournalConfig {
     pub dir: PathBuf,
     pub byte_budget: u64,
+    pub disk_reserve: u64,
 }
 
 impl JournalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig { dir: dir.into(), byte_budget: DEFAULT_BYTE_BUDGET }
+        JournalConfig { dir: dir.into(), byte_budget: DEFAULT_BYTE_BUDGET, disk_reserve: DEFAULT_DISK_RESERVE }
     }
 }
 
@@ -61,8 +66,14 @@ pub enum OpenError {
 
 #[derive(Debug, Error)]
 pub enum AppendError {
-    #[error("journal is over its byte budget ({used} of {budget} bytes); appliers must catch up")]
-    Full { used: u64, budget: u64 },
+    #[error(
+        "journal is over its byte budget ({used} of {budget} bytes) while {partition} has resolved rows waiting; retry once the appliers catch up"
+    )]
+    Full { used: u64, budget: u64, partition: Partition },
+    #[error(
+        "the journal's disk has {free} bytes free, under the {reserve}-byte reserve; free disk space or move the journal"
+    )]
+    DiskLow { free: u64, reserve: u64 },
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
     #[error("journal write failed: {0}")]
@@ -72,7 +83,7 @@ pub enum AppendError {
 impl AppendError {
     /// Whether the same request may succeed later without a restart.
     pub fn is_transient(&self) -> bool {
-        matches!(self, AppendError::Full { .. })
+        matches!(self, AppendError::Full { .. } | AppendError::DiskLow { .. })
     }
 }
 
@@ -156,7 +167,11 @@ struct Inner {
     /// Serialises sequence assignment with the log insert, so log order is insertion order.
     log_order: Mutex<LogOrder>,
     budget: u64,
+    disk_reserve: u64,
+    dir: PathBuf,
     size: AtomicU64,
+    /// Free bytes on the journal's file system, refreshed with `size`.
+    free: AtomicU64,
     size_checked: Mutex<Option<Instant>>,
     indexer: Indexer,
     compactor: Compactor,
@@ -207,7 +222,10 @@ impl Journal {
             shared,
             log_order: Mutex::new(order),
             budget: config.byte_budget,
+            disk_reserve: config.disk_reserve,
+            dir: dir.clone(),
             size: AtomicU64::new(size),
+            free: AtomicU64::new(free_bytes(dir).unwrap_or(u64::MAX)),
             size_checked: Mutex::new(None),
             indexer,
             compactor,
@@ -221,7 +239,7 @@ impl Journal {
     pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
         let incoming: u64 =
             rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 24) as u64).sum();
-        self.check_budget(incoming)?;
+        self.check_budget(partition, incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
         let outcome = Appended { journaled: fresh.len(), dropped_stale: rows.len() - fresh.len() };
@@ -231,6 +249,8 @@ impl Journal {
         }
         if !fresh.is_empty() {
             self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
+            // Counted at once, so a burst between two size refreshes cannot slip past the budget.
+            self.inner.size.fetch_add(incoming, Ordering::Relaxed);
             self.inner.shared.commit.wait_durable().await?;
             self.inner.indexer.notify();
         }
@@ -378,24 +398,60 @@ impl Journal {
         !self.inner.shared.commit.is_poisoned()
     }
 
-    /// Refuses `incoming` more bytes when they would take the journal past its budget.
-    fn check_budget(&self, incoming: u64) -> Result<(), AppendError> {
+    /// Refuses `incoming` more bytes of `partition` when the disk is low, or when the journal is
+    /// over its budget while this partition has resolved rows the appliers can work off.
+    ///
+    /// Over the budget with nothing resolved, rows are still accepted: CockroachDB sends a resolved
+    /// timestamp only after every earlier row is acknowledged, so refusing unresolved rows would
+    /// wait for a resolved timestamp that can never come (a scan larger than the budget would
+    /// deadlock). Resolved timestamps themselves are never refused for the budget.
+    fn check_budget(&self, partition: &Partition, incoming: u64) -> Result<(), AppendError> {
         if self.inner.shared.commit.is_poisoned() {
             return Err(Poisoned.into());
         }
-        let stale = self.inner.size_checked.lock().expect("size lock").is_none_or(|at| at.elapsed() > SIZE_REFRESH);
-        if stale {
-            *self.inner.size_checked.lock().expect("size lock") = Some(Instant::now());
-            if let Ok(size) = self.inner.shared.db.size_on_disk() {
-                self.inner.size.store(size, Ordering::Relaxed);
-            }
+        self.refresh_sizes();
+        let free = self.inner.free.load(Ordering::Relaxed);
+        if free < self.inner.disk_reserve.saturating_add(incoming) {
+            return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
         }
         let used = self.disk_bytes();
-        if used.saturating_add(incoming) > self.inner.budget {
-            return Err(AppendError::Full { used, budget: self.inner.budget });
+        // The newest resolved timestamp accepted (durable, perhaps not yet indexed and visible).
+        let accepted = self.inner.log_order.lock().expect("log order lock").accepted.get(partition).copied();
+        let resolved_work = match (accepted.max(self.resolved(partition)), self.applied(partition)) {
+            (Some(resolved), applied) => applied.is_none_or(|a| resolved > a),
+            (None, _) => false,
+        };
+        if used.saturating_add(incoming) > self.inner.budget && resolved_work {
+            return Err(AppendError::Full { used, budget: self.inner.budget, partition: partition.clone() });
         }
         Ok(())
     }
+
+    /// Re-reads the journal's size and the free disk space at most every [`SIZE_REFRESH`].
+    fn refresh_sizes(&self) {
+        let mut checked = self.inner.size_checked.lock().expect("size lock");
+        if checked.is_some_and(|at| at.elapsed() <= SIZE_REFRESH) {
+            return;
+        }
+        *checked = Some(Instant::now());
+        if let Ok(size) = self.inner.shared.db.size_on_disk() {
+            self.inner.size.store(size, Ordering::Relaxed);
+        }
+        if let Some(free) = free_bytes(&self.inner.dir) {
+            self.inner.free.store(free, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Bytes available to unprivileged writers on the file system holding `dir`.
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statvfs` is plain integers, for which all-zero bytes are a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a properly sized, writable struct.
+    let result = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (result == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 enum RecoverError {
