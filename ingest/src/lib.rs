@@ -36,6 +36,8 @@ use server::State;
 /// Shown at startup and on `/_/healthz` while in force.
 pub const WARN_NO_AUTH: &str = "--disableAuthentication: any caller may write to the target; for testing only";
 pub const WARN_SELF_SIGNED: &str = "--tlsSelfSigned: clients cannot verify this server; for testing only";
+pub const WARN_DISCARD: &str =
+    "--discard: rows are parsed and validated, then dropped; nothing is replicated; for measuring only";
 
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -49,6 +51,8 @@ pub enum StartError {
     Target(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Queue(#[from] wharf_queue::quic::server::ServeError),
+    #[error("stopped: {0}")]
+    Fatal(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
 }
@@ -117,6 +121,9 @@ pub async fn run_with_listener(
     if config.tls.as_ref().is_some_and(|t| t.source == tls::CertSource::SelfSigned) {
         warnings.push(WARN_SELF_SIGNED);
     }
+    if config.discard {
+        warnings.push(WARN_DISCARD);
+    }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
@@ -169,7 +176,13 @@ pub async fn run_with_listener(
         queue,
         dropped_warned: std::sync::Mutex::default(),
     });
+    let fatal = tokio::spawn(watch_journal(state.journal.clone(), shutdown.clone()));
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
+    fatal.abort();
+    let fatal = state.journal.as_ref().and_then(|j| match j.health() {
+        Err(wharf_queue::Fault::Fatal(reason)) => Some(reason),
+        _ => None,
+    });
     appliers_stop.cancel();
     if let Some(embedded) = embedded
         && let Err(error) = embedded.await
@@ -180,6 +193,24 @@ pub async fn run_with_listener(
     if let Some(server) = queue_server {
         let _ = server.await;
     }
+    if let Some(reason) = fatal {
+        return Err(StartError::Fatal(reason));
+    }
     tracing::info!("wharf-ingest stopped");
     Ok(())
+}
+
+/// Stops the process when the journal can no longer make progress (a dead thread, a failed
+/// sync), so a supervisor restarts it and recovery runs from what is on disk.
+async fn watch_journal(journal: Option<Journal>, shutdown: CancellationToken) {
+    let Some(journal) = journal else { return };
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        if let Err(wharf_queue::Fault::Fatal(reason)) = journal.health() {
+            tracing::error!(%reason, "the journal cannot go on; stopping so the process is restarted");
+            shutdown.cancel();
+            return;
+        }
+    }
 }

@@ -261,9 +261,9 @@ async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) ->
 }
 
 async fn health(state: &State) -> Reply {
-    let journal_ok = state.journal.as_ref().is_none_or(Journal::is_healthy);
-    if !journal_ok {
-        return unavailable("journal failed; restart the process", 5);
+    if let Some(Err(fault)) = state.journal.as_ref().map(Journal::health) {
+        let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;
+        return unavailable(&reason, 5);
     }
     if !state.target.is_healthy().await {
         return unavailable("target database is not answering", 5);

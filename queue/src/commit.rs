@@ -59,9 +59,17 @@ impl GroupCommit {
             durable,
         });
         let thread_shared = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("wharf-journal-sync".into())
-            .spawn(move || sync_loop(&thread_shared, &db, files))?;
+        let thread = std::thread::Builder::new().name("wharf-journal-sync".into()).spawn(move || {
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                sync_loop(&thread_shared, &db, files);
+            }));
+            if ran.is_err() {
+                // Without this every writer would wait for its sync forever.
+                tracing::error!("journal sync thread panicked; refusing all further writes (restart the process)");
+                let epoch = thread_shared.durable.borrow().epoch;
+                thread_shared.durable.send_replace(Durable { epoch, poisoned: true });
+            }
+        })?;
         Ok(GroupCommit { shared, thread: Some(thread) })
     }
 

@@ -32,8 +32,11 @@
 //!   report moves the next grant above the target's.
 //! - A value with another format version or a damaged key stops the partition's applier with a
 //!   [`journal::ReadError::Damaged`] error naming the partition; nothing is skipped silently.
-//! - A failed fsync poisons the journal: every later append fails (ingest answers 503) until the
-//!   process restarts and sled recovers from what is really on disk.
+//! - A failed fsync poisons the journal: every later append fails (ingest answers 503), health
+//!   says why, and `wharf-ingest` stops with an error so a supervisor restarts it and sled
+//!   recovers from what is really on disk. A panicking journal thread (indexer, sync) is the same
+//!   kind of fault ([`journal::Fault::Fatal`]); an indexing error that is retried turns health to
+//!   503 with the reason until indexing succeeds again.
 
 pub mod client;
 pub mod commit;
@@ -50,7 +53,8 @@ pub mod wire;
 pub use client::{Grant, QueueClient, QueueError, Release, WindowReader};
 pub use hlc::{Hlc, HlcError};
 pub use journal::{
-    AppendError, Appended, Chunk, ChunkLimits, Journal, JournalConfig, OpenError, ReadError, Resolved, WindowCursor,
+    AppendError, Appended, Chunk, ChunkLimits, Fault, Journal, JournalConfig, OpenError, ReadError, Resolved,
+    WindowCursor,
 };
 pub use local::LocalClient;
 pub use record::{Partition, Row};

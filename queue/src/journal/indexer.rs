@@ -35,7 +35,7 @@ impl Indexer {
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
             .name("wharf-journal-index".into())
-            .spawn(move || run(&shared, &rx, &thread_stop))?;
+            .spawn(move || super::supervised(&shared, "indexer", || run(&shared, &rx, &thread_stop)))?;
         Ok(Indexer { wake, stop, thread: Some(thread) })
     }
 
@@ -80,6 +80,7 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &AtomicBool) {
         let mut failed = false;
         match index_round(shared, indexed_upto) {
             Ok(Some(last)) => {
+                shared.set_fault(None);
                 indexed_upto = last;
                 pending.push((shared.commit.request(), last));
                 shared.indexed.send_replace(last);
@@ -87,6 +88,7 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &AtomicBool) {
             Ok(None) => {}
             Err(error) => {
                 tracing::error!(%error, "journal indexing failed; retrying");
+                shared.set_fault(Some(super::Fault::Stalled(format!("journal indexing failed (retrying): {error}"))));
                 failed = true;
             }
         }

@@ -125,6 +125,41 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     /// The highest log sequence number the indexer has processed.
     indexed: watch::Sender<u64>,
+    /// Why the journal cannot make progress, if it cannot (see [`Fault`]).
+    fault: Mutex<Option<Fault>>,
+}
+
+/// Something that stops the journal from making progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Retried; the journal may recover by itself (the indexer keeps trying).
+    Stalled(String),
+    /// A journal thread is gone: only a restart helps.
+    Fatal(String),
+}
+
+impl Shared {
+    /// Records a fault; a fatal one is never replaced.
+    pub(crate) fn set_fault(&self, fault: Option<Fault>) {
+        let mut current = self.fault.lock().expect("fault lock");
+        if !matches!(*current, Some(Fault::Fatal(_))) {
+            *current = fault;
+        }
+    }
+}
+
+/// Runs a journal thread's body; a panic is recorded as a fatal fault instead of ending silently.
+pub(crate) fn supervised(shared: &Shared, name: &str, body: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let reason = format!("journal {name} thread panicked: {what}; restart the process");
+        tracing::error!("{reason}");
+        shared.set_fault(Some(Fault::Fatal(reason)));
+    }
 }
 
 const RESOLVED: &[u8] = b"resolved/";
@@ -214,6 +249,7 @@ impl Journal {
             trees: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
             indexed: watch::channel(order.next_seq.saturating_sub(1)).0,
+            fault: Mutex::new(None),
         });
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
         let indexer = Indexer::start(shared.clone()).map_err(io_err)?;
@@ -394,8 +430,18 @@ impl Journal {
         self.inner.size.load(Ordering::Relaxed)
     }
 
-    pub fn is_healthy(&self) -> bool {
-        !self.inner.shared.commit.is_poisoned()
+    /// `Err` with the reason when the journal cannot make progress: a failed sync (fatal), a dead
+    /// thread (fatal), or indexing failing (retried).
+    pub fn health(&self) -> Result<(), Fault> {
+        if self.inner.shared.commit.is_poisoned() {
+            return Err(Fault::Fatal(
+                "journal sync failed; the journal is read-only until the process restarts".into(),
+            ));
+        }
+        match self.inner.shared.fault.lock().expect("fault lock").clone() {
+            Some(fault) => Err(fault),
+            None => Ok(()),
+        }
     }
 
     /// Refuses `incoming` more bytes of `partition` when the disk is low, or when the journal is
@@ -489,4 +535,26 @@ fn meta_key(prefix: &[u8], partition: &Partition) -> Vec<u8> {
     let mut key = prefix.to_vec();
     key.extend_from_slice(&partition.tree_name());
     key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_journal_thread_is_a_fatal_fault_and_indexing_errors_a_passing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let shared = &journal.inner.shared;
+        assert_eq!(journal.health(), Ok(()));
+        shared.set_fault(Some(Fault::Stalled("indexing failed".into())));
+        assert_eq!(journal.health(), Err(Fault::Stalled("indexing failed".into())));
+        shared.set_fault(None);
+        assert_eq!(journal.health(), Ok(()));
+        supervised(shared, "test", || panic!("boom"));
+        let Err(Fault::Fatal(reason)) = journal.health() else { panic!("expected a fatal fault") };
+        assert!(reason.contains("journal test thread panicked: boom"), "{reason}");
+        shared.set_fault(None);
+        assert!(matches!(journal.health(), Err(Fault::Fatal(_))), "a fatal fault is never cleared");
+    }
 }
