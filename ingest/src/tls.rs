@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::server::WebPkiClientVerifier;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
@@ -31,10 +30,10 @@ pub struct TlsSettings {
 
 #[derive(Debug, Error)]
 pub enum TlsError {
-    #[error("cannot read {what} {path}: {reason}")]
-    Pem { what: &'static str, path: PathBuf, reason: String },
-    #[error("{path} holds no certificate")]
-    NoCertificate { path: PathBuf },
+    #[error(transparent)]
+    Pem(#[from] wharf_queue::quic::tls::PemError),
+    #[error("cannot encode the generated key: {0}")]
+    GeneratedKey(String),
     #[error("cannot generate the self-signed certificate: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration refused: {0}")]
@@ -80,22 +79,11 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerTls, TlsError> {
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bad = |reason: String| TlsError::Pem { what: "certificate", path: path.to_owned(), reason };
-    let chain = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?.collect::<Result<Vec<_>, _>>();
-    let chain = chain.map_err(|e| bad(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(TlsError::NoCertificate { path: path.to_owned() });
-    }
-    Ok(chain)
+    Ok(wharf_queue::quic::tls::read_chain(path, "certificate")?)
 }
 
-/// Reads the first private key of a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
-        what: "private key",
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
+    Ok(wharf_queue::quic::tls::read_key(path)?)
 }
 
 fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
@@ -105,11 +93,7 @@ fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>
     params.distinguished_name.push(rcgen::DnType::CommonName, "wharf self-signed (testing only)");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.self_signed(&key)?;
-    let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::Pem {
-        what: "generated key",
-        path: PathBuf::new(),
-        reason: e.to_string(),
-    })?;
+    let key = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| TlsError::GeneratedKey(e.to_string()))?;
     Ok((vec![cert.der().clone()], key))
 }
 

@@ -23,12 +23,19 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+/// A PEM file that cannot be used.
 #[derive(Debug, Error)]
-pub enum TlsError {
+pub enum PemError {
     #[error("cannot read {what} {path}: {reason}")]
-    Pem { what: &'static str, path: PathBuf, reason: String },
+    Unreadable { what: &'static str, path: PathBuf, reason: String },
     #[error("{0} holds no certificate")]
     NoCertificate(PathBuf),
+}
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error(transparent)]
+    Pem(#[from] PemError),
     #[error("CA bundle {path} refused: {reason}")]
     Ca { path: PathBuf, reason: String },
     #[error("TLS configuration refused: {0}")]
@@ -41,20 +48,22 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn read_chain(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem_err = |reason: String| TlsError::Pem { what, path: path.to_owned(), reason };
+/// Every certificate of a PEM file (a chain or a CA bundle); none is an error.
+pub fn read_chain(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let pem_err = |reason: String| PemError::Unreadable { what, path: path.to_owned(), reason };
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| pem_err(e.to_string()))?
         .collect::<Result<_, _>>()
         .map_err(|e| pem_err(e.to_string()))?;
     if chain.is_empty() {
-        return Err(TlsError::NoCertificate(path.to_owned()));
+        return Err(PemError::NoCertificate(path.to_owned()));
     }
     Ok(chain)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+/// The first private key of a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| PemError::Unreadable {
         what: "private key",
         path: path.to_owned(),
         reason: e.to_string(),
