@@ -144,6 +144,16 @@ impl Feed {
     }
 }
 
+/// Waits until the queue service opened a session for each of `names` (the ingest logs it).
+fn wait_connected(ingest: &Ingest, names: &[&str]) {
+    let log = ingest.log.clone().expect("a logged ingest");
+    wait_for("the appliers to connect", LONG, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let opened: Vec<&str> = text.lines().filter(|l| l.contains("applier session opened")).collect();
+        names.iter().all(|n| opened.iter().any(|l| l.contains(&format!("\"{n}\""))))
+    });
+}
+
 fn appliers_seen(target: &Target) -> Vec<String> {
     target
         .query("SELECT DISTINCT app FROM public.audit ORDER BY app")
@@ -235,6 +245,7 @@ fn a_worker_killed_mid_window_loses_nothing_and_applies_nothing_twice() {
     }
     let mut a = setup.applier("applier_a", 2);
     let _b = setup.applier("applier_b", 2);
+    wait_connected(&ingest, &["applier_a", "applier_b"]);
     feed.resolve(&ingest);
     // Kill one process inside a window: its transaction has written rows, not committed yet.
     wait_for("applier_a to be inside a window", LONG, || {

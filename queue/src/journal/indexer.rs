@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::{APPLIED, RESOLVED, Shared};
+use super::{APPLIED, INDEXED, RESOLVED, Shared};
 use crate::hlc::Hlc;
 use crate::record::{self, LogRecord};
 
@@ -135,6 +135,11 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
             }
         }
         last = Some(seq);
+    }
+    if let Some(last) = last {
+        // Kept so sequence numbers go on growing once the indexed records leave the log; it is
+        // durable in the same sync that lets them be deleted.
+        shared.meta.insert(INDEXED, &last.to_be_bytes()).map_err(|e| e.to_string())?;
     }
     if published {
         shared.changes.send_modify(|n| *n += 1);

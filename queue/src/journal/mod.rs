@@ -8,6 +8,7 @@
 //! are deleted only after a later sync made their index entries durable.
 
 mod compact;
+mod high_water;
 mod indexer;
 mod window;
 
@@ -24,6 +25,7 @@ use crate::commit::{GroupCommit, Poisoned};
 use crate::hlc::Hlc;
 use crate::record::{self, LogRecord, Partition, RecordError, Row};
 use compact::Compactor;
+use high_water::HighWater;
 use indexer::Indexer;
 pub use window::{Chunk, ChunkLimits, WindowCursor};
 
@@ -38,6 +40,8 @@ pub const DEFAULT_DISK_RESERVE: u64 = 1 << 30;
 const CACHE_BYTES: u64 = 64 << 20;
 /// Large enough that a 1,000-row request stays inside sled's log instead of its blob files.
 const SEGMENT_BYTES: usize = 8 << 20;
+/// How long an open waits for sled's file lock to be let go by an earlier open in this process.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
 /// How stale the cached on-disk size may be when the budget is checked.
 const SIZE_REFRESH: Duration = Duration::from_millis(250);
 
@@ -60,9 +64,19 @@ pub enum OpenError {
     Sled { dir: PathBuf, source: sled::Error },
     #[error("cannot prepare journal at {dir}: {source}")]
     Io { dir: PathBuf, source: std::io::Error },
-    #[error("journal at {dir} has a damaged log record: {source}")]
+    #[error("journal at {dir} has a damaged log record: {source}. {DAMAGED_ADVICE}")]
     Damaged { dir: PathBuf, source: RecordError },
+    #[error("journal at {dir} is damaged: {detail}. {DAMAGED_ADVICE}")]
+    Corrupt { dir: PathBuf, detail: String },
+    #[error(
+        "journal at {dir} is missing acknowledged records: records up to {durable} were acknowledged as durable (recorded in {dir}/{}), but its data file {dir}/db holds only up to {found}; it was truncated or damaged. {DAMAGED_ADVICE}",
+        high_water::FILE_NAME
+    )]
+    Missing { dir: PathBuf, durable: u64, found: u64 },
 }
+
+/// What to do with a journal that fails its checks at open.
+pub const DAMAGED_ADVICE: &str = "Do not run on it: move the directory aside, start wharf-ingest on an empty --journalDir, and restart the changefeeds from the target's checkpoints (wharfctl recover prints the statements)";
 
 #[derive(Debug, Error)]
 pub enum AppendError {
@@ -165,6 +179,8 @@ pub(crate) fn supervised(shared: &Shared, name: &str, body: impl FnOnce()) {
 const RESOLVED: &[u8] = b"resolved/";
 const APPLIED: &[u8] = b"applied/";
 const EPOCH: &[u8] = b"epoch/";
+/// Meta key of the last log sequence number the indexer processed.
+const INDEXED: &[u8] = b"indexed";
 
 impl Shared {
     fn tree(&self, partition: &Partition) -> Result<sled::Tree, sled::Error> {
@@ -210,6 +226,7 @@ struct Inner {
     size_checked: Mutex<Option<Instant>>,
     indexer: Indexer,
     compactor: Compactor,
+    high_water: HighWater,
     /// Rows acknowledged and dropped per partition because they were at or below its applied
     /// checkpoint (since this process started).
     dropped: Mutex<HashMap<Partition, u64>>,
@@ -222,24 +239,28 @@ struct LogOrder {
 }
 
 impl Journal {
+    /// Opens (or creates) the journal. A journal that lost acknowledged records, or whose data
+    /// sled cannot read, is refused with an error naming the file; sled's panics on damaged data
+    /// are caught and refused the same way.
     pub fn open(config: &JournalConfig) -> Result<Journal, OpenError> {
         let dir = &config.dir;
-        let sled_err = |source| OpenError::Sled { dir: dir.clone(), source };
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .segment_size(SEGMENT_BYTES)
-            .open()
-            .map_err(sled_err)?;
-        let meta = db.open_tree("meta").map_err(sled_err)?;
-        let log = db.open_tree("log").map_err(sled_err)?;
-        let order = recover_log_order(&log, &meta).map_err(|e| match e {
-            RecoverError::Sled(source) => OpenError::Sled { dir: dir.clone(), source },
-            RecoverError::Damaged(source) => OpenError::Damaged { dir: dir.clone(), source },
+        let io_err = |source| OpenError::Io { dir: dir.clone(), source };
+        std::fs::create_dir_all(dir).map_err(io_err)?;
+        let durable = high_water::read(dir).map_err(|detail| OpenError::Corrupt { dir: dir.clone(), detail })?;
+        let opened = std::panic::catch_unwind(|| open_sled(dir));
+        let (db, meta, log, order) = opened.unwrap_or_else(|panic| {
+            let what =
+                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(OpenError::Corrupt {
+                dir: dir.clone(),
+                detail: format!("sled panicked reading {}/db: {}", dir.display(), what.unwrap_or_default()),
+            })
         })?;
-        let commit =
-            GroupCommit::start(db.clone(), dir).map_err(|source| OpenError::Io { dir: dir.clone(), source })?;
+        let found = order.next_seq.saturating_sub(1);
+        if found < durable {
+            return Err(OpenError::Missing { dir: dir.clone(), durable, found });
+        }
+        let commit = GroupCommit::start(db.clone(), dir).map_err(io_err)?;
         let size = db.size_on_disk().unwrap_or(0);
         let shared = Arc::new(Shared {
             db,
@@ -248,10 +269,10 @@ impl Journal {
             commit,
             trees: Mutex::new(HashMap::new()),
             changes: watch::channel(0).0,
-            indexed: watch::channel(order.next_seq.saturating_sub(1)).0,
+            indexed: watch::channel(found).0,
             fault: Mutex::new(None),
         });
-        let io_err = |source| OpenError::Io { dir: dir.clone(), source };
+        let high_water = HighWater::start(dir, durable.max(found), shared.clone()).map_err(io_err)?;
         let indexer = Indexer::start(shared.clone()).map_err(io_err)?;
         let compactor = Compactor::start().map_err(io_err)?;
         let inner = Inner {
@@ -265,6 +286,7 @@ impl Journal {
             size_checked: Mutex::new(None),
             indexer,
             compactor,
+            high_water,
             dropped: Mutex::new(HashMap::new()),
         };
         Ok(Journal { inner: Arc::new(inner) })
@@ -284,10 +306,13 @@ impl Journal {
                 outcome.dropped_stale as u64;
         }
         if !fresh.is_empty() {
-            self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
+            let seq = self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
             // Counted at once, so a burst between two size refreshes cannot slip past the budget.
             self.inner.size.fetch_add(incoming, Ordering::Relaxed);
             self.inner.shared.commit.wait_durable().await?;
+            if let Ok(seq) = seq {
+                self.inner.high_water.observe(seq);
+            }
             self.inner.indexer.notify();
         }
         Ok(outcome)
@@ -309,27 +334,31 @@ impl Journal {
             *accepted = hlc;
             None
         })?;
-        if let Some(current) = outcome {
-            return Ok(Resolved::Stale { current });
-        }
+        let seq = match outcome {
+            Err(current) => return Ok(Resolved::Stale { current }),
+            Ok(seq) => seq,
+        };
         self.inner.shared.commit.wait_durable().await?;
+        self.inner.high_water.observe(seq);
         self.inner.indexer.notify();
         Ok(Resolved::Advanced)
     }
 
-    /// Inserts a log record under the ordering lock unless `veto` returns `Some`.
+    /// Inserts a log record under the ordering lock unless `veto` returns `Some`; `Ok(Ok(seq))`
+    /// gives the record's sequence number.
     fn log_insert<T>(
         &self,
         record: Vec<u8>,
         veto: impl FnOnce(&mut LogOrder) -> Option<T>,
-    ) -> Result<Option<T>, sled::Error> {
+    ) -> Result<Result<u64, T>, sled::Error> {
         let mut order = self.inner.log_order.lock().expect("log order lock");
         if let Some(out) = veto(&mut order) {
-            return Ok(Some(out));
+            return Ok(Err(out));
         }
-        self.inner.shared.log.insert(order.next_seq.to_be_bytes(), record)?;
+        let seq = order.next_seq;
+        self.inner.shared.log.insert(seq.to_be_bytes(), record)?;
         order.next_seq += 1;
-        Ok(None)
+        Ok(Ok(seq))
     }
 
     /// Rows acknowledged and dropped per partition since start, because they were at or below
@@ -500,6 +529,40 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     (result == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
+/// Opens sled and its trees and recovers the log's order (run under `catch_unwind`: sled panics
+/// on some kinds of damage).
+fn open_sled(dir: &std::path::Path) -> Result<(sled::Db, sled::Tree, sled::Tree, LogOrder), OpenError> {
+    let sled_err = |source: sled::Error| match source {
+        sled::Error::Corruption { .. } => OpenError::Corrupt {
+            dir: dir.to_owned(),
+            detail: format!("sled found {}/db damaged: {source}", dir.display()),
+        },
+        source => OpenError::Sled { dir: dir.to_owned(), source },
+    };
+    let config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).segment_size(SEGMENT_BYTES);
+    // sled lets go of its file lock a moment after the last handle of an earlier open is dropped
+    // (its IO threads finish first), so a reopen in the same process waits for it briefly; another
+    // process holding the journal is still refused after that.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let db = loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other.map_err(sled_err)?,
+        }
+    };
+    let meta = db.open_tree("meta").map_err(sled_err)?;
+    let log = db.open_tree("log").map_err(sled_err)?;
+    let order = recover_log_order(&log, &meta).map_err(|e| match e {
+        RecoverError::Sled(source) => sled_err(source),
+        RecoverError::Damaged(source) => OpenError::Damaged { dir: dir.to_owned(), source },
+    })?;
+    Ok((db, meta, log, order))
+}
+
 enum RecoverError {
     Sled(sled::Error),
     Damaged(RecordError),
@@ -507,10 +570,17 @@ enum RecoverError {
 
 /// The next sequence number, and the resolved timestamps still waiting in the log.
 fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, RecoverError> {
-    let next_seq = match log.last().map_err(RecoverError::Sled)? {
-        Some((key, _)) => u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])) + 1,
-        None => 1,
+    let logged = match log.last().map_err(RecoverError::Sled)? {
+        Some((key, _)) => u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])),
+        None => 0,
     };
+    // Records are deleted from the log once indexed; the indexer keeps the last one it did.
+    let indexed = meta
+        .get(INDEXED)
+        .map_err(RecoverError::Sled)?
+        .and_then(|v| v.as_ref().try_into().ok())
+        .map_or(0, u64::from_be_bytes);
+    let next_seq = logged.max(indexed) + 1;
     let mut accepted: HashMap<Partition, Hlc> = HashMap::new();
     for item in log.iter() {
         let (_, value) = item.map_err(RecoverError::Sled)?;
@@ -556,5 +626,48 @@ mod tests {
         assert!(reason.contains("journal test thread panicked: boom"), "{reason}");
         shared.set_fault(None);
         assert!(matches!(journal.health(), Err(Fault::Fatal(_))), "a fatal fault is never cleared");
+    }
+}
+
+#[cfg(test)]
+mod reopen_tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_journal_can_be_reopened_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        drop(journal);
+        Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    }
+
+    #[test]
+    fn a_journal_with_data_can_be_reopened_at_once() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let p = Partition::new("db", "s");
+        let row = |w| Row { hlc: Hlc::new(w, 0), table: "t".into(), key: b"[1]".to_vec(), after: None };
+        for round in 0..3u64 {
+            let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+            rt.block_on(journal.append_durable(&p, &[row(10 + round)])).unwrap();
+            rt.block_on(journal.resolve_durable(&p, Hlc::new(10 + round, 0))).unwrap();
+            journal.mark_applied(&p, Hlc::new(5 + round, 0)).unwrap();
+            rt.block_on(journal.wait_indexed());
+        }
+    }
+
+    #[test]
+    fn marking_an_untouched_partition_applied_does_not_keep_the_journal_open() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let row = Row { hlc: Hlc::new(20, 0), table: "t2".into(), key: b"[3]".to_vec(), after: Some(b"{}".to_vec()) };
+        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        rt.block_on(journal.append_durable(&Partition::new("db", "s0"), &[row])).unwrap();
+        rt.block_on(journal.wait_indexed());
+        journal.mark_applied(&Partition::new("db", "s1"), Hlc::ZERO).unwrap();
+        journal.mark_applied(&Partition::new("db", "s0"), Hlc::ZERO).unwrap();
+        rt.block_on(journal.wait_indexed());
+        drop(journal);
+        Journal::open(&JournalConfig::new(dir.path())).unwrap();
     }
 }

@@ -1,0 +1,152 @@
+//! A damaged journal is refused at open with an error that names it and says what to do; it is
+//! never opened with acknowledged rows missing, and sled's panics on damaged data do not escape.
+
+use std::path::Path;
+
+use wharf_queue::{ChunkLimits, Hlc, Journal, JournalConfig, Partition, Row, WindowCursor};
+
+const ROWS: u64 = 40_000;
+
+fn partition() -> Partition {
+    Partition::new("db", "s")
+}
+
+/// Journals `ROWS` acknowledged rows (about 12 MB) in requests of 1,000, resolved, and one row
+/// whose value is large enough for sled to keep it in a blob file of its own.
+fn fill(dir: &Path) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let journal = Journal::open(&JournalConfig::new(dir)).unwrap();
+    rt.block_on(async {
+        for first in (0..ROWS).step_by(1000) {
+            let rows: Vec<Row> = (first..first + 1000)
+                .map(|k| Row {
+                    hlc: Hlc::new(10 + k, 0),
+                    table: "t".into(),
+                    key: format!("[{k}]").into_bytes(),
+                    after: Some(format!("{{\"k\":{k},\"v\":\"{}\"}}", "x".repeat(250)).into_bytes()),
+                })
+                .collect();
+            journal.append_durable(&partition(), &rows).await.unwrap();
+        }
+        let big = Row {
+            hlc: Hlc::new(10 + ROWS, 0),
+            table: "t".into(),
+            key: b"[\"big\"]".to_vec(),
+            after: Some(format!("{{\"v\":\"{}\"}}", "b".repeat(3 << 20)).into_bytes()),
+        };
+        journal.append_durable(&partition(), &[big]).await.unwrap();
+        journal.resolve_durable(&partition(), Hlc::new(10 + ROWS, 0)).await.unwrap();
+        journal.wait_indexed().await;
+    });
+}
+
+/// Every acknowledged row, read back through a window.
+fn read_all(journal: &Journal) -> Result<usize, String> {
+    let mut cursor = WindowCursor::new(Hlc::ZERO, Hlc::new(10 + ROWS, 0), Vec::new());
+    let mut rows = 0;
+    loop {
+        let chunk = journal
+            .read_chunk(&partition(), &mut cursor, ChunkLimits { max_rows: 10_000, max_bytes: 64 << 20 })
+            .map_err(|e| e.to_string())?;
+        rows += chunk.rows.len();
+        if chunk.last {
+            return Ok(rows);
+        }
+    }
+}
+
+/// The invariant: refused with an error naming the journal, or complete.
+fn refused_or_complete(dir: &Path) -> String {
+    let opened = std::panic::catch_unwind(|| Journal::open(&JournalConfig::new(dir)));
+    let opened = opened.unwrap_or_else(|_| panic!("a panic escaped Journal::open"));
+    match opened {
+        Err(error) => {
+            let text = error.to_string();
+            assert!(text.contains(&dir.display().to_string()), "the error must name the journal: {text}");
+            assert!(text.contains("wharfctl recover") || text.contains("is another wharf process"), "{text}");
+            eprintln!("refused: {text}");
+            text
+        }
+        Ok(journal) => {
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_all(&journal)));
+            match read {
+                Ok(Ok(rows)) => assert_eq!(rows as u64, ROWS + 1, "opened with acknowledged rows missing"),
+                Ok(Err(error)) => panic!("opened, then failed reading acknowledged rows: {error}"),
+                Err(_) => panic!("opened, then sled panicked reading acknowledged rows"),
+            }
+            "complete".into()
+        }
+    }
+}
+
+#[test]
+fn a_truncated_data_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let db = dir.path().join("db");
+    let len = std::fs::metadata(&db).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&db).unwrap().set_len(len * 2 / 3).unwrap();
+    let outcome = refused_or_complete(dir.path());
+    assert_ne!(outcome, "complete", "truncating a third of the data file must lose acknowledged rows");
+}
+
+#[test]
+fn flipped_bytes_are_refused_or_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let db = dir.path().join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let middle = bytes.len() / 2;
+    for b in &mut bytes[middle..middle + 4096] {
+        *b ^= 0xA5;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    refused_or_complete(dir.path());
+}
+
+#[test]
+fn a_deleted_blob_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!blobs.is_empty(), "the large row should live in a blob file");
+    for blob in blobs {
+        std::fs::remove_file(blob).unwrap();
+    }
+    let outcome = refused_or_complete(dir.path());
+    assert_ne!(outcome, "complete");
+}
+
+#[test]
+fn a_data_file_that_recovers_to_an_older_state_is_refused_by_the_high_water_mark() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let append = |journal: &Journal, first: u64| {
+        let rows: Vec<Row> = (first..first + 100)
+            .map(|k| Row {
+                hlc: Hlc::new(10 + k, 0),
+                table: "t".into(),
+                key: format!("[{k}]").into_bytes(),
+                after: None,
+            })
+            .collect();
+        rt.block_on(journal.append_durable(&partition(), &rows)).unwrap();
+    };
+    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    append(&journal, 0);
+    drop(journal);
+    std::fs::copy(dir.path().join("db"), backup.path().join("db")).unwrap();
+    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    for first in (100..1000).step_by(100) {
+        append(&journal, first);
+    }
+    drop(journal);
+    // sled finds a consistent but older state: everything acknowledged after the copy is gone.
+    std::fs::copy(backup.path().join("db"), dir.path().join("db")).unwrap();
+    let error = Journal::open(&JournalConfig::new(dir.path())).err().expect("an older data file must be refused");
+    let text = error.to_string();
+    assert!(text.contains("missing acknowledged records: records up to 10 were acknowledged"), "{text}");
+    assert!(text.contains(&format!("{}/db holds only up to 1", dir.path().display())), "{text}");
+    assert!(text.contains("wharfctl recover"), "{text}");
+}
