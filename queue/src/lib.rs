@@ -30,6 +30,11 @@
 //! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
 //!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
 //!   report moves the next grant above the target's.
+//! - A journal that lost acknowledged records is refused at open, never opened with rows missing:
+//!   the highest sequence number acknowledged as durable is kept outside sled (`wharf-durable-seq`,
+//!   written after each sync by a thread of its own), and sled must hold at least that much.
+//!   sled's panics on damaged data at open are refused the same way. The error names the journal
+//!   and says what to do (start on an empty journal, `wharfctl recover`).
 //! - A value with another format version or a damaged key stops the partition's applier with a
 //!   [`journal::ReadError::Damaged`] error naming the partition; nothing is skipped silently.
 //! - A failed fsync poisons the journal: every later append fails (ingest answers 503), health
