@@ -573,3 +573,46 @@ fn a_network_cut_moves_partitions_to_another_worker_and_the_first_rejoins_when_i
         "applier_a rejoins after the cut heals"
     );
 }
+
+#[test]
+fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
+    use wharf_queue::wire::{self, Message};
+    let pki = QueuePki::new();
+    let logs = tempfile::tempdir().unwrap();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let files = wharf_queue::quic::TlsFiles {
+        certificate: pki.path("queue.crt").into(),
+        private_key: pki.path("queue.key").into(),
+        ca: pki.path("ca.crt").into(),
+    };
+    // A queue service of a later release: it welcomes with version 2.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let config = wharf_queue::quic::tls::server_config(&files, Duration::from_secs(10)).unwrap();
+    let endpoint = rt.block_on(async { quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap() });
+    let addr = format!("127.0.0.1:{}", endpoint.local_addr().unwrap().port());
+    rt.spawn(async move {
+        while let Some(incoming) = endpoint.accept().await {
+            let Ok(conn) = incoming.await else { continue };
+            let Ok((mut send, mut recv)) = conn.accept_bi().await else { continue };
+            let mut prefix = [0u8; 4];
+            if recv.read_exact(&mut prefix).await.is_err() {
+                continue;
+            }
+            let mut body = vec![0u8; wire::frame_len(prefix).unwrap()];
+            let _ = recv.read_exact(&mut body).await;
+            let welcome = Message::Welcome { version: 2, session: 1, lease_timeout_ms: 10_000 };
+            let _ = send.write_all(&wire::encode(&welcome)).await;
+            let _ = send.finish();
+            let _ = conn.closed().await;
+        }
+    });
+    let mut applier = Applier::start("applier_a", &addr, "postgresql://127.0.0.1:1/unused", &pki, 1, logs.path());
+    let mut status = None;
+    wait_for("wharf-applier to stop", LONG, || {
+        status = applier.child.try_wait().unwrap();
+        status.is_some()
+    });
+    assert!(!status.unwrap().success(), "a version mismatch must stop the process with an error");
+    let log = applier.log_text();
+    assert!(log.contains("queue protocol version mismatch: this client speaks version 1, the service 2"), "{log}");
+}
