@@ -155,6 +155,16 @@ fn below_the_disk_reserve_every_append_gets_503_and_nothing_is_journaled() {
     assert_eq!(target.query("SELECT count(*)::text FROM public.kv_bare"), vec![vec![Some("0".to_owned())]]);
 }
 
+/// A connection that got a 200 to a keep-alive request and stays open, or `None` if it was closed.
+fn served_keep_alive(port: u16) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.write_all(b"GET /_/healthz HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(500))).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).ok()?;
+    buf[..n].starts_with(b"HTTP/1.1 200").then_some(stream)
+}
+
 fn read_all(mut stream: TcpStream) -> String {
     stream.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
     let mut out = Vec::new();
@@ -192,7 +202,15 @@ fn slow_bodies_large_headers_and_excess_connections_are_cut_off() {
         journal.path(),
         &[&["--maxConnections", "3"][..], &strs(&journal_only(&pki))].concat(),
     );
-    let idle: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(("127.0.0.1", ingest.port)).unwrap()).collect();
+    // Hold every slot with a keep-alive connection the server answered (a connection that still
+    // holds a slot from the start-up health check may refuse one of them at first).
+    let mut idle: Vec<TcpStream> = Vec::new();
+    common::wait_for("three served keep-alive connections", std::time::Duration::from_secs(10), || {
+        if let Some(stream) = served_keep_alive(ingest.port) {
+            idle.push(stream);
+        }
+        idle.len() == 3
+    });
     common::wait_for("a fourth connection to be refused", std::time::Duration::from_secs(10), || {
         let mut extra = TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
         let _ = extra.write_all(b"GET /_/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
