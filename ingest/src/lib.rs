@@ -8,8 +8,12 @@
 //! - [`validate`]: messages checked against the target catalog, encoded as journal rows (pure).
 //! - [`target`]: target database name, cached catalogs, health.
 //! - [`server`]: HTTP, status codes, graceful shutdown.
+//! - [`auth`]: JWT verification with keys in the staging schema; [`tls`]: HTTPS and mutual TLS.
+//! - [`metrics`]: `/_/varz`; [`version`]: build facts embedded by `build.rs`.
 //!
-//! A request is answered 200 only after all of its rows are durable in the journal.
+//! [`run`] wires the HTTP server, the journal, the queue service (and its QUIC endpoint for
+//! separate appliers) and the embedded appliers it is given. A request is answered 200 only after
+//! all of its rows are durable in the journal.
 
 pub mod auth;
 pub mod config;
