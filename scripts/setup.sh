@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what wharf's demo and tests need on a fresh Debian machine: PostgreSQL 15 with PostGIS
-# and, for the fuzz smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
+# Installs what wharf's demo and tests need on a fresh Debian machine: PostgreSQL 15 with PostGIS,
+# fuse3 for the power-cut test and, for the fuzz smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
 set -euo pipefail
 
 need_pg=0
@@ -13,6 +13,16 @@ if [ "$need_pg" = 1 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 postgresql-15-postgis-3 >/dev/null
 fi
+
+# The power-cut test mounts a FUSE filesystem: root mounts it directly, anyone else needs fusermount3.
+if ! command -v fusermount3 >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  echo "setup: installing fuse3"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq fuse3 >/dev/null
+fi
+[ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing; the power-cut test will fail" >&2
 
 if [ "${WHARF_SKIP_FUZZ:-0}" != 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"

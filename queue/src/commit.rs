@@ -10,6 +10,8 @@
 //! A failed flush or fsync poisons the journal for good: after a failed fsync the kernel may have
 //! dropped the dirty pages, so retrying could report success for data that is gone.
 
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -144,44 +146,54 @@ fn sync_loop(shared: &Shared, db: &sled::Db, mut files: SyncedFiles) {
 struct SyncedFiles {
     db_file: File,
     blob_dir: PathBuf,
-    /// Blob files are named by increasing log sequence number and never rewritten in place, so
-    /// only names above the highest one synced so far need an fsync.
-    synced_blob: u64,
+    /// Size of each blob file at its last fsync. sled names a blob by the log sequence number it
+    /// reserved and writes it without syncing; writers run concurrently, so a blob may appear with
+    /// a lower number than one already synced, or still be growing while a sync lists it. A file
+    /// is synced again whenever its size differs from the size it had when last synced.
+    synced_blobs: HashMap<OsString, u64>,
 }
 
 impl SyncedFiles {
     fn open(dir: &Path) -> std::io::Result<SyncedFiles> {
         let db_file = File::open(dir.join("db"))?;
+        // sled writes its `conf` file without syncing it; an empty one after a power cut makes it
+        // fall back to the caller's configuration with a warning.
+        File::open(dir.join("conf"))?.sync_all()?;
         // Covers a crash right after the journal was created: without it the directory entries
         // of `db` and `blobs/` may not survive, and the whole journal with them.
         File::open(dir)?.sync_all()?;
-        Ok(SyncedFiles { db_file, blob_dir: dir.join("blobs"), synced_blob: 0 })
+        Ok(SyncedFiles { db_file, blob_dir: dir.join("blobs"), synced_blobs: HashMap::new() })
     }
 
     fn sync(&mut self) -> std::io::Result<()> {
         // Covers a power loss after sled's write: pages in the page cache or device cache are lost.
         self.db_file.sync_data()?;
-        let mut newest = self.synced_blob;
-        let mut any = false;
+        let mut seen = HashMap::with_capacity(self.synced_blobs.len());
+        let mut new_names = false;
         for entry in std::fs::read_dir(&self.blob_dir)? {
             let entry = entry?;
-            let Some(id) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
-            if id > self.synced_blob {
-                // Covers a crash after sled wrote a large value to its own file, which it never fsyncs.
-                match File::open(entry.path()) {
-                    Ok(file) => file.sync_data()?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(e),
+            let name = entry.file_name();
+            // Covers a crash after sled wrote a large value to its own file, which it never fsyncs.
+            let file = match File::open(entry.path()) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let size = file.metadata()?.len();
+            match self.synced_blobs.get(&name) {
+                Some(synced) if *synced == size => {}
+                previous => {
+                    new_names |= previous.is_none();
+                    file.sync_data()?;
                 }
-                newest = newest.max(id);
-                any = true;
             }
+            seen.insert(name, size);
         }
-        if any {
+        if new_names {
             // Covers a crash after a blob file was created: its directory entry must be durable too.
             File::open(&self.blob_dir)?.sync_all()?;
         }
-        self.synced_blob = newest;
+        self.synced_blobs = seen;
         Ok(())
     }
 }

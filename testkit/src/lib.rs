@@ -12,10 +12,19 @@ use std::time::{Duration, Instant};
 pub use localpg::{LocalPg, LocalPgError, free_port};
 
 /// Polls `condition` until it holds or `limit` passes; panics naming `what` on timeout.
-pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+pub fn wait_for(what: &str, limit: Duration, condition: impl FnMut() -> bool) {
+    assert!(wait_until(limit, condition), "timed out after {limit:?} waiting for {what}");
+}
+
+/// Polls `condition` until it holds (true) or `limit` passes (false), for callers that explain
+/// a timeout themselves.
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }

@@ -19,6 +19,8 @@ pub fn fixtures_dir() -> PathBuf {
     if shared.join("manifest.json").exists() { shared } else { root.join("testdata/fixtures") }
 }
 
+// Compiled into every test crate; not all of them wait for anything.
+#[allow(unused_imports)]
 pub use wharf_testkit::wait_for;
 
 /// Certificates for the queue service and its appliers, made with a CA of their own: `ca.crt`,
@@ -226,6 +228,15 @@ impl Ingest {
         Self::spawn(port, target_url, journal, &args, None, healthy)
     }
 
+    /// Starts on `port` without authentication, stderr written to `log`.
+    pub fn start_logged_on(port: u16, target_url: &str, journal: &Path, extra: &[&str], log: &Path) -> Ingest {
+        let mut args = vec!["--disableAuthentication"];
+        args.extend_from_slice(extra);
+        Self::spawn(port, target_url, journal, &args, Some(log), |port| {
+            request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200)
+        })
+    }
+
     /// Starts with JWT authentication on, stderr written to `log`.
     pub fn start_logged(target_url: &str, journal: &Path, extra: &[&str], log: &Path) -> Ingest {
         let port = free_port().unwrap();
@@ -256,9 +267,22 @@ impl Ingest {
             .stderr(stderr)
             .spawn()
             .expect("spawn wharf-ingest");
-        let ingest = Ingest { child, port, journal: journal.to_owned(), log: log.map(Path::to_owned) };
-        wait_for("wharf-ingest to be healthy", Duration::from_secs(30), || healthy(port));
+        let mut ingest = Ingest { child, port, journal: journal.to_owned(), log: log.map(Path::to_owned) };
+        ingest.wait_healthy(healthy);
         ingest
+    }
+
+    /// Waits until `healthy(port)` holds; fails at once, with the log, if the process exits first.
+    fn wait_healthy(&mut self, healthy: impl Fn(u16) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !healthy(self.port) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = self.log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+                panic!("wharf-ingest exited with {status} before it was healthy\n{log}");
+            }
+            assert!(std::time::Instant::now() < deadline, "wharf-ingest not healthy after 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn post(&self, path: &str, body: &[u8]) -> (u16, String) {

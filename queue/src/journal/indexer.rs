@@ -114,7 +114,7 @@ fn next_key(seq: u64) -> [u8; 8] {
 fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
     let mut last = None;
     let mut published = false;
-    for item in shared.log.range(next_key(after)..).take(RECORDS_PER_ROUND) {
+    for item in super::parts::joined(shared.log.range(next_key(after)..)).take(RECORDS_PER_ROUND) {
         let (key, value) = item.map_err(|e| e.to_string())?;
         let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| "log key is not 8 bytes".to_owned())?);
         match record::decode_log(&value).map_err(|e| format!("log record {seq}: {e}"))? {
@@ -123,7 +123,7 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
                 let mut batch = sled::Batch::default();
                 for (k, v) in entries {
                     if Hlc::from_bytes(k).is_some_and(|h| h > applied) {
-                        batch.insert(k, v);
+                        super::parts::insert(&mut batch, k, v);
                     }
                 }
                 shared.tree(&partition).and_then(|t| t.apply_batch(batch)).map_err(|e| e.to_string())?;

@@ -8,8 +8,10 @@
 //! are deleted only after a later sync made their index entries durable.
 
 mod compact;
+mod dirs;
 mod high_water;
 mod indexer;
+mod parts;
 mod window;
 
 use std::collections::HashMap;
@@ -245,7 +247,7 @@ impl Journal {
     pub fn open(config: &JournalConfig) -> Result<Journal, OpenError> {
         let dir = &config.dir;
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
-        std::fs::create_dir_all(dir).map_err(io_err)?;
+        dirs::create_durably(dir).map_err(io_err)?;
         let durable = high_water::read(dir).map_err(|detail| OpenError::Corrupt { dir: dir.clone(), detail })?;
         let opened = std::panic::catch_unwind(|| open_sled(dir));
         let (db, meta, log, order) = opened.unwrap_or_else(|panic| {
@@ -253,7 +255,7 @@ impl Journal {
                 panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
             Err(OpenError::Corrupt {
                 dir: dir.clone(),
-                detail: format!("sled panicked reading {}/db: {}", dir.display(), what.unwrap_or_default()),
+                detail: format!("sled panicked reading {}/db: {}", dir.display(), shortened(what.unwrap_or_default())),
             })
         })?;
         let found = order.next_seq.saturating_sub(1);
@@ -334,11 +336,13 @@ impl Journal {
             *accepted = hlc;
             None
         })?;
+        // A stale copy is answered only once the first copy is durable: it may still be waiting
+        // for its sync, and the sender takes the 200 as a promise never to send it again.
+        self.inner.shared.commit.wait_durable().await?;
         let seq = match outcome {
             Err(current) => return Ok(Resolved::Stale { current }),
             Ok(seq) => seq,
         };
-        self.inner.shared.commit.wait_durable().await?;
         self.inner.high_water.observe(seq);
         self.inner.indexer.notify();
         Ok(Resolved::Advanced)
@@ -356,7 +360,9 @@ impl Journal {
             return Ok(Err(out));
         }
         let seq = order.next_seq;
-        self.inner.shared.log.insert(seq.to_be_bytes(), record)?;
+        let mut batch = sled::Batch::default();
+        parts::insert(&mut batch, &seq.to_be_bytes(), &record);
+        self.inner.shared.log.apply_batch(batch)?;
         order.next_seq += 1;
         Ok(Ok(seq))
     }
@@ -416,7 +422,7 @@ impl Journal {
     pub fn pending(&self, partition: &Partition, after: Hlc) -> Result<(u64, u64), ReadError> {
         let tree = self.inner.shared.tree(partition)?;
         let (mut rows, mut bytes) = (0u64, 0u64);
-        for item in tree.range(record::key_after(after)..) {
+        for item in parts::joined(tree.range(record::key_after(after)..)) {
             let (key, value) = item?;
             rows += 1;
             bytes += (key.len() + value.len()) as u64;
@@ -571,7 +577,8 @@ enum RecoverError {
 /// The next sequence number, and the resolved timestamps still waiting in the log.
 fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, RecoverError> {
     let logged = match log.last().map_err(RecoverError::Sled)? {
-        Some((key, _)) => u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0; 8])),
+        // A large record's last part has a longer key; its first 8 bytes are the sequence number.
+        Some((key, _)) => key.get(..8).map_or(0, |seq| u64::from_be_bytes(seq.try_into().expect("8 bytes"))),
         None => 0,
     };
     // Records are deleted from the log once indexed; the indexer keeps the last one it did.
@@ -582,7 +589,7 @@ fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, Re
         .map_or(0, u64::from_be_bytes);
     let next_seq = logged.max(indexed) + 1;
     let mut accepted: HashMap<Partition, Hlc> = HashMap::new();
-    for item in log.iter() {
+    for item in parts::joined(log.iter()) {
         let (_, value) = item.map_err(RecoverError::Sled)?;
         if let LogRecord::Resolved { partition, hlc } = record::decode_log(&value).map_err(RecoverError::Damaged)? {
             let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
@@ -599,6 +606,17 @@ fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, Re
         }
     }
     Ok(LogOrder { next_seq, accepted })
+}
+
+/// sled's panic messages can quote whole keys; an error line needs only their start.
+fn shortened(mut text: String) -> String {
+    const MAX: usize = 300;
+    if text.len() > MAX {
+        let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push_str(" …");
+    }
+    text
 }
 
 fn meta_key(prefix: &[u8], partition: &Partition) -> Vec<u8> {

@@ -121,7 +121,7 @@ fn read_merged(
     let mut gather = Gather::new(limits);
     // The key of the first row of the newest timestamp gathered, to resume there when cut.
     let mut newest_start: Vec<u8> = Vec::new();
-    for item in tree.range(cursor.next_key.clone()..cursor.end_key.clone()) {
+    for item in super::parts::joined(tree.range(cursor.next_key.clone()..cursor.end_key.clone())) {
         let (key, value) = item?;
         let row = record::decode(&key, &value).map_err(damaged)?;
         let newest = gather.rows.last().map(|r| r.hlc);
@@ -167,7 +167,7 @@ fn read_ordered(
         let prefix = record::table_prefix(ordered.hlc, table);
         let start = ordered.resume.take().unwrap_or_else(|| prefix.clone());
         let end = record::prefix_end(&prefix).unwrap_or_else(|| cursor.end_key.clone());
-        for item in tree.range(start..end) {
+        for item in super::parts::joined(tree.range(start..end)) {
             let (key, value) = item?;
             if gather.full() {
                 ordered.resume = Some(key.to_vec());
