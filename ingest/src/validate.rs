@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 use wharf_queue::Row;
-use wharf_queue::json::{MAX_NESTING, canonical_key, nesting_depth};
+use wharf_queue::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key, nesting_depth};
 use wharf_targetdb::catalog::SchemaCatalog;
 
 use crate::decode::Message;
@@ -18,6 +18,8 @@ pub enum RowError {
     UnknownColumn { index: usize, table: String, column: String },
     #[error("message {index}: the {part} is nested {depth} levels deep; at most {MAX_NESTING} are accepted")]
     TooDeep { index: usize, part: &'static str, depth: usize },
+    #[error("message {index}: table {table:?}: the primary key is {bytes} bytes of JSON; at most {MAX_KEY_BYTES} are accepted")]
+    KeyTooLong { index: usize, table: String, bytes: usize },
 }
 
 impl RowError {
@@ -50,6 +52,9 @@ pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) 
             return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
         }
         let key = canonical_key(&m.key).map_err(|e| RowError::TooDeep { index, part: "key", depth: e.depth })?;
+        if key.len() > MAX_KEY_BYTES {
+            return Err(RowError::KeyTooLong { index, table: table.name.clone(), bytes: key.len() });
+        }
         if let Some((raw, _)) = &m.after {
             let depth = nesting_depth(raw.get());
             if depth > MAX_NESTING {

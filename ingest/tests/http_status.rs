@@ -29,7 +29,7 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let ingest = Ingest::start(
         &target.url(),
         journal.path(),
-        &[&["--bodyLimit", "4096"][..], &strs(&journal_only(&pki))].concat(),
+        &[&["--bodyLimit", "8192"][..], &strs(&journal_only(&pki))].concat(),
     );
     let port = ingest.port;
     let health = (200, format!("OK\nwarning: {}\n", wharf_ingest::WARN_NO_AUTH));
@@ -44,7 +44,7 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     assert_eq!(status, 404);
     assert!(text.contains("unknown schema"), "{text}");
     assert_eq!(request(port, "POST", "/app/public", ROW.as_bytes()).unwrap().0, 200);
-    let big = vec![b' '; 5000];
+    let big = vec![b' '; 10000];
     let (status, text) = request(port, "POST", "/app/public", &big).unwrap();
     assert_eq!(status, 413, "{text}");
     let (status, text) = request(
@@ -79,13 +79,21 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let (status, text) = request(port, "POST", "/app/public", body.as_bytes()).unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("the after value is nested 301 levels deep"), "{text}");
+    // Primary keys are bounded too (journal tree nodes must stay small).
+    let long = "k".repeat(5000);
+    let body = format!(
+        r#"{{"payload":[{{"after": {{"k": 1}}, "key": ["{long}"], "topic": "kv_bare", "updated": "1.0000000000"}}]}}"#
+    );
+    let (status, text) = request(port, "POST", "/app/public", body.as_bytes()).unwrap();
+    assert_eq!(status, 400);
+    assert!(text.contains("the primary key is 5004 bytes of JSON; at most 4096 are accepted"), "{text}");
     // Metrics count what happened, and need no token.
     let (status, metrics) = request(port, "GET", "/_/varz", b"").unwrap();
     assert_eq!(status, 200);
     for line in [
         "wharf_rows_journaled_total 1",
         "wharf_http_responses_total{code=\"404\"} 5",
-        "wharf_http_responses_total{code=\"400\"} 4",
+        "wharf_http_responses_total{code=\"400\"} 5",
         "wharf_http_responses_total{code=\"413\"} 1",
         "wharf_jwt_refresh_failures_total 0",
     ] {

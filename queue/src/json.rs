@@ -105,6 +105,11 @@ pub struct TooDeep {
     pub depth: usize,
 }
 
+/// Longest primary key accepted, as canonical JSON. Journal keys sit in sled's tree nodes (up to
+/// 256 per index node); bounding them keeps every node below the size at which sled would move it
+/// to a blob file it never syncs (see `journal/parts.rs`).
+pub const MAX_KEY_BYTES: usize = 4096;
+
 /// The canonical bytes of a key array, so the same key always has the same journal identity
 /// whatever spacing or string escaping the sending CockroachDB version used.
 pub fn canonical_key(elements: &[&RawValue]) -> Result<Vec<u8>, TooDeep> {
