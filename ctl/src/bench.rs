@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// Rows per partition of the scaling phase (8 partitions, 1, 2 and 4 applier processes; 0 skips it).
     #[arg(long = "scaleRows", default_value_t = 25_000)]
     pub scale_rows: usize,
+    /// Bodies of about 8 MiB posted by 64 senders to a real wharf-ingest, whose peak memory is
+    /// reported (0 skips it).
+    #[arg(long = "bigBodies", default_value_t = 128)]
+    pub big_bodies: usize,
     /// Seconds of the steady-feed lag phase at half the measured apply rate (0 skips it).
     #[arg(long = "lagSeconds", default_value_t = 10)]
     pub lag_seconds: u64,
@@ -146,6 +150,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => None,
         rows => Some(crate::scale::scan(&target.url, &database, rows).await?),
     };
+    let big = match args.big_bodies {
+        0 => None,
+        bodies => Some(crate::memory::big_bodies(&target.url, &database, bodies).await?),
+    };
     let scaling = match args.scale_rows {
         0 => Vec::new(),
         rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
@@ -181,6 +189,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "scan_rows_per_s": scan.as_ref().map(|s| (s.rows as f64 / s.elapsed.as_secs_f64()).round()),
         "peak_rss_mib_ingest_scan": scan.as_ref().map(|s| s.peak_rss_mib_ingest.round()),
         "peak_rss_mib_applier_scan": scan.as_ref().map(|s| s.peak_rss_mib_applier.round()),
+        "big_bodies": big.as_ref().map(|b| b.bodies),
+        "big_body_bytes": big.as_ref().map(|b| b.body_bytes),
+        "big_bodies_mib_per_s": big.as_ref().map(|b| (b.bodies as f64 * b.body_bytes as f64 / 1048576.0 / b.elapsed.as_secs_f64()).round()),
+        "peak_rss_mib_ingest_big_bodies": big.as_ref().map(|b| b.peak_rss_mib_ingest.round()),
         "scaling": scaling.iter().map(|p| json!({"appliers": p.appliers, "rows_per_s": p.rows_per_s.round(), "peak_rss_mib_applier": p.peak_rss_mib_applier.round()})).collect::<Vec<_>>(),
         "lag_offered_rows_per_s": lag.as_ref().map(|l| l.offered_rows_per_s.round()),
         "lag_p50_ms": lag.as_ref().map(|l| l.p50_ms.round()),
@@ -238,6 +250,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 scan.rows as f64 / scan.elapsed.as_secs_f64(),
                 scan.peak_rss_mib_ingest,
                 scan.peak_rss_mib_applier
+            );
+        }
+        if let Some(big) = &big {
+            println!(
+                "{:<36} {:>12.0}   MiB/s of bodies; peak RSS of wharf-ingest {:.0} MiB (target < 256 MiB)",
+                format!("{} bodies of {:.1} MiB, 64 senders", big.bodies, big.body_bytes as f64 / 1048576.0),
+                big.bodies as f64 * big.body_bytes as f64 / 1048576.0 / big.elapsed.as_secs_f64(),
+                big.peak_rss_mib_ingest
             );
         }
         for point in &scaling {

@@ -68,6 +68,7 @@ impl InProcessIngest {
                 max_connections: 1024,
                 max_requests: 256,
                 read_timeout: Duration::from_secs(60),
+                max_inflight_bytes: wharf_ingest::inflight::DEFAULT_INFLIGHT_BYTES,
             },
             target_conn: target_url.to_owned(),
             staging_schema: "_replicator".into(),

@@ -11,6 +11,7 @@ mod demo;
 mod harness;
 mod http;
 mod lag;
+mod memory;
 mod recover;
 mod scale;
 mod security;

@@ -86,6 +86,9 @@ pub struct StartArgs {
     /// Requests processed at once; more get 503 + Retry-After.
     #[arg(long = "maxRequests", default_value_t = 256)]
     pub max_requests: usize,
+    /// Request body bytes processed at once; a request waits up to 10 s for room, then gets 503 + Retry-After.
+    #[arg(long = "inflightLimit", default_value_t = crate::inflight::DEFAULT_INFLIGHT_BYTES)]
+    pub inflight_limit: u64,
     /// Time a client gets to send its headers, and then its body (slow clients are cut off).
     #[arg(long = "readTimeout", default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
@@ -190,6 +193,7 @@ impl StartArgs {
                 max_connections: self.max_connections.max(1),
                 max_requests: self.max_requests.max(1),
                 read_timeout: self.read_timeout,
+                max_inflight_bytes: self.inflight_limit.max(1),
             },
             target_conn: self.target_conn,
             staging_schema: self.staging_schema,

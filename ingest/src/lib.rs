@@ -18,6 +18,7 @@
 pub mod auth;
 pub mod config;
 pub mod decode;
+pub mod inflight;
 pub mod metrics;
 pub mod route;
 pub mod server;
@@ -170,6 +171,7 @@ pub async fn run_with_listener(
     let state = Arc::new(State {
         limits: config.limits,
         requests: Arc::new(tokio::sync::Semaphore::new(config.limits.max_requests)),
+        inflight: inflight::Inflight::new(config.limits.max_inflight_bytes),
         journal,
         auth,
         warnings,

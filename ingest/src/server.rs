@@ -37,6 +37,9 @@ pub struct Limits {
     pub max_requests: usize,
     /// Time a client gets to send its headers, and its body.
     pub read_timeout: Duration,
+    /// Request body bytes held at once (bodies and what is decoded from them); a request waits
+    /// for room, and gets 503 + Retry-After if none frees up in time.
+    pub max_inflight_bytes: u64,
 }
 
 /// Largest request head (request line and headers) accepted; larger gets 431.
@@ -46,6 +49,7 @@ const MAX_HEADER_BYTES: usize = 64 * 1024;
 pub struct State {
     pub limits: Limits,
     pub requests: Arc<tokio::sync::Semaphore>,
+    pub inflight: crate::inflight::Inflight,
     pub journal: Option<Journal>,
     /// `None` with `--disableAuthentication`.
     pub auth: Option<Arc<crate::auth::Authenticator>>,
@@ -182,6 +186,11 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
     let Ok(_request) = state.requests.try_acquire() else {
         return unavailable("too many concurrent requests", 1);
     };
+    // A body without Content-Length is reserved at the largest size it may have.
+    let size = declared_length(&req).unwrap_or(state.body_limit);
+    let Some(_bytes) = state.inflight.reserve(size).await else {
+        return unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1);
+    };
     let body = match tokio::time::timeout(state.limits.read_timeout, read_body(req, state.body_limit)).await {
         Ok(Ok(body)) => body,
         Ok(Err(reply)) => return reply,
@@ -195,11 +204,14 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
     }
 }
 
+fn declared_length(req: &Request<Incoming>) -> Option<u64> {
+    req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
 async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
     let too_large =
         || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
-    let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(&req).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     match Limited::new(req.into_body(), limit as usize).collect().await {

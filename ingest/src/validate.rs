@@ -18,7 +18,9 @@ pub enum RowError {
     UnknownColumn { index: usize, table: String, column: String },
     #[error("message {index}: the {part} is nested {depth} levels deep; at most {MAX_NESTING} are accepted")]
     TooDeep { index: usize, part: &'static str, depth: usize },
-    #[error("message {index}: table {table:?}: the primary key is {bytes} bytes of JSON; at most {MAX_KEY_BYTES} are accepted")]
+    #[error(
+        "message {index}: table {table:?}: the primary key is {bytes} bytes of JSON; at most {MAX_KEY_BYTES} are accepted"
+    )]
     KeyTooLong { index: usize, table: String, bytes: usize },
 }
 

@@ -37,6 +37,8 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// Notified (under `state`) after every sync, for threads that wait without a runtime.
+    synced: Condvar,
     durable: watch::Sender<Durable>,
 }
 
@@ -58,6 +60,7 @@ impl GroupCommit {
         let shared = Arc::new(Shared {
             state: Mutex::new(State { next: 1, requested: 0, stop: false }),
             wake: Condvar::new(),
+            synced: Condvar::new(),
             durable,
         });
         let thread_shared = shared.clone();
@@ -70,6 +73,7 @@ impl GroupCommit {
                 tracing::error!("journal sync thread panicked; refusing all further writes (restart the process)");
                 let epoch = thread_shared.durable.borrow().epoch;
                 thread_shared.durable.send_replace(Durable { epoch, poisoned: true });
+                notify_synced(&thread_shared);
             }
         })?;
         Ok(GroupCommit { shared, thread: Some(thread) })
@@ -99,6 +103,21 @@ impl GroupCommit {
         if seen.poisoned { Err(Poisoned) } else { Ok(()) }
     }
 
+    /// Blocks the calling thread until `epoch` is on disk (a thread outside the runtime).
+    pub fn wait_epoch_blocking(&self, epoch: u64) -> Result<(), Poisoned> {
+        let mut state = self.shared.state.lock().expect("sync state lock");
+        loop {
+            let durable = *self.shared.durable.borrow();
+            if durable.poisoned {
+                return Err(Poisoned);
+            }
+            if durable.epoch >= epoch || state.stop {
+                return Ok(());
+            }
+            state = self.shared.synced.wait(state).expect("sync state lock");
+        }
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.shared.durable.borrow().poisoned
     }
@@ -108,6 +127,7 @@ impl Drop for GroupCommit {
     fn drop(&mut self) {
         self.shared.state.lock().expect("sync state lock").stop = true;
         self.shared.wake.notify_one();
+        self.shared.synced.notify_all();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -129,17 +149,35 @@ fn sync_loop(shared: &Shared, db: &sled::Db, mut files: SyncedFiles) {
             epoch
         };
         let result = db.flush().map_err(std::io::Error::other).and_then(|_| files.sync());
+        release_sled_garbage();
         match result {
             Ok(()) => {
                 shared.durable.send_replace(Durable { epoch, poisoned: false });
+                notify_synced(shared);
             }
             Err(error) => {
                 tracing::error!(%error, "journal fsync failed; refusing all further writes (restart to recover from the last durable state)");
                 shared.durable.send_replace(Durable { epoch, poisoned: true });
+                notify_synced(shared);
                 return;
             }
         }
     }
+}
+
+/// Hands this thread's deferred frees to sled's epoch collector.
+///
+/// `Db::flush` seals sled's 8 MiB write buffer and defers its free to the calling thread's local
+/// garbage bag, which is only handed over once it holds 64 items: a thread that flushes often and
+/// does little else kept up to 64 buffers (512 MiB) alive. Measured with heaptrack: 500 MiB of
+/// sled write buffers at peak under 64 senders of 8 MiB bodies.
+pub(crate) fn release_sled_garbage() {
+    crossbeam_epoch::pin().flush();
+}
+
+fn notify_synced(shared: &Shared) {
+    let _state = shared.state.lock().expect("sync state lock");
+    shared.synced.notify_all();
 }
 
 /// The files that hold sled's data: its log `db` and large values under `blobs/`.

@@ -19,6 +19,11 @@ use crate::record::{self, LogRecord};
 
 /// Log records indexed per round before pending deletions are looked at again.
 const RECORDS_PER_ROUND: usize = 256;
+/// Bytes of log records after which a round ends early. sled buffers writes in memory until its
+/// log catches up; the indexer waits for the sync of one round before it starts the one after
+/// next, so at most about two rounds of index writes are buffered (measured: without the wait,
+/// 128 bodies of 8 MiB held over 400 MiB of sled write buffers).
+const BYTES_PER_ROUND: usize = 16 << 20;
 /// How long the indexer sleeps without a wake-up (deletions still pending are retried then).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 
@@ -76,13 +81,21 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &AtomicBool) {
     let mut indexed_upto = 0u64;
     // (sync epoch that makes the index durable, last log sequence it covers)
     let mut pending: Vec<(u64, u64)> = Vec::new();
+    // The sync requested after the previous round: waited for before the next round starts.
+    let mut previous_sync = 0u64;
     loop {
         let mut failed = false;
+        if shared.commit.wait_epoch_blocking(previous_sync).is_err() {
+            // The journal is poisoned; the sync thread reported it, nothing more can be written.
+            return;
+        }
         match index_round(shared, indexed_upto) {
             Ok(Some(last)) => {
                 shared.set_fault(None);
                 indexed_upto = last;
-                pending.push((shared.commit.request(), last));
+                let epoch = shared.commit.request();
+                pending.push((epoch, last));
+                previous_sync = pending.iter().rev().nth(1).map_or(0, |(e, _)| *e);
                 shared.indexed.send_replace(last);
             }
             Ok(None) => {}
@@ -92,6 +105,7 @@ fn run(shared: &Shared, wake: &Receiver<()>, stop: &AtomicBool) {
                 failed = true;
             }
         }
+        crate::commit::release_sled_garbage();
         if let Err(error) = delete_durable(shared, &mut pending) {
             tracing::error!(%error, "deleting indexed log records failed; retrying");
         }
@@ -114,8 +128,13 @@ fn next_key(seq: u64) -> [u8; 8] {
 fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
     let mut last = None;
     let mut published = false;
+    let mut bytes = 0usize;
     for item in super::parts::joined(shared.log.range(next_key(after)..)).take(RECORDS_PER_ROUND) {
+        if bytes >= BYTES_PER_ROUND {
+            break;
+        }
         let (key, value) = item.map_err(|e| e.to_string())?;
+        bytes += value.len();
         let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| "log key is not 8 bytes".to_owned())?);
         match record::decode_log(&value).map_err(|e| format!("log record {seq}: {e}"))? {
             LogRecord::Rows { partition, entries } => {

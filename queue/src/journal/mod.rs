@@ -363,6 +363,7 @@ impl Journal {
         let mut batch = sled::Batch::default();
         parts::insert(&mut batch, &seq.to_be_bytes(), &record);
         self.inner.shared.log.apply_batch(batch)?;
+        crate::commit::release_sled_garbage();
         order.next_seq += 1;
         Ok(Ok(seq))
     }

@@ -1,0 +1,58 @@
+//! The bound on request body bytes processed at once (`--inflightLimit`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default of `--inflightLimit`: with about four copies of a body alive while it is decoded,
+/// validated and journaled, this keeps request memory near 128 MiB.
+pub const DEFAULT_INFLIGHT_BYTES: u64 = 32 << 20;
+
+/// How long a request waits for room under `--inflightLimit` before it gets 503.
+const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// Body bytes in flight, counted in KiB (a semaphore has at most 2^32 permits).
+pub struct Inflight {
+    permits: Arc<tokio::sync::Semaphore>,
+    max_kib: u32,
+    wait: Duration,
+}
+
+impl Inflight {
+    pub fn new(max_bytes: u64) -> Inflight {
+        let max_kib = max_bytes.div_ceil(1024).clamp(1, u32::MAX as u64 >> 4) as u32;
+        Inflight { permits: Arc::new(tokio::sync::Semaphore::new(max_kib as usize)), max_kib, wait: INFLIGHT_WAIT }
+    }
+
+    /// Waits for room for a body of `bytes` (a body larger than the whole limit waits for all of it).
+    pub async fn reserve(&self, bytes: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.max_kib as u64) as u32;
+        let acquire = self.permits.clone().acquire_many_owned(kib);
+        tokio::time::timeout(self.wait, acquire).await.ok()?.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_body_waits_for_room_and_one_over_the_limit_takes_all_of_it() {
+        let inflight = Inflight { wait: Duration::from_secs(30), ..Inflight::new(1 << 20) };
+        let first = inflight.reserve(600 << 10).await.unwrap();
+        let mut second = Box::pin(inflight.reserve(600 << 10));
+        assert!(futures_util::poll!(second.as_mut()).is_pending(), "room for 1 MiB, 1.2 MiB asked");
+        drop(first);
+        let second = second.await.unwrap();
+        drop(second);
+        let huge = inflight.reserve(64 << 20).await.expect("a body over the limit still runs, alone");
+        assert!(futures_util::poll!(Box::pin(inflight.reserve(1))).is_pending());
+        drop(huge);
+    }
+
+    #[tokio::test]
+    async fn no_room_in_time_is_refused() {
+        let inflight = Inflight { wait: Duration::from_millis(1), ..Inflight::new(1024) };
+        let _held = inflight.reserve(1024).await.unwrap();
+        assert!(inflight.reserve(1).await.is_none());
+    }
+}
