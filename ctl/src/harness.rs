@@ -79,6 +79,7 @@ impl InProcessIngest {
             body_limit: wharf_ingest::config::DEFAULT_BODY_LIMIT,
             discard,
             grace_period: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(300),
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);

@@ -92,6 +92,10 @@ pub struct StartArgs {
     /// Time a client gets to send its headers, and then its body (slow clients are cut off).
     #[arg(long = "readTimeout", default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
+    /// Health turns 503 when a partition's resolved rows wait this long with nothing applied, or
+    /// rows arrive this long without a new resolved timestamp (0s turns it off).
+    #[arg(long = "stallTimeout", default_value = "5m", value_parser = parse_duration)]
+    pub stall_timeout: Duration,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,
@@ -117,6 +121,7 @@ pub struct IngestConfig {
     pub body_limit: u64,
     pub discard: bool,
     pub grace_period: Duration,
+    pub stall_timeout: Duration,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -204,6 +209,7 @@ impl StartArgs {
             body_limit: self.body_limit,
             discard: self.discard,
             grace_period: self.grace_period,
+            stall_timeout: self.stall_timeout,
         })
     }
 }

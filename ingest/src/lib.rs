@@ -22,6 +22,7 @@ pub mod inflight;
 pub mod metrics;
 pub mod route;
 pub mod server;
+pub mod stall;
 pub mod target;
 pub mod tls;
 pub mod validate;
@@ -172,6 +173,7 @@ pub async fn run_with_listener(
         limits: config.limits,
         requests: Arc::new(tokio::sync::Semaphore::new(config.limits.max_requests)),
         inflight: inflight::Inflight::new(config.limits.max_inflight_bytes),
+        stalls: stall::StallWatch::new(config.stall_timeout),
         journal,
         auth,
         warnings,
@@ -183,8 +185,10 @@ pub async fn run_with_listener(
         dropped_warned: std::sync::Mutex::default(),
     });
     let fatal = tokio::spawn(watch_journal(state.journal.clone(), shutdown.clone()));
+    let stalls = tokio::spawn(watch_stalls(state.clone()));
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     fatal.abort();
+    stalls.abort();
     let fatal = state.journal.as_ref().and_then(|j| match j.health() {
         Err(wharf_queue::Fault::Fatal(reason)) => Some(reason),
         _ => None,
@@ -204,6 +208,20 @@ pub async fn run_with_listener(
     }
     tracing::info!("wharf-ingest stopped");
     Ok(())
+}
+
+/// Feeds every partition's resolved and applied timestamps to the stall watch once a second.
+async fn watch_stalls(state: Arc<State>) {
+    let Some(journal) = state.journal.clone() else { return };
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let seen = journal.partitions().into_iter().map(|p| {
+            let observed = stall::Observed { resolved: journal.resolved(&p), applied: journal.applied(&p) };
+            (p, observed)
+        });
+        state.stalls.observe(seen, std::time::Instant::now());
+    }
 }
 
 /// Stops the process when the journal can no longer make progress (a dead thread, a failed

@@ -50,6 +50,7 @@ pub struct State {
     pub limits: Limits,
     pub requests: Arc<tokio::sync::Semaphore>,
     pub inflight: crate::inflight::Inflight,
+    pub stalls: crate::stall::StallWatch,
     pub journal: Option<Journal>,
     /// `None` with `--disableAuthentication`.
     pub auth: Option<Arc<crate::auth::Authenticator>>,
@@ -247,6 +248,9 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
     match journal.append_durable(partition, &rows).await {
         Ok(appended) => {
+            if let Some(newest) = rows.iter().map(|r| r.hlc).max() {
+                state.stalls.rows_arrived(partition, newest);
+            }
             state.stats.rows_journaled.fetch_add(appended.journaled as u64, Ordering::Relaxed);
             if appended.dropped_stale > 0 {
                 warn_dropped(state, partition, journal);
@@ -282,6 +286,10 @@ async fn health(state: &State) -> Reply {
     }
     if state.shutting_down.is_cancelled() {
         return unavailable("shutting down", 5);
+    }
+    let stalls = state.stalls.reasons(std::time::Instant::now());
+    if !stalls.is_empty() {
+        return unavailable(&format!("stalled (--stallTimeout): {}", stalls.join("; ")), 5);
     }
     let mut body = String::from("OK");
     for warning in &state.warnings {
