@@ -52,6 +52,13 @@ pub struct BenchArgs {
     /// reported (0 skips it).
     #[arg(long = "bigBodies", default_value_t = 128)]
     pub big_bodies: usize,
+    /// Seconds of the churn phase: updates at --churnShare of the separate applier's measured rate
+    /// through real processes, sampled every 5 s (memory, journal on disk, backlog; 0 skips it).
+    #[arg(long = "churnSeconds", default_value_t = 60)]
+    pub churn_seconds: u64,
+    /// Share of the separate applier's measured backlog rate offered in the churn phase.
+    #[arg(long = "churnShare", default_value_t = 0.8)]
+    pub churn_share: f64,
     /// Seconds of the steady-feed lag phase at half the measured apply rate (0 skips it).
     #[arg(long = "lagSeconds", default_value_t = 10)]
     pub lag_seconds: u64,
@@ -154,6 +161,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         0 => None,
         bodies => Some(crate::memory::big_bodies(&target.url, &database, bodies).await?),
     };
+    let churn = match args.churn_seconds {
+        0 => None,
+        seconds => {
+            let rate = args.churn_share * args.rows as f64 / apply_quic.as_secs_f64();
+            Some(crate::churn::measure(&target.url, &database, rate, seconds).await?)
+        }
+    };
     let scaling = match args.scale_rows {
         0 => Vec::new(),
         rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
@@ -193,6 +207,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "big_body_bytes": big.as_ref().map(|b| b.body_bytes),
         "big_bodies_mib_per_s": big.as_ref().map(|b| (b.bodies as f64 * b.body_bytes as f64 / 1048576.0 / b.elapsed.as_secs_f64()).round()),
         "peak_rss_mib_ingest_big_bodies": big.as_ref().map(|b| b.peak_rss_mib_ingest.round()),
+        "churn_offered_rows_per_s": churn.as_ref().map(|c| c.offered_rows_per_s.round()),
+        "churn_samples": churn.as_ref().map(|c| &c.samples),
         "scaling": scaling.iter().map(|p| json!({"appliers": p.appliers, "rows_per_s": p.rows_per_s.round(), "peak_rss_mib_applier": p.peak_rss_mib_applier.round()})).collect::<Vec<_>>(),
         "lag_offered_rows_per_s": lag.as_ref().map(|l| l.offered_rows_per_s.round()),
         "lag_p50_ms": lag.as_ref().map(|l| l.p50_ms.round()),
@@ -259,6 +275,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 big.bodies as f64 * big.body_bytes as f64 / 1048576.0 / big.elapsed.as_secs_f64(),
                 big.peak_rss_mib_ingest
             );
+        }
+        if let Some(churn) = &churn {
+            println!(
+                "churn at {:.0} rows/s ({:.0}% of the separate applier's backlog rate), every 5 s:",
+                churn.offered_rows_per_s,
+                args.churn_share * 100.0
+            );
+            println!(
+                "  {:>5} {:>12} {:>12} {:>12} {:>14} {:>12} {:>10}",
+                "t s", "ingest MiB", "applier MiB", "journal MiB", "unapplied MiB", "bound MiB", "backlog s"
+            );
+            for s in &churn.samples {
+                println!(
+                    "  {:>5} {:>12.0} {:>12.0} {:>12.1} {:>14.1} {:>12.1} {:>10.1}",
+                    s.t_s,
+                    s.rss_mib_ingest,
+                    s.rss_mib_applier,
+                    s.journal_mib,
+                    s.unapplied_mib,
+                    s.bound_mib,
+                    s.backlog_s
+                );
+            }
         }
         for point in &scaling {
             println!(

@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod certs;
+mod churn;
 mod cluster;
 mod demo;
 mod harness;

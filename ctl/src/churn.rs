@@ -1,0 +1,144 @@
+//! The churn phase of `wharfctl bench`: a steady feed of updates over a rolling key space at a
+//! given rate (a resolved timestamp every second) through a real `wharf-ingest` and one
+//! `wharf-applier`, sampled every 5 s: resident memory of both, the journal's size on disk, the
+//! unapplied rows and the lag. The journal's bound is 2 × the unapplied data + 64 MiB.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use wharf_queue::{Hlc, Partition};
+
+use crate::cluster::{Certs, IngestProcess, Process, start_applier};
+use crate::http::Sender;
+
+const T0: u64 = 1_900_000_000_000_000_000;
+const BODY_ROWS: usize = 1000;
+/// Keys updated over and over, so the target table stays the same size however long it runs.
+const KEYS: usize = 200_000;
+const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// One sample of the churn phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChurnSample {
+    pub t_s: u64,
+    pub rss_mib_ingest: f64,
+    pub rss_mib_applier: f64,
+    pub journal_mib: f64,
+    pub unapplied_rows: u64,
+    /// The unapplied rows as the journal stores them (key and value).
+    pub unapplied_mib: f64,
+    /// 2 × unapplied + 64 MiB.
+    pub bound_mib: f64,
+    /// Seconds of feed not applied yet (unapplied rows at the offered rate).
+    pub backlog_s: f64,
+}
+
+pub struct ChurnReport {
+    pub offered_rows_per_s: f64,
+    pub samples: Vec<ChurnSample>,
+}
+
+fn row_json(id: usize) -> String {
+    let key = id % KEYS;
+    format!(
+        "{{\"after\": {{\"id\": {key}, \"payload\": \"churn {id:010} {}\"}}, \"key\": [{key}], \"topic\": \"churn\", \"updated\": \"{}\"}}",
+        "c".repeat(80),
+        Hlc::new(T0 + id as u64, 0)
+    )
+}
+
+/// Journal bytes of one row: the JSON `after` plus its key (timestamp, table, key JSON).
+fn row_journal_bytes() -> f64 {
+    let after = format!("{{\"id\": 100000, \"payload\": \"churn 0000000000 {}\"}}", "c".repeat(80));
+    (after.len() + 12 + 2 + "churn".len() + "[100000]".len() + 2) as f64
+}
+
+fn body(first: usize, rows: usize) -> Bytes {
+    let messages: Vec<String> = (first..first + rows).map(row_json).collect();
+    Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), rows))
+}
+
+/// Bytes the files under `dir` occupy on disk.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        total += if meta.is_dir() { disk_usage(&entry.path()) } else { meta.blocks() * 512 };
+    }
+    total
+}
+
+fn rss_mib(process: &Process) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+/// Feeds `rows_per_s` for `seconds` into `database.bench_churn.churn`.
+pub async fn measure(url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<ChurnReport> {
+    let client = wharf_targetdb::connect(url).await?;
+    client
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS bench_churn CASCADE; CREATE SCHEMA bench_churn;
+             CREATE TABLE bench_churn.churn (id bigint PRIMARY KEY, payload text)",
+        )
+        .await?;
+    let certs = Certs::new()?;
+    let journal = tempfile::tempdir()?;
+    let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
+    let applier = start_applier(&ingest.queue_addr, url, &certs, 1, "churn")?;
+    let sender = Sender::new(ingest.base_url(database, "bench_churn"));
+    let partition = Partition::new(database, "bench_churn").to_string();
+    let per_second = ((rows_per_s as usize) / BODY_ROWS).max(1) * BODY_ROWS;
+    let row_bytes = row_journal_bytes();
+    let started = Instant::now();
+    let mut next_sample = Duration::ZERO;
+    let mut samples = Vec::new();
+    let mut next_id = 0usize;
+    for second in 0..seconds {
+        let mut inflight = JoinSet::new();
+        let bodies = per_second / BODY_ROWS;
+        for b in 0..bodies {
+            let due = started + Duration::from_secs(second) + Duration::from_secs_f64(b as f64 / bodies as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let (sender, payload) = (sender.clone(), body(next_id, BODY_ROWS));
+            next_id += BODY_ROWS;
+            inflight.spawn(async move { sender.post(payload).await });
+        }
+        while let Some(done) = inflight.join_next().await {
+            done??;
+        }
+        let resolved = Hlc::new(T0 + next_id as u64, 0);
+        sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
+        if started.elapsed() >= next_sample {
+            next_sample += SAMPLE_EVERY;
+            let checkpoint = crate::harness::checkpoint(&client, &partition).await?;
+            let applied = checkpoint.and_then(|c| Hlc::parse(&c).ok()).map_or(0, |c| c.wall.saturating_sub(T0));
+            let unapplied_rows = (next_id as u64).saturating_sub(applied);
+            let unapplied = unapplied_rows as f64 * row_bytes / 1048576.0;
+            let backlog_s = unapplied_rows as f64 / per_second as f64;
+            samples.push(ChurnSample {
+                t_s: started.elapsed().as_secs(),
+                rss_mib_ingest: rss_mib(&ingest.process),
+                rss_mib_applier: rss_mib(&applier),
+                journal_mib: disk_usage(journal.path()) as f64 / 1048576.0,
+                unapplied_rows,
+                unapplied_mib: unapplied,
+                bound_mib: 2.0 * unapplied + 64.0,
+                backlog_s,
+            });
+        }
+    }
+    let offered = next_id as f64 / started.elapsed().as_secs_f64();
+    applier.stop()?;
+    ingest.process.stop()?;
+    Ok(ChurnReport { offered_rows_per_s: offered, samples })
+}
