@@ -130,9 +130,6 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
     let mut published = false;
     let mut bytes = 0usize;
     for item in super::parts::joined(shared.log.range(next_key(after)..)).take(RECORDS_PER_ROUND) {
-        if bytes >= BYTES_PER_ROUND {
-            break;
-        }
         let (key, value) = item.map_err(|e| e.to_string())?;
         bytes += value.len();
         let seq = u64::from_be_bytes(key.as_ref().try_into().map_err(|_| "log key is not 8 bytes".to_owned())?);
@@ -140,12 +137,14 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
             LogRecord::Rows { partition, entries } => {
                 let applied = shared.meta_hlc(APPLIED, &partition).unwrap_or(Hlc::ZERO);
                 let mut batch = sled::Batch::default();
-                for (k, v) in entries {
+                for &(k, v) in &entries {
                     if Hlc::from_bytes(k).is_some_and(|h| h > applied) {
                         super::parts::insert(&mut batch, k, v);
                     }
                 }
-                shared.tree(&partition).and_then(|t| t.apply_batch(batch)).map_err(|e| e.to_string())?;
+                let tree = shared.tree(&partition).map_err(|e| e.to_string())?;
+                tree.apply_batch(batch).map_err(|e| e.to_string())?;
+                touch(&tree, &entries).map_err(|e| e.to_string())?;
             }
             LogRecord::Resolved { partition, hlc } => {
                 shared.tree(&partition).map_err(|e| e.to_string())?;
@@ -154,6 +153,9 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
             }
         }
         last = Some(seq);
+        if bytes >= BYTES_PER_ROUND {
+            break;
+        }
     }
     if let Some(last) = last {
         // Kept so sequence numbers go on growing once the indexed records leave the log; it is
@@ -164,6 +166,21 @@ fn index_round(shared: &Shared, after: u64) -> Result<Option<u64>, String> {
         shared.changes.send_modify(|n| *n += 1);
     }
     Ok(last)
+}
+
+/// Reads back the key range just written. sled enters a page in its cache's LRU only when it is
+/// read, so pages that were only written are never paged out and its `cache_capacity` does not
+/// bound them: measured, a 1,000,000-row scan peaked at 1,709 MiB without this and 366 MiB with
+/// it. Reading the range lets sled page the written leaves out once the cache is full.
+fn touch(tree: &sled::Tree, entries: &[(&[u8], &[u8])]) -> Result<(), sled::Error> {
+    let first = entries.iter().map(|(k, _)| *k).min();
+    let last = entries.iter().map(|(k, _)| *k).max();
+    if let (Some(first), Some(last)) = (first, last) {
+        for item in tree.range(first..=last) {
+            item?;
+        }
+    }
+    Ok(())
 }
 
 /// Deletes log records whose index entries a finished sync made durable.
