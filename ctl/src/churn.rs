@@ -7,14 +7,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::task::JoinSet;
 use wharf_queue::{Hlc, Partition};
 
-use crate::cluster::{Certs, IngestProcess, Process, start_applier};
+use crate::cluster::{BenchStack, start_applier};
 use crate::http::Sender;
+use crate::lag::{BODY_ROWS, SteadyFeed};
 
 const T0: u64 = 1_900_000_000_000_000_000;
-const BODY_ROWS: usize = 1000;
 /// Keys updated over and over, so the target table stays the same size however long it runs.
 const KEYS: usize = 200_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -72,28 +71,9 @@ fn disk_usage(dir: &Path) -> u64 {
     total
 }
 
-fn rss_mib(process: &Process) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
 /// Feeds `rows_per_s` for `seconds` into `database.bench_churn.churn`.
 pub async fn measure(url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<ChurnReport> {
-    let client = wharf_targetdb::connect(url).await?;
-    client
-        .batch_execute(
-            "DROP SCHEMA IF EXISTS bench_churn CASCADE; CREATE SCHEMA bench_churn;
-             CREATE TABLE bench_churn.churn (id bigint PRIMARY KEY, payload text)",
-        )
-        .await?;
-    let certs = Certs::new()?;
-    let journal = tempfile::tempdir()?;
-    let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
+    let BenchStack { ingest, client, certs, journal } = BenchStack::start(url, "bench_churn", "churn").await?;
     let applier = start_applier(&ingest.queue_addr, url, &certs, 1, "churn")?;
     let sender = Sender::new(ingest.base_url(database, "bench_churn"));
     let partition = Partition::new(database, "bench_churn").to_string();
@@ -104,20 +84,8 @@ pub async fn measure(url: &str, database: &str, rows_per_s: f64, seconds: u64) -
     let mut samples = Vec::new();
     let mut next_id = 0usize;
     for second in 0..seconds {
-        let mut inflight = JoinSet::new();
-        let bodies = per_second / BODY_ROWS;
-        for b in 0..bodies {
-            let due = started + Duration::from_secs(second) + Duration::from_secs_f64(b as f64 / bodies as f64);
-            tokio::time::sleep_until(due.into()).await;
-            let (sender, payload) = (sender.clone(), body(next_id, BODY_ROWS));
-            next_id += BODY_ROWS;
-            inflight.spawn(async move { sender.post(payload).await });
-        }
-        while let Some(done) = inflight.join_next().await {
-            done??;
-        }
-        let resolved = Hlc::new(T0 + next_id as u64, 0);
-        sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
+        let feed = SteadyFeed { sender: &sender, started, t0: T0, bodies: per_second / BODY_ROWS, body };
+        feed.second(second, &mut next_id).await?;
         if started.elapsed() >= next_sample {
             next_sample += SAMPLE_EVERY;
             let checkpoint = crate::harness::checkpoint(&client, &partition).await?;
@@ -127,8 +95,8 @@ pub async fn measure(url: &str, database: &str, rows_per_s: f64, seconds: u64) -
             let backlog_s = unapplied_rows as f64 / per_second as f64;
             samples.push(ChurnSample {
                 t_s: started.elapsed().as_secs(),
-                rss_mib_ingest: rss_mib(&ingest.process),
-                rss_mib_applier: rss_mib(&applier),
+                rss_mib_ingest: ingest.process.rss_mib().unwrap_or(f64::NAN),
+                rss_mib_applier: applier.rss_mib().unwrap_or(f64::NAN),
                 journal_mib: disk_usage(journal.path()) as f64 / 1048576.0,
                 unapplied_rows,
                 unapplied_mib: unapplied,

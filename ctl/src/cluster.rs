@@ -54,8 +54,17 @@ impl Process {
 
     /// Peak resident memory so far (`VmHWM`), in MiB.
     pub fn peak_rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory now (`VmRSS`), in MiB.
+    pub fn rss_mib(&self) -> Option<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> Option<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
         let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib / 1024.0)
     }
@@ -72,6 +81,32 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What a bench phase with real processes starts from: a fresh schema `schema` holding one table
+/// `table (id bigint PRIMARY KEY, payload text)`, and a `wharf-ingest` process on a new journal.
+pub struct BenchStack {
+    // Declared first so it is dropped (killed) before its journal directory is removed.
+    pub ingest: IngestProcess,
+    pub client: tokio_postgres::Client,
+    pub certs: Certs,
+    pub journal: tempfile::TempDir,
+}
+
+impl BenchStack {
+    pub async fn start(url: &str, schema: &str, table: &str) -> anyhow::Result<BenchStack> {
+        let client = wharf_targetdb::connect(url).await?;
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+                 CREATE TABLE {schema}.{table} (id bigint PRIMARY KEY, payload text)"
+            ))
+            .await?;
+        let certs = Certs::new()?;
+        let journal = tempfile::tempdir()?;
+        let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
+        Ok(BenchStack { ingest, client, certs, journal })
     }
 }
 

@@ -22,7 +22,7 @@ pub struct LagReport {
 }
 
 const T0: u64 = 1_800_000_000_000_000_000;
-const BODY_ROWS: usize = 1000;
+pub const BODY_ROWS: usize = 1000;
 
 fn body(first: usize, rows: usize) -> Bytes {
     let messages: Vec<String> = (first..first + rows)
@@ -35,6 +35,40 @@ fn body(first: usize, rows: usize) -> Bytes {
         })
         .collect();
     Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), rows))
+}
+
+/// One second of a steady feed: `bodies` bodies of [`BODY_ROWS`] rows spread over the second,
+/// then, once all are acknowledged, a resolved timestamp above them (as `resolved='1s'`).
+pub struct SteadyFeed<'a> {
+    pub sender: &'a Sender,
+    pub started: Instant,
+    /// Wall time of row id 0; row `id` is at `t0 + id`.
+    pub t0: u64,
+    pub bodies: usize,
+    /// The body of rows `first..first + count`.
+    pub body: fn(usize, usize) -> Bytes,
+}
+
+impl SteadyFeed<'_> {
+    /// Sends second `second` (counted from `started`), advancing `next_id`; returns the resolved
+    /// timestamp it sent.
+    pub async fn second(&self, second: u64, next_id: &mut usize) -> anyhow::Result<Hlc> {
+        let mut inflight = JoinSet::new();
+        for b in 0..self.bodies {
+            let due =
+                self.started + Duration::from_secs(second) + Duration::from_secs_f64(b as f64 / self.bodies as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let (sender, payload) = (self.sender.clone(), (self.body)(*next_id, BODY_ROWS));
+            *next_id += BODY_ROWS;
+            inflight.spawn(async move { sender.post(payload).await });
+        }
+        while let Some(done) = inflight.join_next().await {
+            done??;
+        }
+        let resolved = Hlc::new(self.t0 + *next_id as u64, 0);
+        self.sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
+        Ok(resolved)
+    }
 }
 
 /// Feeds `rows_per_s` for `seconds` into `database.bench.lag` through an ingest with one embedded
@@ -57,21 +91,8 @@ pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds:
     let started = Instant::now();
     let mut next_id = 0usize;
     for second in 0..seconds {
-        let mut inflight = JoinSet::new();
-        let bodies = per_second / BODY_ROWS;
-        for b in 0..bodies {
-            // Spread the bodies over the second.
-            let due = started + Duration::from_secs(second) + Duration::from_secs_f64(b as f64 / bodies as f64);
-            tokio::time::sleep_until(due.into()).await;
-            let (sender, payload) = (sender.clone(), body(next_id, BODY_ROWS));
-            next_id += BODY_ROWS;
-            inflight.spawn(async move { sender.post(payload).await });
-        }
-        while let Some(done) = inflight.join_next().await {
-            done??;
-        }
-        let resolved = Hlc::new(T0 + next_id as u64, 0);
-        sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
+        let feed = SteadyFeed { sender: &sender, started, t0: T0, bodies: per_second / BODY_ROWS, body };
+        let resolved = feed.second(second, &mut next_id).await?;
         marks.lock().expect("marks").push((ResolvedMark { hlc: resolved, acked_at: Instant::now() }, None));
     }
     let offered = next_id as f64 / started.elapsed().as_secs_f64();

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 use wharf_queue::Hlc;
 
-use crate::cluster::{Certs, IngestProcess};
+use crate::cluster::BenchStack;
 use crate::http::Sender;
 
 const T0: u64 = 1_732_615_200_000_000_000;
@@ -40,16 +40,7 @@ fn big_body(n: usize) -> Bytes {
 
 /// Posts `bodies` large bodies through 64 senders and reports the ingest's peak memory.
 pub async fn big_bodies(url: &str, database: &str, bodies: usize) -> anyhow::Result<MemoryReport> {
-    let client = wharf_targetdb::connect(url).await?;
-    client
-        .batch_execute(
-            "DROP SCHEMA IF EXISTS bench_big CASCADE; CREATE SCHEMA bench_big;
-             CREATE TABLE bench_big.big (id bigint PRIMARY KEY, payload text)",
-        )
-        .await?;
-    let certs = Certs::new()?;
-    let journal = tempfile::tempdir()?;
-    let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
+    let BenchStack { ingest, journal: _journal, .. } = BenchStack::start(url, "bench_big", "big").await?;
     let sender = Sender::new(ingest.base_url(database, "bench_big"));
     let body_bytes = big_body(0).len();
     crate::bench::settle();

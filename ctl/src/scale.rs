@@ -15,7 +15,7 @@ use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, Partition,
 
 use wharf_queue::quic::{ClientSettings, QuicClient, TlsFiles};
 
-use crate::cluster::{Certs, IngestProcess, start_applier};
+use crate::cluster::{BenchStack, Certs, IngestProcess, start_applier};
 use crate::harness::checkpoint;
 use crate::http::Sender;
 
@@ -96,16 +96,7 @@ fn scan_body(first: usize, rows: usize, hlc: Hlc) -> Bytes {
 /// An initial scan: `rows` rows of one table at one timestamp, sent by 64 senders through a
 /// `wharf-ingest` process, resolved, and applied by one `wharf-applier` process.
 pub async fn scan(url: &str, database: &str, rows: usize) -> anyhow::Result<ScanReport> {
-    let client = wharf_targetdb::connect(url).await?;
-    client
-        .batch_execute(
-            "DROP SCHEMA IF EXISTS bench_scan CASCADE; CREATE SCHEMA bench_scan;
-             CREATE TABLE bench_scan.scan (id bigint PRIMARY KEY, payload text)",
-        )
-        .await?;
-    let certs = Certs::new()?;
-    let journal = tempfile::tempdir()?;
-    let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
+    let BenchStack { ingest, client, certs, journal: _journal } = BenchStack::start(url, "bench_scan", "scan").await?;
     let applier = start_applier(&ingest.queue_addr, url, &certs, 1, "scan")?;
     let sender = Sender::new(ingest.base_url(database, "bench_scan"));
     let hlc = Hlc::new(T0, 0);
