@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what wharf's demo and tests need on a fresh Debian machine: PostgreSQL 15 with PostGIS,
-# fuse3 for the power-cut test and, for the fuzz smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
+# fuse3 for the power-cut test, Docker and mmdebstrap for the compose test and, for the fuzz
+# smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
 set -euo pipefail
 
 need_pg=0
@@ -23,6 +24,16 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq fuse3 >/dev/null
 fi
 [ -e /dev/fuse ] || echo "setup: warning: /dev/fuse is missing; the power-cut test will fail" >&2
+
+# The compose test runs docker-compose.yml with Debian's Docker Engine and Compose v1, on images
+# built locally (mmdebstrap), since public images cannot be pulled here.
+if [ "${WHARF_SKIP_COMPOSE:-0}" != 1 ] && ! { command -v dockerd && command -v docker-compose && command -v mmdebstrap; } >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  echo "setup: installing docker.io, docker-compose and mmdebstrap"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq docker.io docker-compose mmdebstrap >/dev/null
+fi
 
 if [ "${WHARF_SKIP_FUZZ:-0}" != 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"

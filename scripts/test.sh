@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: set up, format and lint checks, every test (unit, property, black-box
-# against a real PostgreSQL, fault tests with SIGKILL), then a short fuzz run of every target.
+# against a real PostgreSQL, fault tests with SIGKILL and power cuts), the compose deployment
+# with real Docker, then a short fuzz run of every target.
 set -euo pipefail
 export CARGO_TERM_COLOR=never
 cd "$(dirname "$0")/.."
@@ -14,6 +15,13 @@ echo "== cargo test"
 log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } } END { print p + 0, f + 0 }' "$log")
+echo "== compose (docker-compose.yml with three appliers, a kill and a restart)"
+if [ "${WHARF_SKIP_COMPOSE:-0}" = 1 ]; then
+  echo "compose test skipped (WHARF_SKIP_COMPOSE=1)"
+else
+  cargo build --bins --quiet
+  scripts/compose-test.sh
+fi
 echo "== fuzz smoke (${WHARF_FUZZ_SECONDS:-30} s per target)"
 scripts/fuzz-smoke.sh
 echo "tests: $passed passed, $failed failed"

@@ -97,7 +97,7 @@ fn issue(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-fn write(dir: &Path, name: &str, contents: &str, mode: u32) -> anyhow::Result<()> {
+pub(crate) fn write(dir: &Path, name: &str, contents: &str, mode: u32) -> anyhow::Result<()> {
     let path = dir.join(name);
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use wharf_queue::Hlc;
@@ -68,12 +69,26 @@ pub struct SimulateArgs {
     pub seed: u64,
     #[arg(long = "batchRows", default_value_t = 500)]
     pub batch_rows: usize,
+    /// PEM CA bundle that the ingest's HTTPS certificate chains to (for an `https://` URL).
+    #[arg(long = "caCert")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// File holding the JWT sent as `Authorization: Bearer …` (as `webhook_auth_header` does).
+    #[arg(long = "tokenFile")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let client = wharf_targetdb::connect(&args.target_conn).await?;
     let database = prepare_schema(&client, &args.schema).await?;
-    let sender = Sender::new(format!("{}/{database}/{}", args.url.trim_end_matches('/'), args.schema));
+    let base = format!("{}/{database}/{}", args.url.trim_end_matches('/'), args.schema);
+    let mut sender = match &args.ca_cert {
+        Some(ca) => Sender::with_ca(base, ca)?,
+        None => Sender::new(base),
+    };
+    if let Some(file) = &args.token_file {
+        let token = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        sender = sender.with_token(token.trim());
+    }
     simulate_and_check(&sender, &args.target_conn, &database, &args.schema, args.seed, args.seconds, args.batch_rows)
         .await
 }

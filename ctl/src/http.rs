@@ -1,27 +1,57 @@
 //! A small HTTP client for sending changefeed requests, retrying as CockroachDB does.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 #[derive(Clone)]
 pub struct Sender {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     /// `Authorization` header value, as `webhook_auth_header` sends it.
     authorization: Option<String>,
 }
 
 impl Sender {
-    /// `base` is `http://host:port/db/schema`.
+    /// `base` is `http://host:port/db/schema` (an `https://` base needs [`Sender::with_ca`]).
     pub fn new(base: String) -> Sender {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        Self::build(base, rustls::RootCertStore::empty())
+    }
+
+    /// Like [`Sender::new`], trusting the CA certificates in the PEM file `ca` for `https://`.
+    pub fn with_ca(base: String, ca: &Path) -> anyhow::Result<Sender> {
+        let mut roots = rustls::RootCertStore::empty();
+        let certs = wharf_queue::quic::tls::read_chain(ca, "CA certificate")?;
+        for cert in certs {
+            roots.add(cert).with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
+        }
+        Ok(Self::build(base, roots))
+    }
+
+    fn build(base: String, roots: rustls::RootCertStore) -> Sender {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("aws-lc-rs supports the default protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
         Sender { client, base, authorization: None }
     }
@@ -66,8 +96,16 @@ impl Sender {
 impl Sender {
     /// A GET of `path` on the same host; returns the status.
     pub async fn get(&self, path: &str) -> anyhow::Result<u16> {
+        Ok(self.get_text(path).await?.0)
+    }
+
+    /// A GET of `path` on the same host; returns the status and body text.
+    pub async fn get_text(&self, path: &str) -> anyhow::Result<(u16, String)> {
         let authority = self.base.split('/').take(3).collect::<Vec<_>>().join("/");
         let request = Request::get(format!("{authority}{path}")).body(Full::new(Bytes::new()))?;
-        Ok(self.client.request(request).await?.status().as_u16())
+        let response = self.client.request(request).await?;
+        let status = response.status().as_u16();
+        let text = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
 }

@@ -52,6 +52,15 @@ enum Command {
     /// After a lost or damaged journal: the CREATE CHANGEFEED statements that restart each feed
     /// from the checkpoint the target holds.
     Recover(recover::RecoverArgs),
+    /// Check a wharf-ingest's health (`/_/healthz`): exit 0 on 200, 1 otherwise, printing the body.
+    /// For container healthchecks (no curl needed).
+    Health {
+        /// e.g. https://localhost:26258/_/healthz
+        url: String,
+        /// PEM CA bundle for an `https://` URL.
+        #[arg(long = "caCert")]
+        ca_cert: Option<std::path::PathBuf>,
+    },
     /// Print the version, build facts and every dependency with its registry checksum.
     Version {
         /// One JSON object for machines.
@@ -77,6 +86,7 @@ fn main() -> anyhow::Result<()> {
         Command::Recover(args) => runtime.block_on(recover::run(args)),
         Command::Keys(command) => runtime.block_on(security::keys(command)),
         Command::Tokens(command) => runtime.block_on(security::tokens(command)),
+        Command::Health { url, ca_cert } => runtime.block_on(health(url, ca_cert)),
         Command::Version { json } => {
             let report =
                 if json { wharf_ingest::version::json("wharfctl") } else { wharf_ingest::version::text("wharfctl") };
@@ -84,4 +94,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn health(url: String, ca_cert: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let (base, path) = match url.match_indices('/').nth(2) {
+        Some((i, _)) => (url[..i].to_owned(), url[i..].to_owned()),
+        None => (url.clone(), "/_/healthz".to_owned()),
+    };
+    let sender = match &ca_cert {
+        Some(ca) => http::Sender::with_ca(base, ca)?,
+        None => http::Sender::new(base),
+    };
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), sender.get_text(&path))
+        .await
+        .map_err(|_| anyhow::anyhow!("{url}: no answer within 10 s"))??;
+    println!("{status} {}", body.trim_end());
+    anyhow::ensure!(status == 200, "{url} is not healthy");
+    Ok(())
 }

@@ -104,6 +104,12 @@ pub struct StagingArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum KeysCommand {
+    /// Make an ES256 key pair for signing tokens: DIR/jwt.key (private, PKCS#8, mode 0600) and
+    /// DIR/jwt.pub (add it with `keys add`); existing files are never overwritten.
+    Create {
+        #[arg(long)]
+        dir: PathBuf,
+    },
     /// Add a PEM public key (`-----BEGIN PUBLIC KEY-----`) from a file, or `-` for standard input.
     Add {
         #[command(flatten)]
@@ -145,6 +151,17 @@ async fn client(staging: &StagingArgs) -> anyhow::Result<(tokio_postgres::Client
 
 pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
+        KeysCommand::Create { dir } => {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+            std::fs::create_dir_all(&dir)?;
+            crate::certs::write(&dir, "jwt.key", &key.serialize_pem(), 0o600)?;
+            crate::certs::write(&dir, "jwt.pub", &key.public_key_pem(), 0o644)?;
+            println!("wrote jwt.key and jwt.pub in {}", dir.display());
+            println!(
+                "next: wharfctl keys add --targetConn … {0}/jwt.pub; wharfctl make-jwt -k {0}/jwt.key -a db.schema",
+                dir.display()
+            );
+        }
         KeysCommand::Add { staging, file } => {
             let mut pem = String::new();
             if file.as_os_str() == "-" {
@@ -154,6 +171,15 @@ pub async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             }
             PublicKey::from_pem("(new)", &pem)?;
             let (client, schema) = client(&staging).await?;
+            wharf_targetdb::staging::create_jwt_tables(&client, &staging.staging_schema).await?;
+            let present = client
+                .query_opt(&format!("SELECT id::text FROM {schema}.jwt_public_keys WHERE public_key = $1"), &[&pem])
+                .await?;
+            if let Some(row) = present {
+                let id: String = row.get(0);
+                println!("key already present as {id}");
+                return Ok(());
+            }
             let row = client
                 .query_one(
                     &format!("INSERT INTO {schema}.jwt_public_keys (public_key) VALUES ($1) RETURNING id::text"),

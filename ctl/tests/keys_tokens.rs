@@ -53,3 +53,30 @@ fn keys_and_revocations_are_managed_in_the_staging_schema() {
     assert!(ok);
     assert_eq!(text.trim(), "jti-0\njti-1");
 }
+
+#[test]
+fn keys_create_writes_a_key_pair_once_and_add_registers_it_once_on_a_fresh_target() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = LocalPg::start().unwrap();
+    let url = pg.url("postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (ok, text) = wharfctl(&["keys", "create", "--dir", d]);
+    assert!(ok, "{text}");
+    let mode = std::fs::metadata(dir.path().join("jwt.key")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let (ok, text) = wharfctl(&["keys", "create", "--dir", d]);
+    assert!(!ok && text.contains("jwt.key"), "never overwritten: {text}");
+    // No staging schema yet: `keys add` creates its tables; a second add of the same key is a no-op.
+    let public = dir.path().join("jwt.pub");
+    let (ok, text) = wharfctl(&["keys", "add", "--targetConn", &url, public.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let (ok, text) = wharfctl(&["keys", "add", "--targetConn", &url, public.to_str().unwrap()]);
+    assert!(ok && text.contains("key already present"), "{text}");
+    let (ok, text) = wharfctl(&["keys", "list", "--targetConn", &url]);
+    assert!(ok);
+    assert_eq!(text.lines().filter(|l| l.contains("active  ok")).count(), 1, "{text}");
+    let key = dir.path().join("jwt.key");
+    let (ok, token) = wharfctl(&["make-jwt", "-k", key.to_str().unwrap(), "-a", "app.*"]);
+    assert!(ok && token.trim().split('.').count() == 3, "{token}");
+}
