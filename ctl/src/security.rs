@@ -37,8 +37,10 @@ pub fn make_jwt(args: MakeJwtArgs) -> anyhow::Result<()> {
     let mut claims = json!({"iss": "replicator", "jti": uuid_v4()?, CLAIM_NAMESPACE: {"schemas": schemas}});
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     if let Some(ttl) = args.ttl {
+        anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least 1s (a token that expires at once is refused)");
+        let exp = now.checked_add(ttl.as_secs()).ok_or_else(|| anyhow::anyhow!("--ttl is too long"))?;
         claims["iat"] = json!(now);
-        claims["exp"] = json!(now + ttl.as_secs());
+        claims["exp"] = json!(exp);
     }
     if args.claim {
         println!("{}", serde_json::to_string_pretty(&claims)?);

@@ -67,6 +67,22 @@ fn the_claim_is_printed_for_external_providers() {
     assert!(String::from_utf8_lossy(&none.stderr).contains("no schemas specified"));
 }
 
+#[test]
+fn lifetimes_take_units_and_nonsense_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_path = dir.path().join("k.pem");
+    std::fs::write(&key_path, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let key = key_path.to_str().unwrap();
+    let ok = wharfctl(&["make-jwt", "-k", key, "-a", "app.public", "--ttl", "1h30m"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    for (ttl, says) in [("0s", "at least 1s"), ("18446744073709551h", "ttl"), ("soon", "not a duration")] {
+        let out = wharfctl(&["make-jwt", "-k", key, "-a", "app.public", "--ttl", ttl]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && out.stdout.is_empty(), "--ttl {ttl} made a token");
+        assert!(stderr.contains(says), "--ttl {ttl}: {stderr}");
+    }
+}
+
 fn base64_url(part: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()

@@ -45,16 +45,16 @@ pub struct StartArgs {
     #[arg(long = "journalDir", default_value = "./journal")]
     pub journal_dir: PathBuf,
     /// Journal size past which requests get 503 until appliers catch up, in bytes.
-    #[arg(long = "journalBudget", default_value_t = wharf_queue::journal::DEFAULT_BYTE_BUDGET)]
+    #[arg(long = "journalBudget", default_value = "8GiB", value_parser = parse_size)]
     pub journal_budget: u64,
     /// Free disk space kept on the journal's file system, in bytes: below it every append gets 503.
-    #[arg(long = "diskReserve", default_value_t = wharf_queue::journal::DEFAULT_DISK_RESERVE)]
+    #[arg(long = "diskReserve", default_value = "1GiB", value_parser = parse_size)]
     pub disk_reserve: u64,
     /// Applier workers embedded in this process (0 when separate wharf-applier processes do the work).
     #[arg(long = "appliers", default_value_t = 1)]
     pub appliers: usize,
     /// Largest accepted request body, in bytes (413 above it).
-    #[arg(long = "bodyLimit", default_value_t = DEFAULT_BODY_LIMIT)]
+    #[arg(long = "bodyLimit", default_value = "64MiB", value_parser = parse_size)]
     pub body_limit: u64,
     /// UDP address of the queue service that separate wharf-applier processes connect to.
     #[arg(long = "queueAddr", default_value = ":26259")]
@@ -87,7 +87,7 @@ pub struct StartArgs {
     #[arg(long = "maxRequests", default_value_t = 256)]
     pub max_requests: usize,
     /// Request body bytes processed at once; a request waits up to 10 s for room, then gets 503 + Retry-After.
-    #[arg(long = "inflightLimit", default_value_t = crate::inflight::DEFAULT_INFLIGHT_BYTES)]
+    #[arg(long = "inflightLimit", default_value = "32MiB", value_parser = parse_size)]
     pub inflight_limit: u64,
     /// Time a client gets to send its headers, and then its body (slow clients are cut off).
     #[arg(long = "readTimeout", default_value = "60s", value_parser = parse_duration)]
@@ -247,17 +247,27 @@ fn parse_bind_addr(text: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, or plain seconds.
+/// A duration like `500ms`, `30s`, `5m`, `1h30m` (humantime's syntax); a bare number is seconds.
+/// Values that do not fit are refused, never wrapped.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h");
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let value: u64 = text[..split].parse().map_err(|_| bad())?;
-    match &text[split..] {
-        "ms" => Ok(Duration::from_millis(value)),
-        "" | "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(bad()),
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let seconds: u64 = text.parse().map_err(|_| format!("{text:?} seconds is too long"))?;
+        return Ok(Duration::from_secs(seconds));
     }
+    humantime::parse_duration(text).map_err(|e| format!("{text:?} is not a duration like 500ms, 30s, 5m or 1h30m: {e}"))
+}
+
+/// A size like `64MiB`, `8 GiB`, `1GB` or a number of bytes (bytesize's syntax; KiB, MiB, GiB
+/// are powers of 1024, KB, MB, GB of 1000). Values that do not fit in 64 bits are refused.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize =
+        text.trim().parse().map_err(|e| format!("{text:?} is not a size like 64MiB, 8GiB or 1000000: {e}"))?;
+    // bytesize saturates instead of failing; a saturated value is an overflow.
+    if size.as_u64() == u64::MAX && text.trim() != u64::MAX.to_string() {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(size.as_u64())
 }
 
 #[cfg(test)]
@@ -312,6 +322,28 @@ mod tests {
     fn durations_parse() {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("2 days").is_err());
+        assert_eq!(parse_duration("2 days"), Ok(Duration::from_secs(2 * 86_400)));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("18446744073709551h").is_err(), "overflow is refused, not wrapped");
+        assert!(parse_duration("99999999999999999999").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes_take_units_and_refuse_overflow() {
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("8 GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1_000_000_000));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("20000000EiB").is_err());
+        assert!(parse_size("lots").is_err());
+        // The defaults in --help are the constants the code documents.
+        assert_eq!(parse_size("8GiB"), Ok(wharf_queue::journal::DEFAULT_BYTE_BUDGET));
+        assert_eq!(parse_size("1GiB"), Ok(wharf_queue::journal::DEFAULT_DISK_RESERVE));
+        assert_eq!(parse_size("64MiB"), Ok(DEFAULT_BODY_LIMIT));
+        assert_eq!(parse_size("32MiB"), Ok(crate::inflight::DEFAULT_INFLIGHT_BYTES));
     }
 }
