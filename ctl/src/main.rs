@@ -26,6 +26,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
+    #[arg(long = "logFormat", global = true, default_value = "text")]
+    log_format: wharf_queue::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -73,8 +76,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One crypto provider for the whole process (QUIC, TLS).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    wharf_queue::logging::init(cli.log_format, "warn");
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),

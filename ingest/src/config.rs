@@ -96,6 +96,9 @@ pub struct StartArgs {
     /// rows arrive this long without a new resolved timestamp (0s turns it off).
     #[arg(long = "stallTimeout", default_value = "5m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
+    #[arg(long = "logFormat", default_value = "text")]
+    pub log_format: wharf_queue::logging::LogFormat,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,

@@ -50,6 +50,7 @@ pub mod journal;
 pub mod json;
 pub mod lease;
 pub mod local;
+pub mod logging;
 pub mod quic;
 pub mod record;
 pub mod service;

@@ -55,6 +55,9 @@ struct StartArgs {
     /// Name shown by `wharfctl status` (default: host name and process id).
     #[arg(long = "name")]
     name: Option<String>,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
+    #[arg(long = "logFormat", default_value = "text")]
+    log_format: wharf_queue::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,8 +67,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Start(args) => {
-            let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            wharf_queue::logging::init(args.log_format, "info");
             // One crypto provider for the whole process.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             tokio::runtime::Runtime::new()?.block_on(start(args))

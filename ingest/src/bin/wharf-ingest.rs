@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Start(args) => {
-            init_logging();
+            wharf_queue::logging::init(args.log_format, "info");
             // One crypto provider for the whole process (rustls would otherwise have to guess).
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = (*args).validate()?;
@@ -63,11 +63,6 @@ fn main() -> anyhow::Result<()> {
 fn embedded_appliers(config: &wharf_ingest::IngestConfig) -> wharf_ingest::EmbeddedAppliers {
     let applier = ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers);
     Box::new(move |client, stop| Box::pin(wharf_applier::run(applier, client, Arc::new(ApplyStats::default()), stop)))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {
