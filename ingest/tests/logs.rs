@@ -38,4 +38,17 @@ fn text_logs_to_a_file_carry_no_colour_codes() {
     let text = run_and_read_log(&[]);
     assert!(text.contains("wharf-ingest listening"), "{text}");
     assert!(!text.contains('\u{1b}'), "escape codes in a log file: {text:?}");
+    assert!(!text.contains("NOTICE"), "PostgreSQL notices belong at debug: {text}");
+}
+
+#[test]
+fn authentication_without_any_key_is_announced_at_start() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("ingest.log");
+    let mut ingest = Ingest::start_logged(&target.url(), journal.path(), &[], &log);
+    assert!(ingest.terminate().success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("_replicator.jwt_public_keys holds no active key: every request gets 401"), "{text}");
 }

@@ -23,8 +23,10 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the global subscriber; `default_filter` applies when `RUST_LOG` is not set.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// Installs the global subscriber; `default_level` applies when `RUST_LOG` is not set, except that
+/// PostgreSQL's NOTICE messages (`CREATE … IF NOT EXISTS` on every start) show only at debug.
+pub fn init(format: LogFormat, default_level: &str) {
+    let default_filter = format!("{default_level},tokio_postgres::connection=warn");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

@@ -61,6 +61,11 @@ impl Authenticator {
         staging::create_jwt_tables(&client, staging_schema).await?;
         let keys = load(&client, staging_schema).await?;
         tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys loaded");
+        if keys.keys.is_empty() {
+            tracing::warn!(
+                "authentication is on and {staging_schema}.jwt_public_keys holds no active key: every request gets 401 until one is added (wharfctl keys add, then SIGHUP)"
+            );
+        }
         Ok(Authenticator {
             target_conn: target_conn.to_owned(),
             staging_schema: staging_schema.to_owned(),
