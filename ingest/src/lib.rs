@@ -7,7 +7,9 @@
 //! - [`decode`]: webhook and ndjson bodies to messages (pure, fuzzed).
 //! - [`validate`]: messages checked against the target catalog, encoded as journal rows (pure).
 //! - [`target`]: target database name, cached catalogs, health.
-//! - [`server`]: HTTP, status codes, graceful shutdown.
+//! - [`server`]: HTTP, status codes, graceful shutdown; [`inflight`]: the bound on body bytes
+//!   processed at once (`--inflightLimit`); [`stall`]: stalled partitions on health
+//!   (`--stallTimeout`).
 //! - [`auth`]: JWT verification with keys in the staging schema; [`tls`]: HTTPS and mutual TLS.
 //! - [`metrics`]: `/_/varz`; [`version`]: build facts embedded by `build.rs`.
 //!

@@ -6,11 +6,13 @@
 //! - [`json`]: borrowed views of changefeed JSON, and the canonical key encoding used in journal keys.
 //! - [`record`]: the on-disk key and value format (with a version byte), pure functions.
 //! - [`commit`]: group commit, one flush + fsync shared by concurrent appends.
-//! - [`journal`]: appends, resolved timestamps, windowed reads in bounded chunks, compaction.
+//! - [`journal`]: appends, resolved timestamps, windowed reads in bounded chunks, compaction;
+//!   values over 60 KiB stored in parts so sled never writes its unsynced blob files.
 //! - [`lease`]: the lease table (holders, epochs, expiry, pauses, rebalancing), pure.
 //! - [`service`]: the queue service: journal + leases behind the operations appliers call.
 //! - [`client`]: [`QueueClient`], the one interface appliers use; [`local`] implements it
 //!   in-process, [`quic`] across the network ([`wire`] holds its frames, pure and fuzzed).
+//! - [`logging`]: `--logFormat text|json` for the three binaries.
 //!
 //! # Durability
 //!
