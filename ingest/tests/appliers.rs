@@ -246,15 +246,23 @@ fn a_worker_killed_mid_window_loses_nothing_and_applies_nothing_twice() {
     let mut a = setup.applier("applier_a", 2);
     let _b = setup.applier("applier_b", 2);
     wait_connected(&ingest, &["applier_a", "applier_b"]);
+    // The audit table held: each window writes its first row, then waits inside its transaction
+    // on the audit trigger's insert, so a window of applier_a can be caught there however fast
+    // the machine is.
+    let blocker = lock_table(&setup.target, "public.audit");
     feed.resolve(&ingest);
     // Kill one process inside a window: its transaction has written rows, not committed yet.
     wait_for("applier_a to be inside a window", LONG, || {
         !setup
             .target
-            .query("SELECT 'x' FROM pg_stat_activity WHERE application_name = 'applier_a' AND backend_xid IS NOT NULL")
+            .query(
+                "SELECT 'x' FROM pg_stat_activity WHERE application_name = 'applier_a' \
+                 AND backend_xid IS NOT NULL AND wait_event_type = 'Lock'",
+            )
             .is_empty()
     });
     a.kill();
+    drop(blocker);
     feed.round(&ingest, 50);
     feed.resolve(&ingest);
     feed.check(&setup.target);
