@@ -4,7 +4,7 @@ use thiserror::Error;
 use wharf_queue::QueueError;
 use wharf_targetdb::catalog::CatalogError;
 use wharf_targetdb::checkpoint::CheckpointError;
-use wharf_targetdb::describe_pg;
+use wharf_targetdb::{ConnectError, describe_pg};
 
 use crate::fold::FoldError;
 
@@ -31,6 +31,9 @@ pub enum ApplyError {
     Catalog(#[from] CatalogError),
     #[error("target: {}", describe_pg(.0))]
     Target(#[from] tokio_postgres::Error),
+    /// Unreachable, refused, or a TLS failure: retried with backoff (the message says where and why).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
 }
 
 impl From<CheckpointError> for ApplyError {
@@ -68,7 +71,9 @@ impl ApplyError {
                 Some(_) => Next::Pause,
                 None => Next::Retry,
             },
-            ApplyError::Catalog(CatalogError::Query(_)) => Next::Retry,
+            ApplyError::Catalog(CatalogError::Query(_) | CatalogError::Connect(_)) | ApplyError::Connect(_) => {
+                Next::Retry
+            }
             _ => Next::Pause,
         }
     }

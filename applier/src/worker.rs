@@ -126,14 +126,14 @@ async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) ->
     let mut backoff = Duration::from_millis(200);
     loop {
         let attempt = async {
-            let client = connect(&config.target_conn).await?;
-            staging::create_checkpoints(&client, &config.staging_schema).await
+            let client = connect(&config.target_conn).await.map_err(|e| e.to_string())?;
+            staging::create_checkpoints(&client, &config.staging_schema)
+                .await
+                .map_err(|e| wharf_targetdb::describe_pg(&e))
         };
         match attempt.await {
             Ok(()) => return true,
-            Err(error) => {
-                tracing::warn!(error = %wharf_targetdb::describe_pg(&error), "cannot prepare the staging schema in the target; retrying")
-            }
+            Err(error) => tracing::warn!(%error, "cannot prepare the staging schema in the target; retrying"),
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}

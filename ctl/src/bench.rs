@@ -30,7 +30,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// Target database; without it a throwaway local PostgreSQL is started.
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: Option<String>,
     /// Rows per measurement.
     #[arg(long, default_value_t = 300_000)]

@@ -22,7 +22,7 @@ pub(crate) type Marks = Arc<Mutex<Vec<(ResolvedMark, Option<Duration>)>>>;
 #[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Target database; without it a throwaway local PostgreSQL is started.
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: Option<String>,
     /// How long the simulated changefeed runs.
     #[arg(long, default_value_t = 5)]
@@ -58,7 +58,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub url: String,
     /// Target database the ingest process writes to (for creating the schema and checking).
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: String,
     /// Schema to create (dropped first if it exists) and replicate into.
     #[arg(long, default_value = SCHEMA)]
@@ -70,10 +70,10 @@ pub struct SimulateArgs {
     #[arg(long = "batchRows", default_value_t = 500)]
     pub batch_rows: usize,
     /// PEM CA bundle that the ingest's HTTPS certificate chains to (for an `https://` URL).
-    #[arg(long = "caCert")]
+    #[arg(long = "caCert", env = "WHARF_CA_CERT")]
     pub ca_cert: Option<std::path::PathBuf>,
     /// File holding the JWT sent as `Authorization: Bearer …` (as `webhook_auth_header` does).
-    #[arg(long = "tokenFile")]
+    #[arg(long = "tokenFile", env = "WHARF_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
 }
 

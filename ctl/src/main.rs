@@ -27,7 +27,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
-    #[arg(long = "logFormat", global = true, default_value = "text")]
+    #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", global = true, default_value = "text")]
     log_format: wharf_queue::logging::LogFormat,
 }
 
@@ -61,7 +61,7 @@ enum Command {
         /// e.g. https://localhost:26258/_/healthz
         url: String,
         /// PEM CA bundle for an `https://` URL.
-        #[arg(long = "caCert")]
+        #[arg(long = "caCert", env = "WHARF_CA_CERT")]
         ca_cert: Option<std::path::PathBuf>,
     },
     /// Print the version, build facts and every dependency with its registry checksum.

@@ -13,10 +13,10 @@ use wharf_targetdb::catalog::discover;
 #[derive(Args, Debug)]
 pub struct RecoverArgs {
     /// Target database: postgresql://user@host:port/database
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: String,
     /// Schema of wharf's tables in the target.
-    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    #[arg(long = "stagingSchema", env = "WHARF_STAGING_SCHEMA", default_value = "_replicator")]
     pub staging_schema: String,
     /// Base of the changefeed's sink URL, e.g. webhook-https://wharf.example:26258 (the partition's
     /// /database/schema path is added).

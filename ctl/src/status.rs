@@ -24,10 +24,10 @@ pub struct StatusArgs {
     #[arg(long = "queuePrivateKey")]
     pub queue_private_key: PathBuf,
     /// Target database: adds the checkpoints as the target holds them.
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: Option<String>,
     /// Schema of wharf's tables in the target.
-    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    #[arg(long = "stagingSchema", env = "WHARF_STAGING_SCHEMA", default_value = "_replicator")]
     pub staging_schema: String,
     /// One JSON object instead of tables.
     #[arg(long)]

@@ -18,89 +18,89 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 #[derive(Args, Clone, Debug)]
 pub struct StartArgs {
     /// Address to listen on; `:PORT` listens on every interface.
-    #[arg(long = "bindAddr", default_value = ":26258")]
+    #[arg(long = "bindAddr", env = "WHARF_BIND_ADDR", default_value = ":26258")]
     pub bind_addr: String,
     /// Target database: postgresql://user@host:port/database
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     pub target_conn: String,
     /// Schema inside the target database for wharf's own tables (checkpoints, JWT keys).
-    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    #[arg(long = "stagingSchema", env = "WHARF_STAGING_SCHEMA", default_value = "_replicator")]
     pub staging_schema: String,
     /// Accept every request without a token. For testing only.
-    #[arg(long = "disableAuthentication")]
+    #[arg(long = "disableAuthentication", env = "WHARF_DISABLE_AUTHENTICATION")]
     pub disable_authentication: bool,
     /// PEM certificate chain for HTTPS.
-    #[arg(long = "tlsCertificate")]
+    #[arg(long = "tlsCertificate", env = "WHARF_TLS_CERTIFICATE")]
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key for HTTPS.
-    #[arg(long = "tlsPrivateKey")]
+    #[arg(long = "tlsPrivateKey", env = "WHARF_TLS_PRIVATE_KEY")]
     pub tls_private_key: Option<PathBuf>,
     /// Serve HTTPS with a generated self-signed certificate. For testing only.
-    #[arg(long = "tlsSelfSigned")]
+    #[arg(long = "tlsSelfSigned", env = "WHARF_TLS_SELF_SIGNED")]
     pub tls_self_signed: bool,
     /// PEM bundle of CAs that client certificates must chain to (mutual TLS).
-    #[arg(long = "tlsClientCA")]
+    #[arg(long = "tlsClientCA", env = "WHARF_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
     /// Directory of the durable journal.
-    #[arg(long = "journalDir", default_value = "./journal")]
+    #[arg(long = "journalDir", env = "WHARF_JOURNAL_DIR", default_value = "./journal")]
     pub journal_dir: PathBuf,
     /// Journal size past which requests get 503 until appliers catch up, in bytes.
-    #[arg(long = "journalBudget", default_value = "8GiB", value_parser = parse_size)]
+    #[arg(long = "journalBudget", env = "WHARF_JOURNAL_BUDGET", default_value = "8GiB", value_parser = parse_size)]
     pub journal_budget: u64,
     /// Free disk space kept on the journal's file system, in bytes: below it every append gets 503.
-    #[arg(long = "diskReserve", default_value = "1GiB", value_parser = parse_size)]
+    #[arg(long = "diskReserve", env = "WHARF_DISK_RESERVE", default_value = "1GiB", value_parser = parse_size)]
     pub disk_reserve: u64,
     /// Applier workers embedded in this process (0 when separate wharf-applier processes do the work).
-    #[arg(long = "appliers", default_value_t = 1)]
+    #[arg(long = "appliers", env = "WHARF_APPLIERS", default_value_t = 1)]
     pub appliers: usize,
     /// Largest accepted request body, in bytes (413 above it).
-    #[arg(long = "bodyLimit", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long = "bodyLimit", env = "WHARF_BODY_LIMIT", default_value = "64MiB", value_parser = parse_size)]
     pub body_limit: u64,
     /// UDP address of the queue service that separate wharf-applier processes connect to.
-    #[arg(long = "queueAddr", default_value = ":26259")]
+    #[arg(long = "queueAddr", env = "WHARF_QUEUE_ADDR", default_value = ":26259")]
     pub queue_addr: String,
     /// PEM certificate chain of the queue service (its hosts as they appear in --queueAddr of appliers).
-    #[arg(long = "queueCertificate")]
+    #[arg(long = "queueCertificate", env = "WHARF_QUEUE_CERTIFICATE")]
     pub queue_certificate: Option<PathBuf>,
     /// PEM private key of the queue service certificate.
-    #[arg(long = "queuePrivateKey")]
+    #[arg(long = "queuePrivateKey", env = "WHARF_QUEUE_PRIVATE_KEY")]
     pub queue_private_key: Option<PathBuf>,
     /// PEM CA bundle that applier client certificates must chain to (mutual TLS, required).
-    #[arg(long = "queueClientCA")]
+    #[arg(long = "queueClientCA", env = "WHARF_QUEUE_CLIENT_CA")]
     pub queue_client_ca: Option<PathBuf>,
     /// An applier silent this long loses its partitions to another.
-    #[arg(long = "leaseTimeout", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "leaseTimeout", env = "WHARF_LEASE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub lease_timeout: Duration,
     /// Parse and validate every body, then drop it (no journal): for measuring the HTTP path.
-    #[arg(long = "discard")]
+    #[arg(long = "discard", env = "WHARF_DISCARD")]
     pub discard: bool,
     /// How often the JWT key and revocation tables are re-read (SIGHUP re-reads at once).
-    #[arg(long = "jwtRefresh", default_value = "1m", value_parser = parse_duration)]
+    #[arg(long = "jwtRefresh", env = "WHARF_JWT_REFRESH", default_value = "1m", value_parser = parse_duration)]
     pub jwt_refresh: Duration,
     /// Clock skew allowed when checking a token's exp, nbf and iat.
-    #[arg(long = "jwtLeeway", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long = "jwtLeeway", env = "WHARF_JWT_LEEWAY", default_value = "0s", value_parser = parse_duration)]
     pub jwt_leeway: Duration,
     /// Open connections at most (CockroachDB opens up to changefeed.sink_io_workers per node).
-    #[arg(long = "maxConnections", default_value_t = 1024)]
+    #[arg(long = "maxConnections", env = "WHARF_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
     /// Requests processed at once; more get 503 + Retry-After.
-    #[arg(long = "maxRequests", default_value_t = 256)]
+    #[arg(long = "maxRequests", env = "WHARF_MAX_REQUESTS", default_value_t = 256)]
     pub max_requests: usize,
     /// Request body bytes processed at once; a request waits up to 10 s for room, then gets 503 + Retry-After.
-    #[arg(long = "inflightLimit", default_value = "32MiB", value_parser = parse_size)]
+    #[arg(long = "inflightLimit", env = "WHARF_INFLIGHT_LIMIT", default_value = "32MiB", value_parser = parse_size)]
     pub inflight_limit: u64,
     /// Time a client gets to send its headers, and then its body (slow clients are cut off).
-    #[arg(long = "readTimeout", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long = "readTimeout", env = "WHARF_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
     /// Health turns 503 when a partition's resolved rows wait this long with nothing applied, or
     /// rows arrive this long without a new resolved timestamp (0s turns it off).
-    #[arg(long = "stallTimeout", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "stallTimeout", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
-    #[arg(long = "logFormat", default_value = "text")]
+    #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
     pub log_format: wharf_queue::logging::LogFormat,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
-    #[arg(long = "gracePeriod", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long = "gracePeriod", env = "WHARF_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,
 }
 
@@ -131,8 +131,8 @@ pub struct IngestConfig {
 pub enum ConfigError {
     #[error("--bindAddr {0:?} is not HOST:PORT or :PORT")]
     BindAddr(String),
-    #[error("--targetConn must be a postgresql:// or postgres:// URL")]
-    TargetConn,
+    #[error("--targetConn: {0}")]
+    TargetConn(String),
     #[error("--jwtRefresh must be at least 1s")]
     JwtRefresh,
     #[error("either both of --tlsCertificate and --tlsPrivateKey must be set, or neither")]
@@ -158,9 +158,7 @@ pub enum ConfigError {
 impl StartArgs {
     pub fn validate(self) -> Result<IngestConfig, ConfigError> {
         let bind_addr = parse_bind_addr(&self.bind_addr)?;
-        if !(self.target_conn.starts_with("postgresql://") || self.target_conn.starts_with("postgres://")) {
-            return Err(ConfigError::TargetConn);
-        }
+        wharf_targetdb::ConnInfo::parse(&self.target_conn).map_err(|e| ConfigError::TargetConn(e.to_string()))?;
         let source = match (self.tls_certificate, self.tls_private_key, self.tls_self_signed) {
             (Some(_), Some(_), true) | (Some(_), None, true) | (None, Some(_), true) => {
                 return Err(ConfigError::TlsBoth);

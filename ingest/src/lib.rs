@@ -55,8 +55,10 @@ pub enum StartError {
     Auth(#[from] auth::AuthError),
     #[error(transparent)]
     Journal(#[from] wharf_queue::OpenError),
-    #[error("cannot reach the target database: {0}")]
-    Target(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] wharf_targetdb::ConnectError),
+    #[error("the target database: {0}")]
+    Target(String),
     #[error(transparent)]
     Queue(#[from] wharf_queue::quic::server::ServeError),
     #[error("stopped: {0}")]

@@ -302,7 +302,7 @@ async fn health(state: &State) -> Reply {
 fn catalog_failure(partition: &Partition, error: CatalogError) -> Reply {
     match error {
         CatalogError::NoSuchSchema(_) => reply(StatusCode::NOT_FOUND, &format!("unknown schema {partition}: {error}")),
-        CatalogError::Query(_) => {
+        CatalogError::Query(_) | CatalogError::Connect(_) => {
             tracing::warn!(%partition, %error, "target catalog unavailable");
             unavailable("target catalog unavailable", 1)
         }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 use wharf_targetdb::catalog::{CatalogError, SchemaCatalog, discover};
-use wharf_targetdb::connect;
+use wharf_targetdb::{ConnectError, connect};
 
 /// A catalog is re-read after this long, and at most this often when a row names something unknown.
 const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
@@ -20,9 +20,13 @@ pub struct Target {
 }
 
 impl Target {
-    pub async fn connect(conn: &str) -> Result<Target, tokio_postgres::Error> {
+    pub async fn connect(conn: &str) -> Result<Target, crate::StartError> {
         let client = connect(conn).await?;
-        let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
+        let database: String = client
+            .query_one("SELECT current_database()", &[])
+            .await
+            .map_err(|e| crate::StartError::Target(wharf_targetdb::describe_pg(&e)))?
+            .get(0);
         Ok(Target {
             conn: conn.to_owned(),
             database,
@@ -55,7 +59,7 @@ impl Target {
         }
     }
 
-    async fn client(&self) -> Result<Arc<Client>, tokio_postgres::Error> {
+    async fn client(&self) -> Result<Arc<Client>, ConnectError> {
         let current = self.client.read().expect("client lock").clone();
         if !current.is_closed() {
             return Ok(current);

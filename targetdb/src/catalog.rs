@@ -89,6 +89,8 @@ pub enum CatalogError {
     NoSuchSchema(String),
     #[error("reading the target catalog failed: {0}")]
     Query(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::ConnectError),
 }
 
 const COLUMNS: &str = "

@@ -3,13 +3,16 @@
 //! # Layout
 //!
 //! - [`localpg`]: a throwaway local PostgreSQL on a temporary directory and a free port.
+//! - [`tlspg`]: a local PostgreSQL with TLS, passwords and client certificates, and its CA.
 //! - [`wait_for`]: wait for a condition with a deadline (never sleep to synchronise).
 
 pub mod localpg;
+pub mod tlspg;
 
 use std::time::{Duration, Instant};
 
-pub use localpg::{LocalPg, LocalPgError, free_port};
+pub use localpg::{LocalPg, LocalPgError, PgOptions, ServerTls, free_port};
+pub use tlspg::TlsPg;
 
 /// Polls `condition` until it holds or `limit` passes; panics naming `what` on timeout.
 pub fn wait_for(what: &str, limit: Duration, condition: impl FnMut() -> bool) {

@@ -23,6 +23,25 @@ pub enum LocalPgError {
     Io(#[from] std::io::Error),
 }
 
+/// How a test wants the server set up beyond the defaults (trust authentication, no TLS).
+#[derive(Clone, Debug, Default)]
+pub struct PgOptions {
+    /// The `postgres` user's password; TCP connections then need it (scram-sha-256).
+    pub password: Option<String>,
+    /// Serve TLS with these PEM files.
+    pub tls: Option<ServerTls>,
+    /// Replaces `pg_hba.conf` (Unix-socket connections should stay `trust` for the harness).
+    pub hba: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// CA for client certificates (`ssl_ca_file`).
+    pub client_ca_pem: Option<String>,
+}
+
 pub struct LocalPg {
     _dir: tempfile::TempDir,
     data: PathBuf,
@@ -34,6 +53,11 @@ pub struct LocalPg {
 impl LocalPg {
     /// Initialises and starts a fresh cluster; it is stopped and deleted on drop.
     pub fn start() -> Result<LocalPg, LocalPgError> {
+        LocalPg::start_with(&PgOptions::default())
+    }
+
+    /// As [`LocalPg::start`], with a password, TLS or a `pg_hba.conf` of the test's choosing.
+    pub fn start_with(options: &PgOptions) -> Result<LocalPg, LocalPgError> {
         let bin = find_bin_dir().ok_or(LocalPgError::NoBinaries)?;
         let as_postgres = is_root();
         let dir = tempfile::Builder::new().prefix("wharf-pg-").tempdir()?;
@@ -46,11 +70,31 @@ impl LocalPg {
         set_mode(&data, 0o700)?;
         let port = free_port()?;
         let pg = LocalPg { _dir: dir, data, bin, as_postgres, port };
-        pg.run_pg(
-            "initdb",
-            &["-D", pg.data_str(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"],
-        )?;
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", pg.data_str());
+        let pwfile = pg.data.parent().expect("data has a parent").join("pwfile");
+        let mut initdb: Vec<String> =
+            ["-D", pg.data_str(), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"]
+                .map(str::to_owned)
+                .into();
+        match &options.password {
+            Some(password) => {
+                std::fs::write(&pwfile, password)?;
+                set_mode(&pwfile, 0o644)?;
+                initdb.extend(["--auth-local=trust".into(), "--auth-host=scram-sha-256".into()]);
+                initdb.push(format!("--pwfile={}", pwfile.display()));
+            }
+            None => initdb.push("--auth=trust".into()),
+        }
+        pg.run_pg("initdb", &initdb.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let _ = std::fs::remove_file(&pwfile);
+        let mut settings =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200", pg.data_str());
+        if let Some(tls) = &options.tls {
+            settings.push_str(&pg.write_tls(tls)?);
+        }
+        if let Some(hba) = &options.hba {
+            pg.write_owned("pg_hba.conf", hba)?;
+        }
+        let options = settings;
         let log = pg.data.join("server.log");
         pg.run_pg(
             "pg_ctl",
@@ -83,6 +127,34 @@ impl LocalPg {
             .stderr(std::process::Stdio::null())
             .spawn()?;
         Ok(())
+    }
+
+    /// Writes the server's TLS files into the data directory; returns the `-c` settings naming them.
+    fn write_tls(&self, tls: &ServerTls) -> Result<String, LocalPgError> {
+        self.write_owned("server.crt", &tls.cert_pem)?;
+        self.write_owned("server.key", &tls.key_pem)?;
+        let mut settings = " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".to_owned();
+        if let Some(ca) = &tls.client_ca_pem {
+            self.write_owned("client-ca.crt", ca)?;
+            settings.push_str(" -c ssl_ca_file=client-ca.crt");
+        }
+        Ok(settings)
+    }
+
+    /// Writes a file into the data directory, readable only by the server's user.
+    fn write_owned(&self, name: &str, contents: &str) -> Result<(), LocalPgError> {
+        let path = self.data.join(name);
+        std::fs::write(&path, contents)?;
+        set_mode(&path, 0o600)?;
+        if self.as_postgres {
+            run("chown", Command::new("chown").arg("postgres:postgres").arg(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Directory of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.data
     }
 
     /// Connection URL for `database`.

@@ -32,31 +32,31 @@ enum Command {
 #[derive(Args)]
 struct StartArgs {
     /// The queue service of a wharf-ingest: HOST:PORT (UDP); HOST must be in its certificate.
-    #[arg(long = "queueAddr")]
+    #[arg(long = "queueAddr", env = "WHARF_QUEUE_ADDR")]
     queue_addr: String,
     /// Target database: postgresql://user@host:port/database
-    #[arg(long = "targetConn")]
+    #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
     target_conn: String,
     /// PEM CA certificate that signed the queue service's certificate.
-    #[arg(long = "queueCA")]
+    #[arg(long = "queueCA", env = "WHARF_QUEUE_CA")]
     queue_ca: PathBuf,
     /// PEM client certificate, signed by the CA the queue service trusts (--queueClientCA).
-    #[arg(long = "queueCertificate")]
+    #[arg(long = "queueCertificate", env = "WHARF_QUEUE_CERTIFICATE")]
     queue_certificate: PathBuf,
     /// PEM private key of the client certificate.
-    #[arg(long = "queuePrivateKey")]
+    #[arg(long = "queuePrivateKey", env = "WHARF_QUEUE_PRIVATE_KEY")]
     queue_private_key: PathBuf,
     /// Schema inside the target database for wharf's checkpoints.
-    #[arg(long = "stagingSchema", default_value = "_replicator")]
+    #[arg(long = "stagingSchema", env = "WHARF_STAGING_SCHEMA", default_value = "_replicator")]
     staging_schema: String,
     /// Concurrent workers in this process (each applies one partition at a time).
-    #[arg(long = "workers", default_value_t = 1)]
+    #[arg(long = "workers", env = "WHARF_WORKERS", default_value_t = 1)]
     workers: u32,
     /// Name shown by `wharfctl status` (default: host name and process id).
-    #[arg(long = "name")]
+    #[arg(long = "name", env = "WHARF_NAME")]
     name: Option<String>,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
-    #[arg(long = "logFormat", default_value = "text")]
+    #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
     log_format: wharf_queue::logging::LogFormat,
 }
 

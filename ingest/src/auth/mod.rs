@@ -25,8 +25,10 @@ const TOKEN_CACHE: usize = 4096;
 
 #[derive(Debug, Error)]
 pub enum AuthError {
-    #[error("cannot read JWT keys from the target: {0}")]
+    #[error("cannot read JWT keys from the target: {}", wharf_targetdb::describe_pg(.0))]
     Target(#[from] tokio_postgres::Error),
+    #[error(transparent)]
+    Connect(#[from] wharf_targetdb::ConnectError),
     #[error("malformed JWT key: {0}")]
     Key(#[from] KeyError),
 }
