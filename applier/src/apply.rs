@@ -20,6 +20,8 @@ pub struct Prepared {
     pub sql: String,
     pub columns: Vec<Vec<Option<String>>>,
     pub rows: usize,
+    /// A delete (else an upsert), for the apply metrics.
+    pub delete: bool,
 }
 
 /// Prepared statements of one connection, keyed by their SQL text.
@@ -77,7 +79,7 @@ fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> R
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len() })
+    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true })
 }
 
 fn prepare_upserts(
@@ -103,7 +105,7 @@ fn prepare_upserts(
                 column.push(value);
             }
         }
-        out.push(Prepared { sql: sql::upsert(table, &set), columns, rows: rows.len() });
+        out.push(Prepared { sql: sql::upsert(table, &set), columns, rows: rows.len(), delete: false });
     }
     Ok(())
 }

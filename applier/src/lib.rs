@@ -17,6 +17,8 @@
 pub mod apply;
 pub mod error;
 pub mod fold;
+pub mod metrics;
+pub mod metrics_server;
 pub mod sql;
 pub mod values;
 mod window;

@@ -46,10 +46,10 @@ pub(crate) async fn apply<Q: QueueClient>(
     let producer = tokio::spawn(produce(reader, limits, catalog.clone(), by_timestamp, sender));
     let result = async {
         loop {
-            let (through, rows, last) = apply_transaction(worker, grant, &mut ready, shutdown).await?;
-            worker.committed(&grant.partition, through, rows);
-            let keep = worker.queue.committed(worker.index, grant, through, rows).await?;
-            if last || !keep || shutdown.is_cancelled() {
+            let done = apply_transaction(worker, grant, &mut ready, shutdown).await?;
+            worker.committed(&grant.partition, &done);
+            let keep = worker.queue.committed(worker.index, grant, done.through, done.rows).await?;
+            if done.last || !keep || shutdown.is_cancelled() {
                 return Ok(keep);
             }
         }
@@ -59,6 +59,18 @@ pub(crate) async fn apply<Q: QueueClient>(
     result
 }
 
+/// One committed target transaction.
+pub(crate) struct Committed {
+    pub through: Hlc,
+    /// Mutations read from the journal.
+    pub rows: u64,
+    /// Rows written and deleted after folding.
+    pub upserts: u64,
+    pub deletes: u64,
+    pub took: std::time::Duration,
+    pub last: bool,
+}
+
 /// Runs one target transaction: chunks until a timestamp boundary past the commit size (or the
 /// window's end, or shutdown), then the fenced checkpoint and `COMMIT`.
 async fn apply_transaction<Q: QueueClient>(
@@ -66,12 +78,14 @@ async fn apply_transaction<Q: QueueClient>(
     grant: &Grant,
     ready: &mut mpsc::Receiver<Result<Ready, ApplyError>>,
     shutdown: &CancellationToken,
-) -> Result<(Hlc, u64, bool), ApplyError> {
+) -> Result<Committed, ApplyError> {
     let staging = worker.config.staging_schema.clone();
     let commit_rows = worker.config.commit_rows;
     let client = worker.client.as_mut().expect("connected");
+    let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     let mut rows = 0usize;
+    let (mut upserts, mut deletes) = (0, 0);
     loop {
         let chunk = ready
             .recv()
@@ -79,11 +93,15 @@ async fn apply_transaction<Q: QueueClient>(
             .ok_or_else(|| QueueError::Protocol("the window ended without its last chunk".into()))??;
         execute(&tx, &mut worker.cache, &chunk.statements).await?;
         rows += chunk.rows;
+        for statement in &chunk.statements {
+            *(if statement.delete { &mut deletes } else { &mut upserts }) += statement.rows as u64;
+        }
         let Some(through) = chunk.complete_through else { continue };
         if chunk.last || rows >= commit_rows || shutdown.is_cancelled() {
             checkpoint::commit(&tx, &staging, &grant.partition, grant.epoch, through).await?;
             tx.commit().await?;
-            return Ok((through, rows as u64, chunk.last));
+            let took = started.elapsed();
+            return Ok(Committed { through, rows: rows as u64, upserts, deletes, took, last: chunk.last });
         }
     }
 }

@@ -78,6 +78,8 @@ pub struct ApplyStats {
     pub commits: AtomicU64,
     pub fenced: AtomicU64,
     pub worker_failures: AtomicU64,
+    /// The same and more, per partition, for Prometheus.
+    pub metrics: crate::metrics::ApplyMetrics,
 }
 
 /// The partitions each worker holds (index → partition → epoch), for giving them back when a
@@ -265,12 +267,13 @@ impl<Q: QueueClient> Worker<Q> {
     }
 
     /// Called after each commit of a window.
-    pub(crate) fn committed(&mut self, partition: &Partition, checkpoint: Hlc, rows: u64) {
+    pub(crate) fn committed(&mut self, partition: &Partition, done: &crate::window::Committed) {
         if let Some(claim) = self.claims.get_mut(partition) {
-            claim.checkpoint = Some(checkpoint);
+            claim.checkpoint = Some(done.through);
         }
-        self.stats.rows.fetch_add(rows, Ordering::Relaxed);
+        self.stats.rows.fetch_add(done.rows, Ordering::Relaxed);
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats.metrics.committed(partition, done);
     }
 
     /// Logs an error once and acts on it; `true` to back off before the next attempt.
@@ -287,6 +290,7 @@ impl<Q: QueueClient> Worker<Q> {
         if let Some(claim) = self.claims.get_mut(partition) {
             claim.checkpoint = None;
         }
+        self.stats.metrics.failed(partition);
         let how = match error.next() {
             Next::Retry => {
                 tracing::warn!(worker = self.index, %partition, %error, "apply failed; retrying");

@@ -80,6 +80,7 @@ impl InProcessIngest {
             discard,
             grace_period: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(300),
+            metrics_addr: None,
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);
@@ -107,7 +108,7 @@ impl InProcessIngest {
 /// In-process applier workers, as `wharf-ingest --appliers N` runs them.
 fn embedded_appliers(target_url: &str) -> wharf_ingest::EmbeddedAppliers {
     let target_url = target_url.to_owned();
-    Box::new(move |client, stop| {
+    Box::new(move |client, stop, _registry| {
         Box::pin(async move {
             let workers = client.workers() as usize;
             let config = wharf_applier::ApplierConfig::new(&target_url, "_replicator", workers);

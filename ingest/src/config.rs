@@ -94,8 +94,12 @@ pub struct StartArgs {
     pub read_timeout: Duration,
     /// Health turns 503 when a partition's resolved rows wait this long with nothing applied, or
     /// rows arrive this long without a new resolved timestamp (0s turns it off).
-    #[arg(long = "stallTimeout", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "stallTimeout", alias = "stallThreshold", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
+    /// Serve /_/varz, /_/livez, /_/readyz and /_/healthz on this plain-HTTP address too (HOST:PORT
+    /// or :PORT); /_/varz then leaves the main port.
+    #[arg(long = "metricsAddr", env = "WHARF_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
     pub log_format: wharf_queue::logging::LogFormat,
@@ -125,6 +129,7 @@ pub struct IngestConfig {
     pub discard: bool,
     pub grace_period: Duration,
     pub stall_timeout: Duration,
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -153,6 +158,8 @@ pub enum ConfigError {
     NoAppliers,
     #[error("--leaseTimeout must be at least 1s")]
     LeaseTimeout,
+    #[error("--metricsAddr {0:?} is not HOST:PORT or :PORT")]
+    MetricsAddr(String),
 }
 
 impl StartArgs {
@@ -211,6 +218,10 @@ impl StartArgs {
             discard: self.discard,
             grace_period: self.grace_period,
             stall_timeout: self.stall_timeout,
+            metrics_addr: match self.metrics_addr.as_deref() {
+                Some(text) => Some(parse_bind_addr(text).map_err(|_| ConfigError::MetricsAddr(text.to_owned()))?),
+                None => None,
+            },
         })
     }
 }
@@ -247,7 +258,6 @@ fn parse_bind_addr(text: &str) -> Result<SocketAddr, ConfigError> {
     full.parse().map_err(|_| ConfigError::BindAddr(text.to_owned()))
 }
 
-/// `500ms`, `30s`, `5m`, `1h`, or plain seconds.
 /// A duration like `500ms`, `30s`, `5m`, `1h30m` (humantime's syntax); a bare number is seconds.
 /// Values that do not fit are refused, never wrapped.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -22,6 +22,7 @@ pub mod config;
 pub mod decode;
 pub mod inflight;
 pub mod metrics;
+pub mod ops;
 pub mod route;
 pub mod server;
 pub mod stall;
@@ -93,7 +94,11 @@ async fn refresh_keys(auth: Arc<auth::Authenticator>, every: std::time::Duration
 /// Starts the in-process applier workers on a client of the queue service and runs them until
 /// the token is cancelled. The `wharf-ingest` binary passes `wharf_applier::run`; this library
 /// does not depend on the applier.
-pub type EmbeddedAppliers = Box<dyn FnOnce(LocalClient, CancellationToken) -> BoxFuture<'static, ()> + Send>;
+/// Starts the in-process appliers; they register their metrics in the registry given.
+pub type EmbeddedAppliers = Box<
+    dyn FnOnce(LocalClient, CancellationToken, &mut prometheus_client::registry::Registry) -> BoxFuture<'static, ()>
+        + Send,
+>;
 
 /// Binds `config.bind_addr` and serves until `shutdown` is cancelled.
 pub async fn run(
@@ -121,6 +126,14 @@ pub async fn run_with_listener(
                 tracing::info!(sha256 = %fingerprint, "generated a self-signed certificate for localhost, 127.0.0.1 and ::1");
             }
             Some(tokio_rustls::TlsAcceptor::from(server.config))
+        }
+        None => None,
+    };
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => {
+            let listener = ops::bind(addr).await?;
+            tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics and health listening (plain HTTP)");
+            Some(listener)
         }
         None => None,
     };
@@ -165,13 +178,16 @@ pub async fn run_with_listener(
         _ => None,
     };
     let appliers_stop = CancellationToken::new();
-    let embedded = match (&queue, appliers) {
-        (Some(service), Some(start)) if config.appliers > 0 => {
+    let mut embedded = None;
+    let metrics = metrics::IngestMetrics::new(journal.as_ref(), |registry| {
+        if let (Some(service), Some(start)) = (&queue, appliers)
+            && config.appliers > 0
+        {
             let client = LocalClient::new(service.clone(), "embedded", config.appliers as u32);
-            Some(tokio::spawn(start(client, appliers_stop.clone())))
+            embedded = Some(start(client, appliers_stop.clone(), registry));
         }
-        _ => None,
-    };
+    });
+    let embedded = embedded.map(tokio::spawn);
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
     let state = Arc::new(State {
         limits: config.limits,
@@ -184,15 +200,21 @@ pub async fn run_with_listener(
         target,
         body_limit: config.body_limit,
         shutting_down: shutdown.clone(),
-        stats: metrics::IngestStats::default(),
+        metrics,
+        metrics_elsewhere: config.metrics_addr.is_some(),
         queue,
         dropped_warned: std::sync::Mutex::default(),
     });
+    let ops_server =
+        metrics_listener.map(|listener| tokio::spawn(ops::serve(listener, state.clone(), shutdown.clone())));
     let fatal = tokio::spawn(watch_journal(state.journal.clone(), shutdown.clone()));
     let stalls = tokio::spawn(watch_stalls(state.clone()));
     server::serve(listener, tls, state.clone(), shutdown, config.grace_period).await;
     fatal.abort();
     stalls.abort();
+    if let Some(server) = ops_server {
+        server.abort();
+    }
     let fatal = state.journal.as_ref().and_then(|j| match j.health() {
         Err(wharf_queue::Fault::Fatal(reason)) => Some(reason),
         _ => None,

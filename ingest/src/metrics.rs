@@ -1,77 +1,219 @@
-//! `GET /_/varz`: Prometheus text exposition of wharf's counters. No token is needed and nothing
-//! secret is shown (no connection strings, no token text, no label taken from a request).
+//! `GET /_/varz` (or `--metricsAddr`): Prometheus exposition through the `prometheus-client`
+//! library. MOLT Replicator's names are kept where the concept is the same; wharf's own metrics
+//! start with `wharf_`. No token is needed and nothing secret is shown; every label is bounded (a
+//! status code, a refusal reason, or a partition that exists in the target).
 
-use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use wharf_queue::Partition;
+use wharf_queue::metrics::{SchemaLabel, latency_histogram};
 
 use crate::server::State;
 
-/// Status codes counted individually; anything else is counted as `other`.
-const CODES: [u16; 11] = [200, 400, 401, 403, 404, 408, 413, 431, 500, 503, 0];
+/// The content type of the exposition.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Counters of the HTTP surface.
-#[derive(Debug, Default)]
-pub struct IngestStats {
-    pub rows_journaled: AtomicU64,
-    responses: [AtomicU64; CODES.len()],
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: u16,
 }
 
-impl IngestStats {
-    pub fn count_response(&self, status: u16) {
-        let slot = CODES.iter().position(|c| *c == status).unwrap_or(CODES.len() - 1);
-        self.responses[slot].fetch_add(1, Ordering::Relaxed);
+/// Why a request got 503 before its rows were journaled.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Refusal {
+    ShuttingDown,
+    MaxRequests,
+    InflightBytes,
+    Journal,
+    Target,
+}
+
+impl Refusal {
+    const ALL: [Refusal; 5] =
+        [Refusal::ShuttingDown, Refusal::MaxRequests, Refusal::InflightBytes, Refusal::Journal, Refusal::Target];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::MaxRequests => "max_requests",
+            Refusal::InflightBytes => "inflight_bytes",
+            Refusal::Journal => "journal",
+            Refusal::Target => "target",
+        }
     }
 }
 
-/// The exposition text.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
+
+/// Every metric of the ingest process (embedded appliers register theirs in the same registry).
+pub struct IngestMetrics {
+    registry: Registry,
+    http_codes: Family<CodeLabel, Counter>,
+    http_latency: Histogram,
+    mutations_received: Family<SchemaLabel, Counter>,
+    source_lag: Family<SchemaLabel, Seconds>,
+    refusals: Family<ReasonLabel, Counter>,
+    /// Refreshed from their owners at every scrape (under the lock, so deltas are not counted twice).
+    scraped: Mutex<Scraped>,
+}
+
+#[derive(Default)]
+struct Scraped {
+    journal_bytes: Gauge,
+    sessions: Gauge,
+    leases_held: Gauge,
+    partitions_paused: Gauge,
+    dropped_stale: Family<SchemaLabel, Counter>,
+    apply_rows: Counter,
+    apply_commits: Counter,
+    apply_fenced: Counter,
+    jwt_refresh_failures: Counter,
+    jwt_last_refresh: Seconds,
+}
+
+impl IngestMetrics {
+    /// The registry with wharf's metrics, the journal's sync metrics and `extra` (embedded appliers).
+    pub fn new(journal: Option<&wharf_queue::Journal>, extra: impl FnOnce(&mut Registry)) -> IngestMetrics {
+        let mut registry = Registry::default();
+        let metrics = IngestMetrics {
+            http_codes: Family::default(),
+            http_latency: latency_histogram(),
+            mutations_received: Family::default(),
+            source_lag: Family::default(),
+            refusals: Family::default(),
+            scraped: Mutex::new(Scraped::default()),
+            registry: Registry::default(),
+        };
+        metrics.register_own(&mut registry);
+        // Every reason shows from the start, at 0, so rate() and alerts see the series.
+        for why in Refusal::ALL {
+            drop(metrics.refusals.get_or_create(&ReasonLabel { reason: why.label() }));
+        }
+        if let Some(journal) = journal {
+            journal.sync_metrics().register(&mut registry);
+        }
+        extra(&mut registry);
+        IngestMetrics { registry, ..metrics }
+    }
+
+    fn register_own(&self, r: &mut Registry) {
+        r.register("http_status_codes", "Responses by HTTP status code", self.http_codes.clone());
+        r.register("http_latency_seconds", "Time from request to response", self.http_latency.clone());
+        r.register("mutations_received", "Rows made durable in the journal", self.mutations_received.clone());
+        r.register(
+            "source_lag_seconds",
+            "Age of the newest resolved timestamp when it arrived (how far the changefeed is behind)",
+            self.source_lag.clone(),
+        );
+        r.register(
+            "wharf_backpressure_refusals",
+            "Requests answered 503 before journaling, by reason",
+            self.refusals.clone(),
+        );
+        let s = self.scraped.lock().expect("metrics lock");
+        r.register("wharf_journal_bytes", "Journal size on disk", s.journal_bytes.clone());
+        r.register(
+            "wharf_applier_sessions",
+            "Applier sessions connected (embedded ones count as one)",
+            s.sessions.clone(),
+        );
+        r.register("wharf_lease_holders", "Partitions currently leased by an applier worker", s.leases_held.clone());
+        r.register(
+            "wharf_partitions_paused",
+            "Partitions paused after a permanent apply error",
+            s.partitions_paused.clone(),
+        );
+        r.register(
+            "wharf_rows_dropped_stale",
+            "Rows at or below their partition's applied checkpoint, acknowledged and dropped",
+            s.dropped_stale.clone(),
+        );
+        r.register("wharf_apply_rows", "Rows applied, as reported by every applier", s.apply_rows.clone());
+        r.register("wharf_apply_commits", "Target transactions committed with a checkpoint", s.apply_commits.clone());
+        r.register("wharf_apply_fenced", "Commits refused because another applier took over", s.apply_fenced.clone());
+        r.register("wharf_jwt_refresh_failures", "JWT key refreshes that failed", s.jwt_refresh_failures.clone());
+        r.register(
+            "jwt_last_refresh_time",
+            "When JWT keys were last loaded (Unix seconds)",
+            s.jwt_last_refresh.clone(),
+        );
+    }
+
+    pub fn response(&self, status: u16, seconds: f64) {
+        self.http_codes.get_or_create(&CodeLabel { code: status }).inc();
+        self.http_latency.observe(seconds);
+    }
+
+    pub fn journaled(&self, partition: &Partition, rows: u64) {
+        self.mutations_received.get_or_create(&SchemaLabel::of(partition)).inc_by(rows);
+    }
+
+    pub fn resolved(&self, partition: &Partition, hlc: wharf_queue::Hlc) {
+        let age = now_seconds() - hlc.wall as f64 / 1e9;
+        self.source_lag.get_or_create(&SchemaLabel::of(partition)).set(age.max(0.0));
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        self.refusals.get_or_create(&ReasonLabel { reason: why.label() }).inc();
+    }
+}
+
+/// The exposition text (OpenMetrics, ending in `# EOF`).
 pub fn render(state: &State) -> String {
+    let metrics = &state.metrics;
+    {
+        let s = metrics.scraped.lock().expect("metrics lock");
+        refresh(&s, state);
+    }
     let mut out = String::new();
-    let mut counter = |name: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
-    };
-    let stats = &state.stats;
-    counter(
-        "wharf_rows_journaled_total",
-        "Rows made durable in the journal.",
-        stats.rows_journaled.load(Ordering::Relaxed),
-    );
-    let queue = state.queue.as_ref().map(|q| q.stats());
-    counter(
-        "wharf_apply_rows_total",
-        "Rows applied to the target, as reported by embedded and separate appliers.",
-        queue.map_or(0, |s| s.rows_applied.load(Ordering::Relaxed)),
-    );
-    counter(
-        "wharf_apply_commits_total",
-        "Target transactions committed with a checkpoint.",
-        queue.map_or(0, |s| s.commits.load(Ordering::Relaxed)),
-    );
-    counter(
-        "wharf_apply_fenced_total",
-        "Commits refused because another applier took the partition over.",
-        queue.map_or(0, |s| s.fenced.load(Ordering::Relaxed)),
-    );
-    let failures = state.auth.as_ref().map_or(0, |a| a.refresh_failures.load(Ordering::Relaxed));
-    counter("wharf_jwt_refresh_failures_total", "JWT key refreshes that failed (previous keys kept).", failures);
-    let _ = writeln!(
-        out,
-        "# HELP wharf_http_responses_total Responses by status code.\n# TYPE wharf_http_responses_total counter"
-    );
-    for (code, count) in CODES.iter().zip(&stats.responses) {
-        let label = if *code == 0 { "other".to_owned() } else { code.to_string() };
-        let _ = writeln!(out, "wharf_http_responses_total{{code=\"{label}\"}} {}", count.load(Ordering::Relaxed));
-    }
-    let _ = writeln!(
-        out,
-        "# HELP wharf_rows_dropped_stale_total Rows at or below their partition's applied checkpoint, acknowledged and dropped.\n# TYPE wharf_rows_dropped_stale_total counter"
-    );
-    for (partition, count) in state.journal.as_ref().map(|j| j.dropped_stale()).unwrap_or_default() {
-        let _ = writeln!(out, "wharf_rows_dropped_stale_total{{partition=\"{partition}\"}} {count}");
-    }
-    let bytes = state.journal.as_ref().map_or(0, |j| j.disk_bytes());
-    let _ = writeln!(
-        out,
-        "# HELP wharf_journal_disk_bytes Journal size on disk.\n# TYPE wharf_journal_disk_bytes gauge\nwharf_journal_disk_bytes {bytes}"
-    );
+    prometheus_client::encoding::text::encode(&mut out, &metrics.registry).expect("writing to a String");
     out
+}
+
+fn refresh(s: &Scraped, state: &State) {
+    if let Some(journal) = &state.journal {
+        s.journal_bytes.set(journal.disk_bytes() as i64);
+        for partition in journal.partitions() {
+            drop(s.dropped_stale.get_or_create(&SchemaLabel::of(&partition)));
+        }
+        for (partition, count) in journal.dropped_stale() {
+            raise(&s.dropped_stale.get_or_create(&SchemaLabel { schema: partition.to_string() }), count);
+        }
+    }
+    if let Some(queue) = &state.queue {
+        let (sessions, held, paused) = queue.lease_summary();
+        s.sessions.set(sessions as i64);
+        s.leases_held.set(held as i64);
+        s.partitions_paused.set(paused as i64);
+        let stats = queue.stats();
+        raise(&s.apply_rows, stats.rows_applied.load(Ordering::Relaxed));
+        raise(&s.apply_commits, stats.commits.load(Ordering::Relaxed));
+        raise(&s.apply_fenced, stats.fenced.load(Ordering::Relaxed));
+    }
+    if let Some(auth) = &state.auth {
+        raise(&s.jwt_refresh_failures, auth.refresh_failures.load(Ordering::Relaxed));
+        s.jwt_last_refresh.set(auth.last_refresh.load(Ordering::Relaxed) as f64);
+    }
+}
+
+/// Moves a counter up to `total` (counts kept elsewhere as plain atomics).
+fn raise(counter: &Counter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

@@ -3,7 +3,8 @@
 //! - `/{db}/{schema}`: webhook bodies (rows or resolved).
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file.
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
-//! - `/_/healthz` and `/_/varz` (metrics); anything else under `/_/` is reserved.
+//! - `/_/livez`, `/_/readyz`, `/_/healthz` (as readyz) and `/_/varz` (metrics): [`Ops`]; anything
+//!   else under `/_/` is reserved.
 //!
 //! Empty segments are ignored (`/db//schema/` is `/db/schema`); segments are percent-decoded.
 
@@ -11,11 +12,34 @@ use wharf_queue::{Hlc, Partition};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    Health,
-    Metrics,
+    Ops(Ops),
     Webhook(Partition),
     NdjsonFile { partition: Partition, table: String },
     ResolvedFile { partition: Partition, hlc: Hlc },
+}
+
+/// The operator's endpoints (no token needed; nothing secret in them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ops {
+    /// The process runs and a restart would not help (the journal has no fatal fault).
+    Live,
+    /// Ready for changefeed traffic: journal writable, target answering, nothing stalled.
+    Ready,
+    /// The MOLT-compatible name of [`Ops::Ready`].
+    Health,
+    Metrics,
+}
+
+impl Ops {
+    pub fn parse(path: &str) -> Option<Ops> {
+        match path {
+            "/_/livez" => Some(Ops::Live),
+            "/_/readyz" => Some(Ops::Ready),
+            "/_/healthz" => Some(Ops::Health),
+            "/_/varz" => Some(Ops::Metrics),
+            _ => None,
+        }
+    }
 }
 
 /// Why a path matches no route (HTTP 404).
@@ -23,11 +47,8 @@ pub enum Route {
 pub struct NoRoute(pub &'static str);
 
 pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
-    if path == "/_/healthz" {
-        return Ok(Route::Health);
-    }
-    if path == "/_/varz" {
-        return Ok(Route::Metrics);
+    if let Some(ops) = Ops::parse(path) {
+        return Ok(Route::Ops(ops));
     }
     if path.starts_with("/_/") {
         return Err(NoRoute("the /_/ namespace is reserved"));

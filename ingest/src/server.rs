@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +23,8 @@ use wharf_queue::{Journal, Partition, Resolved};
 use wharf_targetdb::CatalogError;
 
 use crate::decode::{self, Body};
-use crate::route::{Route, parse_route};
+use crate::metrics::Refusal;
+use crate::route::{Ops, Route, parse_route};
 use crate::target::Target;
 use crate::validate::to_rows;
 
@@ -59,14 +59,16 @@ pub struct State {
     pub target: Target,
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
-    pub stats: crate::metrics::IngestStats,
+    pub metrics: crate::metrics::IngestMetrics,
+    /// `--metricsAddr` is set: `/_/varz` is served there only.
+    pub metrics_elsewhere: bool,
     /// The queue service appliers read the journal through (`None` in discard mode).
     pub queue: Option<wharf_queue::QueueService>,
     /// When the dropped-rows warning was last logged, per partition.
     pub dropped_warned: std::sync::Mutex<std::collections::HashMap<Partition, std::time::Instant>>,
 }
 
-type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<Full<Bytes>>;
 
 /// Time a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,8 +143,9 @@ pub async fn serve(
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let started = std::time::Instant::now();
     let response = respond(state, req).await;
-    state.stats.count_response(response.status().as_u16());
+    state.metrics.response(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
@@ -152,12 +155,10 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
         Err(no_route) => return reply(StatusCode::NOT_FOUND, no_route.0),
     };
     let partition = match &route {
-        Route::Health => return health(state).await,
-        Route::Metrics => {
-            let mut response = reply(StatusCode::OK, crate::metrics::render(state).trim_end());
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-            return response;
+        Route::Ops(Ops::Metrics) if state.metrics_elsewhere => {
+            return reply(StatusCode::NOT_FOUND, "metrics are served on --metricsAddr");
         }
+        Route::Ops(ops) => return crate::ops::answer(state, *ops).await,
         Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
             p.clone()
         }
@@ -182,14 +183,17 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
         }
     }
     if state.shutting_down.is_cancelled() {
+        state.metrics.refused(Refusal::ShuttingDown);
         return unavailable("server is shutting down", 5);
     }
     let Ok(_request) = state.requests.try_acquire() else {
+        state.metrics.refused(Refusal::MaxRequests);
         return unavailable("too many concurrent requests", 1);
     };
     // A body without Content-Length is reserved at the largest size it may have.
     let size = declared_length(&req).unwrap_or(state.body_limit);
     let Some(_bytes) = state.inflight.reserve(size).await else {
+        state.metrics.refused(Refusal::InflightBytes);
         return unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1);
     };
     let body = match tokio::time::timeout(state.limits.read_timeout, read_body(req, state.body_limit)).await {
@@ -201,7 +205,7 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
         Route::Webhook(_) => accept(state, &partition, decode::decode_webhook(&body)).await,
         Route::NdjsonFile { table, .. } => accept(state, &partition, decode::decode_ndjson(&body, &table)).await,
-        Route::Health | Route::Metrics => unreachable!("handled above"),
+        Route::Ops(_) => unreachable!("handled above"),
     }
 }
 
@@ -231,13 +235,13 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
     };
     let mut catalog = match state.target.catalog(&partition.schema, false).await {
         Ok(catalog) => catalog,
-        Err(error) => return catalog_failure(partition, error),
+        Err(error) => return catalog_failure(state, partition, error),
     };
     let mut rows = to_rows(&messages, &partition.schema, &catalog);
     if rows.as_ref().is_err_and(|e| e.may_be_stale_catalog()) {
         catalog = match state.target.catalog(&partition.schema, true).await {
             Ok(catalog) => catalog,
-            Err(error) => return catalog_failure(partition, error),
+            Err(error) => return catalog_failure(state, partition, error),
         };
         rows = to_rows(&messages, &partition.schema, &catalog);
     }
@@ -251,58 +255,39 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
             if let Some(newest) = rows.iter().map(|r| r.hlc).max() {
                 state.stalls.rows_arrived(partition, newest);
             }
-            state.stats.rows_journaled.fetch_add(appended.journaled as u64, Ordering::Relaxed);
+            state.metrics.journaled(partition, appended.journaled as u64);
             if appended.dropped_stale > 0 {
                 warn_dropped(state, partition, journal);
             }
             reply(StatusCode::OK, "OK")
         }
-        Err(error) => journal_failure(&error),
+        Err(error) => journal_failure(state, &error),
     }
 }
 
 async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) -> Reply {
     if let Err(error) = state.target.catalog(&partition.schema, false).await {
-        return catalog_failure(partition, error);
+        return catalog_failure(state, partition, error);
     }
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
     match journal.resolve_durable(partition, hlc).await {
-        Ok(Resolved::Advanced) => reply(StatusCode::OK, "OK"),
+        Ok(Resolved::Advanced) => {
+            state.metrics.resolved(partition, hlc);
+            reply(StatusCode::OK, "OK")
+        }
         Ok(Resolved::Stale { current }) => {
             tracing::debug!(%partition, %hlc, %current, "stale resolved timestamp ignored");
             reply(StatusCode::OK, "OK")
         }
-        Err(error) => journal_failure(&error),
+        Err(error) => journal_failure(state, &error),
     }
 }
 
-async fn health(state: &State) -> Reply {
-    if let Some(Err(fault)) = state.journal.as_ref().map(Journal::health) {
-        let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;
-        return unavailable(&reason, 5);
-    }
-    if !state.target.is_healthy().await {
-        return unavailable("target database is not answering", 5);
-    }
-    if state.shutting_down.is_cancelled() {
-        return unavailable("shutting down", 5);
-    }
-    let stalls = state.stalls.reasons(std::time::Instant::now());
-    if !stalls.is_empty() {
-        return unavailable(&format!("stalled (--stallTimeout): {}", stalls.join("; ")), 5);
-    }
-    let mut body = String::from("OK");
-    for warning in &state.warnings {
-        body.push_str("\nwarning: ");
-        body.push_str(warning);
-    }
-    reply(StatusCode::OK, &body)
-}
-
-fn catalog_failure(partition: &Partition, error: CatalogError) -> Reply {
+fn catalog_failure(state: &State, partition: &Partition, error: CatalogError) -> Reply {
     match error {
         CatalogError::NoSuchSchema(_) => reply(StatusCode::NOT_FOUND, &format!("unknown schema {partition}: {error}")),
         CatalogError::Query(_) | CatalogError::Connect(_) => {
+            state.metrics.refused(Refusal::Target);
             tracing::warn!(%partition, %error, "target catalog unavailable");
             unavailable("target catalog unavailable", 1)
         }
@@ -329,7 +314,8 @@ fn warn_dropped(state: &State, partition: &Partition, journal: &wharf_queue::Jou
 /// How often the dropped-rows warning repeats per partition.
 const DROPPED_WARNING_EVERY: Duration = Duration::from_secs(10);
 
-fn journal_failure(error: &wharf_queue::AppendError) -> Reply {
+fn journal_failure(state: &State, error: &wharf_queue::AppendError) -> Reply {
+    state.metrics.refused(Refusal::Journal);
     if error.is_transient() {
         tracing::warn!(%error, "journal refused a request");
     } else {
@@ -338,13 +324,13 @@ fn journal_failure(error: &wharf_queue::AppendError) -> Reply {
     unavailable(&error.to_string(), 1)
 }
 
-fn unavailable(message: &str, retry_after_s: u32) -> Reply {
+pub(crate) fn unavailable(message: &str, retry_after_s: u32) -> Reply {
     let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, message);
     response.headers_mut().insert(RETRY_AFTER, HeaderValue::from(retry_after_s));
     response
 }
 
-fn reply(status: StatusCode, message: &str) -> Reply {
+pub(crate) fn reply(status: StatusCode, message: &str) -> Reply {
     let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));

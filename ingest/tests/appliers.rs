@@ -214,15 +214,15 @@ fn two_then_three_applier_processes_apply_eight_partitions_exactly_once() {
     let setup = Setup::new();
     let ingest = setup.ingest("10s");
     let mut feed = Feed::new();
-    let _a = setup.applier("applier_a", 2);
-    let _b = setup.applier("applier_b", 2);
+    let a = setup.applier("applier_a", 2);
+    let b = setup.applier("applier_b", 2);
     for _ in 0..3 {
         feed.round(&ingest, 30);
         feed.resolve(&ingest);
     }
     feed.check(&setup.target);
     // A third process joins: partitions are handed over between windows and it gets work.
-    let _c = setup.applier("applier_c", 2);
+    let c = setup.applier("applier_c", 2);
     for _ in 0..20 {
         feed.round(&ingest, 30);
         feed.resolve(&ingest);
@@ -233,6 +233,17 @@ fn two_then_three_applier_processes_apply_eight_partitions_exactly_once() {
     }
     feed.check(&setup.target);
     assert_eq!(appliers_seen(&setup.target), ["applier_a", "applier_b", "applier_c"]);
+    // Each process counts its own transactions; the queue service counts every reported commit
+    // (a report follows its commit, so the two meet a moment later).
+    let counts = || {
+        let transactions: f64 = [&a, &b, &c].iter().map(|p| p.metric_sum("apply_duration_seconds_count")).sum();
+        let (_, ingest_metrics) = common::request(ingest.port, "GET", "/_/varz", b"").unwrap();
+        (transactions, common::metric_sum(&ingest_metrics, "wharf_apply_commits_total"))
+    };
+    wait_for("the appliers' transactions to match the commits reported", LONG, || {
+        let (transactions, commits) = counts();
+        commits > 0.0 && transactions == commits
+    });
 }
 
 #[test]

@@ -91,10 +91,10 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let (status, metrics) = request(port, "GET", "/_/varz", b"").unwrap();
     assert_eq!(status, 200);
     for line in [
-        "wharf_rows_journaled_total 1",
-        "wharf_http_responses_total{code=\"404\"} 5",
-        "wharf_http_responses_total{code=\"400\"} 5",
-        "wharf_http_responses_total{code=\"413\"} 1",
+        "mutations_received_total{schema=\"app.public\"} 1",
+        "http_status_codes_total{code=\"404\"} 5",
+        "http_status_codes_total{code=\"400\"} 5",
+        "http_status_codes_total{code=\"413\"} 1",
         "wharf_jwt_refresh_failures_total 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");

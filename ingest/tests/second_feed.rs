@@ -28,7 +28,7 @@ fn rows_of_a_second_feed_below_the_checkpoint_are_reported_not_silently_dropped(
     // Feed B, a second changefeed into the same schema with an older clock.
     assert_eq!(ingest.post("/app/public", row(2, 1000).as_bytes()).0, 200);
     let (_, metrics) = request(ingest.port, "GET", "/_/varz", b"").unwrap();
-    assert!(metrics.lines().any(|l| l == r#"wharf_rows_dropped_stale_total{partition="app.public"} 1"#), "{metrics}");
+    assert!(metrics.lines().any(|l| l == r#"wharf_rows_dropped_stale_total{schema="app.public"} 1"#), "{metrics}");
     let text = std::fs::read_to_string(&log).unwrap();
     let warning = text
         .lines()

@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 
 use tokio::sync::watch;
 
+use crate::metrics::SyncMetrics;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Durable {
     epoch: u64,
@@ -31,6 +33,8 @@ struct State {
     next: u64,
     /// Highest epoch a writer waits for.
     requested: u64,
+    /// Requests since the last sync began (the next sync's group size).
+    waiting: u64,
     stop: bool,
 }
 
@@ -40,6 +44,7 @@ struct Shared {
     /// Notified (under `state`) after every sync, for threads that wait without a runtime.
     synced: Condvar,
     durable: watch::Sender<Durable>,
+    metrics: SyncMetrics,
 }
 
 /// Runs syncs for one sled database; dropping it stops the thread after a last sync.
@@ -58,10 +63,11 @@ impl GroupCommit {
         let files = SyncedFiles::open(dir)?;
         let (durable, _) = watch::channel(Durable { epoch: 0, poisoned: false });
         let shared = Arc::new(Shared {
-            state: Mutex::new(State { next: 1, requested: 0, stop: false }),
+            state: Mutex::new(State { next: 1, requested: 0, waiting: 0, stop: false }),
             wake: Condvar::new(),
             synced: Condvar::new(),
             durable,
+            metrics: SyncMetrics::default(),
         });
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new().name("wharf-journal-sync".into()).spawn(move || {
@@ -84,6 +90,7 @@ impl GroupCommit {
         let target = {
             let mut state = self.shared.state.lock().expect("sync state lock");
             state.requested = state.next;
+            state.waiting += 1;
             state.next
         };
         self.shared.wake.notify_one();
@@ -118,6 +125,11 @@ impl GroupCommit {
         }
     }
 
+    /// Sync duration and group size, for `/_/varz`.
+    pub fn metrics(&self) -> &SyncMetrics {
+        &self.shared.metrics
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.shared.durable.borrow().poisoned
     }
@@ -136,7 +148,7 @@ impl Drop for GroupCommit {
 
 fn sync_loop(shared: &Shared, db: &sled::Db, mut files: SyncedFiles) {
     loop {
-        let epoch = {
+        let (epoch, group) = {
             let mut state = shared.state.lock().expect("sync state lock");
             while state.requested < state.next && !state.stop {
                 state = shared.wake.wait(state).expect("sync state lock");
@@ -146,9 +158,12 @@ fn sync_loop(shared: &Shared, db: &sled::Db, mut files: SyncedFiles) {
             }
             let epoch = state.next;
             state.next += 1;
-            epoch
+            (epoch, std::mem::take(&mut state.waiting))
         };
+        let started = std::time::Instant::now();
         let result = db.flush().map_err(std::io::Error::other).and_then(|_| files.sync());
+        shared.metrics.duration.observe(started.elapsed().as_secs_f64());
+        shared.metrics.group_size.observe(group as f64);
         release_sled_garbage();
         match result {
             Ok(()) => {

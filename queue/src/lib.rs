@@ -53,6 +53,7 @@ pub mod json;
 pub mod lease;
 pub mod local;
 pub mod logging;
+pub mod metrics;
 pub mod quic;
 pub mod record;
 pub mod service;

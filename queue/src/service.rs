@@ -85,6 +85,15 @@ impl QueueService {
         self.leases().timeout()
     }
 
+    /// Connected sessions, held leases and paused partitions, for `/_/varz`.
+    pub fn lease_summary(&self) -> (usize, usize, usize) {
+        let leases = self.leases();
+        let all = leases.leases(Instant::now());
+        let held = all.iter().filter(|l| l.holder.is_some()).count();
+        let paused = all.iter().filter(|l| l.paused.is_some()).count();
+        (leases.sessions().len(), held, paused)
+    }
+
     fn leases(&self) -> std::sync::MutexGuard<'_, LeaseTable> {
         self.inner.leases.lock().expect("lease table lock")
     }

@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply resolved windows until SIGTERM or SIGINT.
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Print the version.
     Version,
 }
@@ -55,6 +55,10 @@ struct StartArgs {
     /// Name shown by `wharfctl status` (default: host name and process id).
     #[arg(long = "name", env = "WHARF_NAME")]
     name: Option<String>,
+    /// Serve /_/varz (this process's apply metrics) and /_/livez on this plain-HTTP address
+    /// (HOST:PORT).
+    #[arg(long = "metricsAddr", env = "WHARF_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
     log_format: wharf_queue::logging::LogFormat,
@@ -70,7 +74,7 @@ fn main() -> anyhow::Result<()> {
             wharf_queue::logging::init(args.log_format, "info");
             // One crypto provider for the whole process.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-            tokio::runtime::Runtime::new()?.block_on(start(args))
+            tokio::runtime::Runtime::new()?.block_on(start(*args))
         }
     }
 }
@@ -95,8 +99,18 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = ApplierConfig::new(&args.target_conn, &args.staging_schema, workers as usize);
+    let stats = Arc::new(ApplyStats::default());
+    if let Some(addr) = args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on --metricsAddr {addr}: {e}"))?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        stats.metrics.register(&mut registry);
+        tracing::info!(address = %addr, "metrics listening (plain HTTP)");
+        tokio::spawn(wharf_applier::metrics_server::serve(listener, Arc::new(registry), shutdown.clone()));
+    }
     tracing::info!(queue = %args.queue_addr, workers, "wharf-applier started");
-    wharf_applier::run(config, client, Arc::new(ApplyStats::default()), shutdown).await;
+    wharf_applier::run(config, client, stats, shutdown).await;
     tracing::info!("wharf-applier stopped; its partitions were given back");
     Ok(())
 }

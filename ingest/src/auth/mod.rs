@@ -54,6 +54,8 @@ pub struct Authenticator {
     keys: RwLock<Arc<KeySet>>,
     cache: Mutex<HashMap<String, Grant>>,
     pub refresh_failures: AtomicU64,
+    /// When keys were last loaded, in Unix seconds.
+    pub last_refresh: AtomicU64,
 }
 
 impl Authenticator {
@@ -75,6 +77,7 @@ impl Authenticator {
             keys: RwLock::new(Arc::new(keys)),
             cache: Mutex::new(HashMap::new()),
             refresh_failures: AtomicU64::new(0),
+            last_refresh: AtomicU64::new(unix_now()),
         })
     }
 
@@ -85,6 +88,7 @@ impl Authenticator {
             Ok(keys) => {
                 tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys refreshed");
                 *self.keys.write().expect("keys lock") = Arc::new(keys);
+                self.last_refresh.store(unix_now(), Ordering::Relaxed);
                 self.cache.lock().expect("token cache lock").clear();
             }
             Err(error) => {
@@ -133,4 +137,8 @@ async fn load(client: &tokio_postgres::Client, staging_schema: &str) -> Result<K
         .map(|r| r.get(0))
         .collect();
     Ok(KeySet { keys, revoked })
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -62,7 +62,11 @@ fn main() -> anyhow::Result<()> {
 /// The in-process applier workers (`--appliers N`), on the same apply path as `wharf-applier`.
 fn embedded_appliers(config: &wharf_ingest::IngestConfig) -> wharf_ingest::EmbeddedAppliers {
     let applier = ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers);
-    Box::new(move |client, stop| Box::pin(wharf_applier::run(applier, client, Arc::new(ApplyStats::default()), stop)))
+    Box::new(move |client, stop, registry| {
+        let stats = Arc::new(ApplyStats::default());
+        stats.metrics.register(registry);
+        Box::pin(wharf_applier::run(applier, client, stats, stop))
+    })
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

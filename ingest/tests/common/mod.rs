@@ -80,6 +80,8 @@ pub fn strs(args: &[String]) -> Vec<&str> {
 pub struct Applier {
     pub child: Child,
     pub log: PathBuf,
+    /// Where its `/_/varz` is served (`--metricsAddr`, given through `WHARF_METRICS_ADDR`).
+    pub metrics_port: u16,
 }
 
 impl Applier {
@@ -107,6 +109,7 @@ impl Applier {
             bin.display()
         );
         let separator = if target_url.contains('?') { '&' } else { '?' };
+        let metrics_port = free_port().unwrap();
         let child = Command::new(bin)
             .args(["start", "--queueAddr", queue_addr, "--name", name, "--workers", &workers.to_string()])
             .arg("--targetConn")
@@ -115,11 +118,19 @@ impl Applier {
             .args(["--queueCertificate", &pki.path(&format!("{cert}.crt"))])
             .args(["--queuePrivateKey", &pki.path(&format!("{cert}.key"))])
             .env("RUST_LOG", "info")
+            .env("WHARF_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .expect("spawn wharf-applier");
-        Applier { child, log }
+        Applier { child, log, metrics_port }
+    }
+
+    /// The sum of every sample of `name` in its metrics.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let (status, text) = request(self.metrics_port, "GET", "/_/varz", b"").expect("applier metrics");
+        assert_eq!(status, 200, "{text}");
+        metric_sum(&text, name)
     }
 
     pub fn log_text(&self) -> String {
@@ -361,4 +372,12 @@ fn send(
         .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     Ok((status, body))
+}
+
+/// The sum of every sample of `name` (any labels) in a Prometheus exposition.
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+        .map(|l| l.rsplit_once(' ').expect("a value").1.parse::<f64>().expect("a number"))
+        .sum()
 }

@@ -461,6 +461,11 @@ impl Journal {
         Ok(())
     }
 
+    /// Sync duration and group-commit size, for `/_/varz`.
+    pub fn sync_metrics(&self) -> &crate::metrics::SyncMetrics {
+        self.inner.shared.commit.metrics()
+    }
+
     /// Approximate bytes on disk, refreshed at most every [`SIZE_REFRESH`].
     pub fn disk_bytes(&self) -> u64 {
         self.inner.size.load(Ordering::Relaxed)

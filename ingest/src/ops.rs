@@ -1,0 +1,101 @@
+//! The operator's endpoints: `/_/livez`, `/_/readyz`, `/_/healthz` (MOLT's name for readiness)
+//! and `/_/varz`, on the main port and, with `--metricsAddr`, on a plain-HTTP port of their own.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::route::Ops;
+use crate::server::{Reply, State, reply, unavailable};
+
+pub async fn answer(state: &State, ops: Ops) -> Reply {
+    match ops {
+        Ops::Live => live(state),
+        Ops::Ready | Ops::Health => ready(state).await,
+        Ops::Metrics => {
+            let mut response = reply(StatusCode::OK, crate::metrics::render(state).trim_end());
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+            response
+        }
+    }
+}
+
+/// 503 only when restarting the process is the cure: the journal failed for good.
+fn live(state: &State) -> Reply {
+    if let Some(Err(wharf_queue::Fault::Fatal(reason))) = state.journal.as_ref().map(wharf_queue::Journal::health) {
+        return unavailable(&reason, 5);
+    }
+    reply(StatusCode::OK, "OK")
+}
+
+/// 503 while changefeed requests cannot be acknowledged or applied: the journal cannot write or
+/// its indexer is stuck, the target does not answer, shutdown has begun, or a partition stalled.
+async fn ready(state: &State) -> Reply {
+    if let Some(Err(fault)) = state.journal.as_ref().map(wharf_queue::Journal::health) {
+        let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;
+        return unavailable(&reason, 5);
+    }
+    if !state.target.is_healthy().await {
+        return unavailable("target database is not answering", 5);
+    }
+    if state.shutting_down.is_cancelled() {
+        return unavailable("shutting down", 5);
+    }
+    let stalls = state.stalls.reasons(std::time::Instant::now());
+    if !stalls.is_empty() {
+        return unavailable(&format!("stalled (--stallTimeout): {}", stalls.join("; ")), 5);
+    }
+    let mut body = String::from("OK");
+    for warning in &state.warnings {
+        body.push_str("\nwarning: ");
+        body.push_str(warning);
+    }
+    reply(StatusCode::OK, &body)
+}
+
+/// Binds `--metricsAddr`.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
+    TcpListener::bind(addr).await.map_err(|source| crate::StartError::Bind { addr, source })
+}
+
+/// Serves only the operator's endpoints (plain HTTP/1.1 or h2c) until `shutdown`.
+pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "metrics listener: accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => return,
+        };
+        let state = state.clone();
+        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+            let state = state.clone();
+            async move {
+                let response = match Ops::parse(req.uri().path()) {
+                    Some(ops) => answer(&state, ops).await,
+                    None => {
+                        reply(StatusCode::NOT_FOUND, "this port serves /_/livez, /_/readyz, /_/healthz and /_/varz")
+                    }
+                };
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
