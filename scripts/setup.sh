@@ -15,6 +15,15 @@ if [ "$need_pg" = 1 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-15 postgresql-15-postgis-3 >/dev/null
 fi
 
+# The HTTP/2 test drives curl, the client that showed reset streams on early answers.
+if ! command -v curl >/dev/null 2>&1; then
+  sudo_cmd=""
+  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+  echo "setup: installing curl"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq curl >/dev/null
+fi
+
 # The power-cut test mounts a FUSE filesystem: root mounts it directly, anyone else needs fusermount3.
 if ! command -v fusermount3 >/dev/null 2>&1; then
   sudo_cmd=""

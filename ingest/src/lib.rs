@@ -17,12 +17,14 @@
 //! separate appliers) and the embedded appliers it is given. A request is answered 200 only after
 //! all of its rows are durable in the journal.
 
+pub mod answer;
 pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod inflight;
 pub mod metrics;
 pub mod ops;
+pub mod refusals;
 pub mod route;
 pub mod server;
 pub mod stall;
@@ -202,6 +204,7 @@ pub async fn run_with_listener(
         shutting_down: shutdown.clone(),
         metrics,
         metrics_elsewhere: config.metrics_addr.is_some(),
+        refusal_log: refusals::LogLimiter::default(),
         queue,
         dropped_warned: std::sync::Mutex::default(),
     });

@@ -5,12 +5,13 @@
 //! catalog unavailable, shutting down) with `Retry-After`.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -62,13 +63,15 @@ pub struct State {
     pub metrics: crate::metrics::IngestMetrics,
     /// `--metricsAddr` is set: `/_/varz` is served there only.
     pub metrics_elsewhere: bool,
+    /// Rate limit of the warnings about refused callers.
+    pub refusal_log: crate::refusals::LogLimiter,
     /// The queue service appliers read the journal through (`None` in discard mode).
     pub queue: Option<wharf_queue::QueueService>,
     /// When the dropped-rows warning was last logged, per partition.
     pub dropped_warned: std::sync::Mutex<std::collections::HashMap<Partition, std::time::Instant>>,
 }
 
-pub(crate) type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response<crate::answer::Answer>;
 
 /// Time a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,7 +96,7 @@ pub async fn serve(
     builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
     let connections = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
@@ -109,9 +112,10 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
+        let service_state = state.clone();
         let service = service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            let state = service_state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, peer, req).await) }
         });
         match &tls {
             None => {
@@ -123,10 +127,11 @@ pub async fn serve(
             }
             Some(acceptor) => {
                 let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                let state_for_tls = state.clone();
                 tokio::spawn(async move {
                     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(stream)) => stream,
-                        Ok(Err(error)) => return tracing::debug!(%error, "TLS handshake failed"),
+                        Ok(Err(error)) => return handshake_failed(&state_for_tls, peer, &error),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
                     let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await;
@@ -142,60 +147,35 @@ pub async fn serve(
     }
 }
 
-async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+async fn handle(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let started = std::time::Instant::now();
-    let response = respond(state, req).await;
+    let response = respond(state, peer, req).await;
     state.metrics.response(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
 
-async fn respond(state: &State, req: Request<Incoming>) -> Reply {
+async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let route = match parse_route(req.uri().path()) {
         Ok(route) => route,
-        Err(no_route) => return reply(StatusCode::NOT_FOUND, no_route.0),
+        Err(no_route) => return refuse(state, req, reply(StatusCode::NOT_FOUND, no_route.0)).await,
     };
     let partition = match &route {
         Route::Ops(Ops::Metrics) if state.metrics_elsewhere => {
-            return reply(StatusCode::NOT_FOUND, "metrics are served on --metricsAddr");
+            return refuse(state, req, reply(StatusCode::NOT_FOUND, "metrics are served on --metricsAddr")).await;
         }
         Route::Ops(ops) => return crate::ops::answer(state, *ops).await,
         Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
             p.clone()
         }
     };
-    if !partition.database.eq_ignore_ascii_case(&state.target.database) {
-        return reply(
-            StatusCode::NOT_FOUND,
-            &format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database),
-        );
-    }
-    if let Some(auth) = &state.auth {
-        let token = crate::auth::token::extract(req.headers(), req.uri().query());
-        match auth.check(token.as_deref(), &partition.database, &partition.schema) {
-            Ok(()) => {}
-            Err(crate::auth::Denied::Unauthenticated(reason)) => {
-                let reason = reason.map_or("no token".to_owned(), |r| r.to_string());
-                return reply(StatusCode::UNAUTHORIZED, &format!("missing or invalid access token: {reason}"));
-            }
-            Err(crate::auth::Denied::Forbidden) => {
-                return reply(StatusCode::FORBIDDEN, &format!("the token does not grant writes to {partition}"));
-            }
-        }
-    }
-    if state.shutting_down.is_cancelled() {
-        state.metrics.refused(Refusal::ShuttingDown);
-        return unavailable("server is shutting down", 5);
-    }
-    let Ok(_request) = state.requests.try_acquire() else {
-        state.metrics.refused(Refusal::MaxRequests);
-        return unavailable("too many concurrent requests", 1);
+    let _admitted = match admit(state, peer, &req, &partition).await {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refuse(state, req, refusal).await,
     };
-    // A body without Content-Length is reserved at the largest size it may have.
-    let size = declared_length(&req).unwrap_or(state.body_limit);
-    let Some(_bytes) = state.inflight.reserve(size).await else {
-        state.metrics.refused(Refusal::InflightBytes);
-        return unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1);
-    };
+    if let Some(declared) = declared_length(&req).filter(|n| *n > state.body_limit) {
+        let text = format!("body of {declared} bytes exceeds the limit of {} bytes (--bodyLimit)", state.body_limit);
+        return refuse_unread(req, reply(StatusCode::PAYLOAD_TOO_LARGE, &text));
+    }
     let body = match tokio::time::timeout(state.limits.read_timeout, read_body(req, state.body_limit)).await {
         Ok(Ok(body)) => body,
         Ok(Err(reply)) => return reply,
@@ -209,6 +189,83 @@ async fn respond(state: &State, req: Request<Incoming>) -> Reply {
     }
 }
 
+/// An answer given without using the request body. The body is read and discarded first (up to
+/// `--bodyLimit` bytes, within `--readTimeout`), so HTTP/2 clients that are still sending receive
+/// the status instead of a reset stream; whatever is left is dropped only after the answer is sent
+/// (see [`crate::answer`]).
+async fn refuse(state: &State, req: Request<Incoming>, reply: Reply) -> Reply {
+    let mut body = req.into_body();
+    let mut read = 0u64;
+    let deadline = tokio::time::Instant::now() + state.limits.read_timeout;
+    while read <= state.body_limit && !body.is_end_stream() {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => read += frame.data_ref().map_or(0, |d| d.len() as u64),
+            _ => break,
+        }
+    }
+    reply.map(|answer| answer.holding(body))
+}
+
+/// As [`refuse`], for a body too large to be worth reading.
+fn refuse_unread(req: Request<Incoming>, reply: Reply) -> Reply {
+    reply.map(|answer| answer.holding(req.into_body()))
+}
+
+/// What a request holds while it is processed: a request slot and its body's bytes in flight.
+struct Admitted<'a> {
+    _request: tokio::sync::SemaphorePermit<'a>,
+    _bytes: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Whether a request for `partition` is taken on: the right database, a token that grants the
+/// schema, and room (not shutting down, a request slot, bytes in flight).
+async fn admit<'a>(
+    state: &'a State,
+    peer: SocketAddr,
+    req: &Request<Incoming>,
+    partition: &Partition,
+) -> Result<Admitted<'a>, Reply> {
+    if !partition.database.eq_ignore_ascii_case(&state.target.database) {
+        let text =
+            format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database);
+        return Err(reply(StatusCode::NOT_FOUND, &text));
+    }
+    if let Some(auth) = &state.auth {
+        let token = crate::auth::token::extract(req.headers(), req.uri().query());
+        match auth.check(token.as_deref(), &partition.database, &partition.schema) {
+            Ok(()) => {}
+            Err(crate::auth::Denied::Unauthenticated(reason)) => {
+                let reason = reason.map_or("no token".to_owned(), |r| r.to_string());
+                if let Some(left_out) = state.refusal_log.allow("401", std::time::Instant::now()) {
+                    tracing::warn!(%peer, %partition, %reason, left_out, "refused a caller: 401 (missing or invalid token)");
+                }
+                return Err(reply(StatusCode::UNAUTHORIZED, &format!("missing or invalid access token: {reason}")));
+            }
+            Err(crate::auth::Denied::Forbidden) => {
+                if let Some(left_out) = state.refusal_log.allow("403", std::time::Instant::now()) {
+                    tracing::warn!(%peer, %partition, left_out, "refused a caller: 403 (the token does not grant this schema)");
+                }
+                return Err(reply(StatusCode::FORBIDDEN, &format!("the token does not grant writes to {partition}")));
+            }
+        }
+    }
+    if state.shutting_down.is_cancelled() {
+        state.metrics.refused(Refusal::ShuttingDown);
+        return Err(unavailable("server is shutting down", 5));
+    }
+    let Ok(request) = state.requests.try_acquire() else {
+        state.metrics.refused(Refusal::MaxRequests);
+        return Err(unavailable("too many concurrent requests", 1));
+    };
+    // A body without Content-Length is reserved at the largest size it may have.
+    let size = declared_length(req).unwrap_or(state.body_limit);
+    let Some(bytes) = state.inflight.reserve(size).await else {
+        state.metrics.refused(Refusal::InflightBytes);
+        return Err(unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1));
+    };
+    Ok(Admitted { _request: request, _bytes: bytes })
+}
+
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
@@ -216,9 +273,6 @@ fn declared_length(req: &Request<Incoming>) -> Option<u64> {
 async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
     let too_large =
         || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
-    if declared_length(&req).is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
     match Limited::new(req.into_body(), limit as usize).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
@@ -331,8 +385,16 @@ pub(crate) fn unavailable(message: &str, retry_after_s: u32) -> Reply {
 }
 
 pub(crate) fn reply(status: StatusCode, message: &str) -> Reply {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    let mut response = Response::new(crate::answer::Answer::text(format!("{message}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
+}
+
+/// A failed TLS handshake: a client with the wrong CA, plain HTTP on the TLS port, a scanner.
+fn handshake_failed(state: &State, peer: SocketAddr, error: &std::io::Error) {
+    match state.refusal_log.allow("tls", std::time::Instant::now()) {
+        Some(left_out) => tracing::warn!(%peer, %error, left_out, "TLS handshake failed"),
+        None => tracing::debug!(%peer, %error, "TLS handshake failed"),
+    }
 }

@@ -119,6 +119,12 @@ fn every_attack_gets_its_exact_status_and_no_token_reaches_the_logs() {
     drop(ingest);
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("JWT keys refreshed"), "{logs}");
+    // Refused callers are logged, rate-limited (one line per kind every 10 s), with the peer.
+    let refused_401: Vec<&str> = logs.lines().filter(|l| l.contains("refused a caller: 401")).collect();
+    let refused_403 = logs.lines().filter(|l| l.contains("refused a caller: 403")).count();
+    assert!(!refused_401.is_empty() && refused_401.len() < 11, "{logs}");
+    assert!(refused_401.iter().all(|l| l.contains("peer=127.0.0.1:") && l.contains("left_out=")), "{logs}");
+    assert_eq!(refused_403, 1, "{logs}");
     for (name, token, _) in &cases {
         if let Some(token) = token {
             assert!(!logs.contains(token.as_str()), "{name}: token text in the logs");
