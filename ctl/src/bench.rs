@@ -109,8 +109,25 @@ async fn send_all(sender: &Sender, bodies: &[Bytes], senders: usize) -> anyhow::
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let target = TargetDb::open(args.target_conn, "wharf_bench").await?;
+    let given = args.target_conn.is_some();
+    let target = TargetDb::open(args.target_conn.clone(), "wharf_bench").await?;
     let client = target.client().await?;
+    let before = if given { Some(crate::bench_target::check(&client).await?) } else { None };
+    let mut jwt_key = None;
+    let result = run_phases(&args, &target, &client, &mut jwt_key).await;
+    if let Some(before) = before {
+        crate::bench_target::clean(&client, &before, jwt_key.as_deref()).await?;
+        eprintln!("bench: removed the benchmark's schemas, checkpoints and JWT key from the target");
+    }
+    result
+}
+
+async fn run_phases(
+    args: &BenchArgs,
+    target: &TargetDb,
+    client: &tokio_postgres::Client,
+    jwt_key: &mut Option<String>,
+) -> anyhow::Result<()> {
     let database: String = client.query_one("SELECT current_database()", &[]).await?.get(0);
     client
         .batch_execute(
@@ -129,7 +146,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     eprintln!("bench: durable ingest {:.0} rows/s", args.rows as f64 / durable.as_secs_f64());
 
     // The same durable run with JWT authentication on (ES256), into a fresh journal.
-    let token = install_jwt_key(&client).await?;
+    let (token, key_id) = install_jwt_key(client).await?;
+    *jwt_key = Some(key_id);
     let auth_dir = tempfile::tempdir()?;
     let options = IngestOptions { authenticate: true, ..IngestOptions::default() };
     let ingest = InProcessIngest::start(&target.url, auth_dir.path(), options).await?;
@@ -317,8 +335,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates the key tables, inserts a fresh ES256 public key and returns a token it signed.
-async fn install_jwt_key(client: &tokio_postgres::Client) -> anyhow::Result<String> {
+/// Creates the key tables, inserts a fresh ES256 public key and returns a token it signed and
+/// the key's id.
+async fn install_jwt_key(client: &tokio_postgres::Client) -> anyhow::Result<(String, String)> {
     client
         .batch_execute(
             "CREATE SCHEMA IF NOT EXISTS _replicator;
@@ -328,12 +347,16 @@ async fn install_jwt_key(client: &tokio_postgres::Client) -> anyhow::Result<Stri
         )
         .await?;
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-    client
-        .execute("INSERT INTO _replicator.jwt_public_keys (public_key) VALUES ($1)", &[&key.public_key_pem()])
-        .await?;
+    let id: String = client
+        .query_one(
+            "INSERT INTO _replicator.jwt_public_keys (public_key) VALUES ($1) RETURNING id::text",
+            &[&key.public_key_pem()],
+        )
+        .await?
+        .get(0);
     let claims =
         serde_json::json!({"jti": "bench", wharf_ingest::auth::jwt::CLAIM_NAMESPACE: {"schemas": [["*", "bench"]]}});
-    Ok(wharf_ingest::auth::sign::SigningKey::from_pem(&key.serialize_pem())?.sign(&claims)?)
+    Ok((wharf_ingest::auth::sign::SigningKey::from_pem(&key.serialize_pem())?.sign(&claims)?, id))
 }
 
 /// Times the indexing of the logged backlog, then resolves it at once and times one applier

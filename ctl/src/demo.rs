@@ -75,6 +75,9 @@ pub struct SimulateArgs {
     /// File holding the JWT sent as `Authorization: Bearer …` (as `webhook_auth_header` does).
     #[arg(long = "tokenFile", env = "WHARF_TOKEN_FILE")]
     pub token_file: Option<std::path::PathBuf>,
+    /// How long one request is retried (unreachable server, 5xx) before the run fails, e.g. 30s.
+    #[arg(long = "retryFor", default_value = "60s", value_parser = wharf_ingest::config::parse_duration)]
+    pub retry_for: Duration,
 }
 
 pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
@@ -84,7 +87,8 @@ pub async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
     let mut sender = match &args.ca_cert {
         Some(ca) => Sender::with_ca(base, ca)?,
         None => Sender::new(base),
-    };
+    }
+    .with_retry_for(args.retry_for);
     if let Some(file) = &args.token_file {
         let token = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         sender = sender.with_token(token.trim());
@@ -152,6 +156,9 @@ async fn simulate_and_check(
 
 fn progress(stats: Arc<FeedStats>, seconds: u64) -> ProgressBar {
     let bar = ProgressBar::new(seconds * 10);
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        tokio::spawn(progress_lines(stats.clone(), bar.clone()));
+    }
     bar.set_style(ProgressStyle::with_template("{spinner} [{bar:30}] {msg}").expect("template").progress_chars("=> "));
     let ticker = bar.clone();
     let started = Instant::now();
@@ -165,6 +172,23 @@ fn progress(stats: Arc<FeedStats>, seconds: u64) -> ProgressBar {
         }
     });
     bar
+}
+
+/// Without a terminal (CI, a pipe, `docker compose run`): one line every 5 s instead of a bar.
+async fn progress_lines(stats: Arc<FeedStats>, bar: ProgressBar) {
+    let started = Instant::now();
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if bar.is_finished() {
+            return;
+        }
+        let rows = stats.rows_acked.load(std::sync::atomic::Ordering::Relaxed);
+        let resolved = stats.resolved_sent.load(std::sync::atomic::Ordering::Relaxed);
+        let secs = started.elapsed().as_secs();
+        eprintln!("simulate: {secs} s, {rows} rows acknowledged, {resolved} resolved timestamps");
+    }
 }
 
 /// Records, for every resolved timestamp, how long after its acknowledgement it was applied.

@@ -19,7 +19,12 @@ pub struct Sender {
     base: String,
     /// `Authorization` header value, as `webhook_auth_header` sends it.
     authorization: Option<String>,
+    /// How long one body is retried before [`Sender::post`] gives up.
+    retry_for: Duration,
 }
+
+/// Statuses a retry cannot change: the body, the token or the URL is wrong.
+const FINAL_STATUSES: [u16; 5] = [400, 401, 403, 404, 413];
 
 impl Sender {
     /// `base` is `http://host:port/db/schema` (an `https://` base needs [`Sender::with_ca`]).
@@ -53,7 +58,13 @@ impl Sender {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
-        Sender { client, base, authorization: None }
+        Sender { client, base, authorization: None, retry_for: Duration::from_secs(120) }
+    }
+
+    /// Gives up on a body that got no 2xx for this long (default 2 min).
+    pub fn with_retry_for(mut self, retry_for: Duration) -> Sender {
+        self.retry_for = retry_for;
+        self
     }
 
     /// Sends `Authorization: Bearer <token>` with every request.
@@ -76,19 +87,31 @@ impl Sender {
         Ok((status, String::from_utf8_lossy(&text).into_owned()))
     }
 
-    /// Sends until a 2xx, backing off from 50 ms to 2 s; a 400 is returned at once, since
-    /// retrying a body that can never be accepted only stalls the feed.
+    /// Sends until a 2xx, backing off from 50 ms to 2 s, for at most the retry time. 400, 401,
+    /// 403, 404 and 413 end it at once: sending the same body again cannot change them. The first
+    /// failure of a body is reported on stderr, so a wrong URL or CA does not retry in silence.
     pub async fn post(&self, body: Bytes) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
+        let mut reported = false;
         loop {
-            match self.post_once("", body.clone()).await {
+            let last = match self.post_once("", body.clone()).await {
                 Ok((200..=299, _)) => return Ok(()),
-                Ok((400, text)) => anyhow::bail!("rejected with 400: {}", text.trim()),
-                Ok(_) | Err(_) => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                Ok((status, text)) if FINAL_STATUSES.contains(&status) => {
+                    anyhow::bail!("{} answered {status}: {}", self.base, text.trim())
                 }
+                Ok((status, text)) => format!("{status}: {}", text.trim()),
+                Err(error) => format!("{error:#}"),
+            };
+            if started.elapsed() >= self.retry_for {
+                anyhow::bail!("no 2xx from {} in {:?}; last answer: {last}", self.base, self.retry_for);
             }
+            if !reported {
+                eprintln!("retrying {} (for up to {:?}): {last}", self.base, self.retry_for);
+                reported = true;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 }
