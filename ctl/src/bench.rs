@@ -190,8 +190,8 @@ async fn run_phases(
         0 => Vec::new(),
         rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
     };
-    let unnest = reference_unnest(&client, args.rows).await?;
-    let copy = reference_copy(&client, args.rows).await?;
+    let unnest = reference_unnest(client, args.rows).await?;
+    let copy = reference_copy(client, args.rows).await?;
     let apply_rate = args.rows as f64 / apply.as_secs_f64();
     let lag = match args.lag_seconds {
         0 => None,
