@@ -65,7 +65,8 @@ enum Command {
         #[arg(long = "caCert", env = "WHARF_CA_CERT")]
         ca_cert: Option<std::path::PathBuf>,
     },
-    /// Print the version, build facts and every dependency with its registry checksum.
+    /// Print the version, build facts and every package linked into this binary with its
+    /// registry checksum.
     Version {
         /// One JSON object for machines.
         #[arg(long)]
@@ -92,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         Command::Health { url, ca_cert } => runtime.block_on(health(url, ca_cert)),
         Command::Version { json } => {
             let report =
-                if json { wharf_ingest::version::json("wharfctl") } else { wharf_ingest::version::text("wharfctl") };
+                if json { wharf_queue::version::json("wharfctl") } else { wharf_queue::version::text("wharfctl") };
             println!("{}", report.trim_end());
             Ok(())
         }

@@ -11,7 +11,7 @@
 //!   processed at once (`--inflightLimit`); [`stall`]: stalled partitions on health
 //!   (`--stallTimeout`).
 //! - [`auth`]: JWT verification with keys in the staging schema; [`tls`]: HTTPS and mutual TLS.
-//! - [`metrics`]: `/_/varz`; [`version`]: build facts embedded by `build.rs`.
+//! - [`metrics`]: `/_/varz`; [`ops`]: livez, readyz, healthz and the `--metricsAddr` server.
 //!
 //! [`run`] wires the HTTP server, the journal, the queue service (and its QUIC endpoint for
 //! separate appliers) and the embedded appliers it is given. A request is answered 200 only after
@@ -31,7 +31,6 @@ pub mod stall;
 pub mod target;
 pub mod tls;
 pub mod validate;
-pub mod version;
 
 use std::sync::Arc;
 

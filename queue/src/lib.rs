@@ -57,6 +57,7 @@ pub mod metrics;
 pub mod quic;
 pub mod record;
 pub mod service;
+pub mod version;
 pub mod wire;
 
 pub use client::{Grant, QueueClient, QueueError, Release, WindowReader};

@@ -25,8 +25,13 @@ struct Cli {
 enum Command {
     /// Apply resolved windows until SIGTERM or SIGINT.
     Start(Box<StartArgs>),
-    /// Print the version.
-    Version,
+    /// Print the version, build facts and every package linked into this binary with its
+    /// registry checksum.
+    Version {
+        /// One JSON object for machines.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -66,8 +71,13 @@ struct StartArgs {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Version => {
-            println!("wharf-applier {}", env!("CARGO_PKG_VERSION"));
+        Command::Version { json } => {
+            let report = if json {
+                wharf_queue::version::json("wharf-applier")
+            } else {
+                wharf_queue::version::text("wharf-applier")
+            };
+            println!("{}", report.trim_end());
             Ok(())
         }
         Command::Start(args) => {

@@ -22,7 +22,8 @@ struct Cli {
 enum Command {
     /// Serve changefeed requests.
     Start(Box<StartArgs>),
-    /// Print the version, build facts and every dependency with its registry checksum.
+    /// Print the version, build facts and every package linked into this binary with its
+    /// registry checksum.
     Version {
         /// One JSON object for machines.
         #[arg(long)]
@@ -35,9 +36,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Version { json } => {
             let report = if json {
-                wharf_ingest::version::json("wharf-ingest")
+                wharf_queue::version::json("wharf-ingest")
             } else {
-                wharf_ingest::version::text("wharf-ingest")
+                wharf_queue::version::text("wharf-ingest")
             };
             println!("{}", report.trim_end());
             Ok(())
