@@ -22,16 +22,19 @@ pub struct Prepared {
     pub rows: usize,
     /// A delete (else an upsert), for the apply metrics.
     pub delete: bool,
+    /// For an upsert: the same rows as a plain `INSERT`, tried first (see [`crate::insert_first`]).
+    pub insert_sql: Option<String>,
 }
 
-/// Prepared statements of one connection, keyed by their SQL text.
+/// Prepared statements of one connection, keyed by their SQL text, and when to try plain inserts.
 #[derive(Default)]
 pub struct StatementCache {
     statements: HashMap<String, Statement>,
+    pub(crate) insert_first: crate::insert_first::InsertFirst,
 }
 
 impl StatementCache {
-    async fn get(&mut self, tx: &Transaction<'_>, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+    pub(crate) async fn get(&mut self, tx: &Transaction<'_>, sql: &str) -> Result<Statement, tokio_postgres::Error> {
         if let Some(s) = self.statements.get(sql) {
             return Ok(s.clone());
         }
@@ -42,6 +45,7 @@ impl StatementCache {
 
     pub fn clear(&mut self) {
         self.statements.clear();
+        self.insert_first = Default::default();
     }
 }
 
@@ -79,7 +83,7 @@ fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> R
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true })
+    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true, insert_sql: None })
 }
 
 fn prepare_upserts(
@@ -105,7 +109,13 @@ fn prepare_upserts(
                 column.push(value);
             }
         }
-        out.push(Prepared { sql: sql::upsert(table, &set), columns, rows: rows.len(), delete: false });
+        out.push(Prepared {
+            sql: sql::upsert(table, &set),
+            columns,
+            rows: rows.len(),
+            delete: false,
+            insert_sql: Some(sql::insert(table, &set)),
+        });
     }
     Ok(())
 }
@@ -139,8 +149,13 @@ pub async fn execute(
     prepared: &[Prepared],
 ) -> Result<(), ApplyError> {
     for p in prepared {
-        let statement = cache.get(tx, &p.sql).await?;
         let params: Vec<&(dyn ToSql + Sync)> = p.columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        if let Some(insert) = &p.insert_sql
+            && crate::insert_first::insert(tx, cache, &p.sql, insert, &params).await?
+        {
+            continue;
+        }
+        let statement = cache.get(tx, &p.sql).await?;
         tx.execute(&statement, &params).await?;
     }
     Ok(())

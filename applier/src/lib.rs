@@ -17,6 +17,7 @@
 pub mod apply;
 pub mod error;
 pub mod fold;
+pub mod insert_first;
 pub mod metrics;
 pub mod metrics_server;
 pub mod sql;

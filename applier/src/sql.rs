@@ -1,4 +1,5 @@
-//! Set-based statements: one `INSERT … SELECT FROM unnest(…) ON CONFLICT` or one
+//! Set-based statements: one `INSERT … SELECT FROM unnest(…) ON CONFLICT` (and the same without
+//! `ON CONFLICT`, tried first while a table's rows are new) or one
 //! `DELETE … WHERE (pk) IN (SELECT … unnest(…))` per table and column set. Pure.
 
 use wharf_targetdb::catalog::{Column, ColumnKind, Table, quote_ident};
@@ -18,10 +19,23 @@ fn unnest(count: usize) -> String {
     format!("unnest({}) AS u({})", params.join(", "), aliases.join(", "))
 }
 
+/// Plain insert of the columns `columns`: the upsert's rows when none of them exists yet (about
+/// twice as fast in PostgreSQL 15 as `ON CONFLICT`, which probes the index before each insert).
+pub fn insert(table: &Table, columns: &[usize]) -> String {
+    let names: Vec<String> = columns.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
+    let casts: Vec<String> = columns.iter().enumerate().map(|(i, &c)| cast(&table.columns[c], i)).collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {}",
+        table.qualified(),
+        names.join(", "),
+        casts.join(", "),
+        unnest(columns.len())
+    )
+}
+
 /// Upsert of the columns `columns` (indexes into `table.columns`, primary key included).
 pub fn upsert(table: &Table, columns: &[usize]) -> String {
     let names: Vec<String> = columns.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
-    let casts: Vec<String> = columns.iter().enumerate().map(|(i, &c)| cast(&table.columns[c], i)).collect();
     let pk: Vec<String> = table.primary_key.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
     let updates: Vec<&String> =
         columns.iter().zip(&names).filter(|(c, _)| !table.primary_key.contains(c)).map(|(_, n)| n).collect();
@@ -32,15 +46,7 @@ pub fn upsert(table: &Table, columns: &[usize]) -> String {
         let excluded: Vec<String> = updates.iter().map(|n| format!("excluded.{n}")).collect();
         format!("DO UPDATE SET ({}) = ROW({})", set.join(", "), excluded.join(", "))
     };
-    format!(
-        "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) {}",
-        table.qualified(),
-        names.join(", "),
-        casts.join(", "),
-        unnest(columns.len()),
-        pk.join(", "),
-        conflict
-    )
+    format!("{} ON CONFLICT ({}) {}", insert(table, columns), pk.join(", "), conflict)
 }
 
 /// Delete by primary key; parameters are the key columns in primary-key order.
