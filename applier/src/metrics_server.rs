@@ -1,11 +1,12 @@
-//! `wharf-applier --metricsAddr`: `/_/varz` (this process's apply metrics) and `/_/livez`, on
-//! plain HTTP/1.1 or h2c.
+//! A plain-HTTP server for operator endpoints (HTTP/1.1 or h2c), shared by `wharf-applier
+//! --metricsAddr` (`/_/varz` of its apply metrics, `/_/livez`) and `wharf-ingest --metricsAddr`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Body;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Response, StatusCode};
@@ -15,10 +16,16 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Serves until `shutdown`.
-pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
+/// Answers every request on `listener` with `answer(path)` until `shutdown`.
+pub async fn serve_paths<B, F, Fut>(listener: TcpListener, shutdown: CancellationToken, answer: F)
+where
+    F: Fn(String) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let stream = tokio::select! {
@@ -31,9 +38,24 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
             },
             _ = shutdown.cancelled() => return,
         };
-        let registry = registry.clone();
+        let answer = answer.clone();
         let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-            let answer = match req.uri().path() {
+            let reply = answer(req.uri().path().to_owned());
+            async move { Ok::<_, Infallible>(reply.await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+}
+
+/// `wharf-applier --metricsAddr`: `/_/varz` and `/_/livez` until `shutdown`.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: CancellationToken) {
+    serve_paths(listener, shutdown, move |path| {
+        let registry = registry.clone();
+        async move {
+            match path.as_str() {
                 "/_/varz" => {
                     let mut text = String::new();
                     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String");
@@ -45,14 +67,10 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, shutdown: Can
                     "this port serves /_/varz and /_/livez\n".into(),
                     "text/plain; charset=utf-8",
                 ),
-            };
-            async move { Ok::<_, Infallible>(answer) }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
+            }
+        }
+    })
+    .await
 }
 
 fn respond(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {

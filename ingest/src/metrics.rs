@@ -18,9 +18,6 @@ use wharf_queue::metrics::{SchemaLabel, latency_histogram};
 
 use crate::server::State;
 
-/// The content type of the exposition.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: u16,

@@ -1,15 +1,11 @@
 //! The operator's endpoints: `/_/livez`, `/_/readyz`, `/_/healthz` (MOLT's name for readiness)
 //! and `/_/varz`, on the main port and, with `--metricsAddr`, on a plain-HTTP port of their own.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use hyper::StatusCode;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
-use hyper::{Request, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -22,7 +18,9 @@ pub async fn answer(state: &State, ops: Ops) -> Reply {
         Ops::Ready | Ops::Health => ready(state).await,
         Ops::Metrics => {
             let mut response = reply(StatusCode::OK, crate::metrics::render(state).trim_end());
-            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(crate::metrics::CONTENT_TYPE));
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static(wharf_applier::metrics_server::OPENMETRICS));
             response
         }
     }
@@ -68,34 +66,14 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
 
 /// Serves only the operator's endpoints (plain HTTP/1.1 or h2c) until `shutdown`.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(error) => {
-                    tracing::warn!(%error, "metrics listener: accept failed");
-                    continue;
-                }
-            },
-            _ = shutdown.cancelled() => return,
-        };
+    wharf_applier::metrics_server::serve_paths(listener, shutdown, move |path| {
         let state = state.clone();
-        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-            let state = state.clone();
-            async move {
-                let response = match Ops::parse(req.uri().path()) {
-                    Some(ops) => answer(&state, ops).await,
-                    None => {
-                        reply(StatusCode::NOT_FOUND, "this port serves /_/livez, /_/readyz, /_/healthz and /_/varz")
-                    }
-                };
-                Ok::<_, Infallible>(response)
+        async move {
+            match Ops::parse(&path) {
+                Some(ops) => answer(&state, ops).await,
+                None => reply(StatusCode::NOT_FOUND, "this port serves /_/livez, /_/readyz, /_/healthz and /_/varz"),
             }
-        });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-    }
+        }
+    })
+    .await
 }

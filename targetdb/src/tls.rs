@@ -45,7 +45,7 @@ fn verifier(ssl: &SslSettings, provider: &Arc<CryptoProvider>) -> Result<Arc<dyn
             SslMode::VerifyCa | SslMode::VerifyFull => Err(
                 "sslmode verify-ca and verify-full need the CA that signed the server's certificate: set sslrootcert=FILE (or PGSSLROOTCERT), or sslrootcert=system".into(),
             ),
-            _ => Ok(Arc::new(AnyCertificate { algorithms })),
+            _ => Ok(Arc::new(Lenient { chain: None, algorithms })),
         };
     };
     let (roots, full) = match root {
@@ -55,7 +55,7 @@ fn verifier(ssl: &SslSettings, provider: &Arc<CryptoProvider>) -> Result<Arc<dyn
     let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| format!("root certificates: {e}"))?;
-    Ok(if full { webpki } else { Arc::new(ChainOnly { inner: webpki }) })
+    Ok(if full { webpki } else { Arc::new(Lenient { chain: Some(webpki), algorithms }) })
 }
 
 fn file_roots(path: &Path) -> Result<RootCertStore, String> {
@@ -90,13 +90,16 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| format!("cannot read a private key from {}: {e}", path.display()))
 }
 
-/// verify-ca: the chain must reach a root; the name in the certificate is not checked.
+/// The verifier of prefer and require without a root certificate (`chain: None`: encrypted, any
+/// certificate accepted, as libpq does) and of verify-ca (`chain: Some`: the chain must reach a
+/// root, the name in the certificate is not checked). The handshake signature is always checked.
 #[derive(Debug)]
-struct ChainOnly {
-    inner: Arc<WebPkiServerVerifier>,
+struct Lenient {
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -105,54 +108,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        let Some(chain) = &self.chain else { return Ok(ServerCertVerified::assertion()) };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// prefer and require without a root certificate: encrypted, but any certificate is accepted
-/// (libpq's behaviour; the handshake signature is still checked).
-#[derive(Debug)]
-struct AnyCertificate {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
