@@ -71,9 +71,22 @@ impl SteadyFeed<'_> {
     }
 }
 
+/// What one steady feed did: the rate it offered, and per resolved timestamp the time until its
+/// checkpoint was committed (`None`: not yet when the feed was judged).
+pub struct FeedRun {
+    pub offered_rows_per_s: f64,
+    pub lags: Vec<Option<Duration>>,
+}
+
 /// Feeds `rows_per_s` for `seconds` into `database.bench.lag` through an ingest with one embedded
-/// applier.
-pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
+/// applier, then waits up to `settle` for every resolved timestamp to be applied.
+pub async fn feed(
+    target_url: &str,
+    database: &str,
+    rows_per_s: f64,
+    seconds: u64,
+    settle: Duration,
+) -> anyhow::Result<FeedRun> {
     let client = wharf_targetdb::connect(target_url).await?;
     client
         .batch_execute("DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)")
@@ -96,16 +109,29 @@ pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds:
         marks.lock().expect("marks").push((ResolvedMark { hlc: resolved, acked_at: Instant::now() }, None));
     }
     let offered = next_id as f64 / started.elapsed().as_secs_f64();
-    crate::sim::feed::wait_until(Duration::from_secs(120), || {
+    let all_applied = || {
         let marks = marks.clone();
         async move { marks.lock().expect("marks").iter().all(|(_, lag)| lag.is_some()) }
-    })
-    .await?;
+    };
+    let _ = crate::sim::feed::wait_until(settle, all_applied).await;
     watcher.abort();
     ingest.stop().await?;
-    let mut lags: Vec<Duration> = marks.lock().expect("marks").iter().filter_map(|(_, lag)| *lag).collect();
+    let lags = marks.lock().expect("marks").iter().map(|(_, lag)| *lag).collect();
+    Ok(FeedRun { offered_rows_per_s: offered, lags })
+}
+
+/// The lag phase: [`feed`], then percentiles of the lag of every resolved timestamp.
+pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
+    let run = feed(target_url, database, rows_per_s, seconds, Duration::from_secs(120)).await?;
+    let mut lags: Vec<Duration> = run.lags.iter().flatten().copied().collect();
+    anyhow::ensure!(lags.len() == run.lags.len(), "resolved timestamps still unapplied 120 s after the feed ended");
     lags.sort();
     let ms = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1000.0);
     let pct = |p: f64| ms(lags.get(((lags.len() as f64 - 1.0) * p).round() as usize));
-    Ok(LagReport { offered_rows_per_s: offered, p50_ms: pct(0.5), p99_ms: pct(0.99), max_ms: ms(lags.last()) })
+    Ok(LagReport {
+        offered_rows_per_s: run.offered_rows_per_s,
+        p50_ms: pct(0.5),
+        p99_ms: pct(0.99),
+        max_ms: ms(lags.last()),
+    })
 }

@@ -6,6 +6,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bench;
 mod bench_target;
+mod capacity;
 mod certs;
 mod churn;
 mod cluster;
