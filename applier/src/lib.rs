@@ -5,10 +5,13 @@
 //! - [`values`]: JSON values to PostgreSQL input text (pure).
 //! - [`fold`]: the versions of a key in a chunk folded to one action (pure).
 //! - [`sql`]: set-based `unnest` upserts and deletes (pure).
-//! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction.
+//! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction;
+//!   [`insert_first`]: an upsert's rows tried as a plain insert first, in a savepoint.
 //! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries.
 //! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
 //! - [`error`]: errors classified into retry, give up the partition, and pause it.
+//! - [`metrics`]: apply metrics for Prometheus; [`metrics_server`]: the plain-HTTP server of
+//!   `--metricsAddr` (also used by `wharf-ingest`).
 //!
 //! The applier sees the journal only through [`wharf_queue::QueueClient`]: in-process in
 //! `wharf-ingest --appliers N`, over QUIC in `wharf-applier`. The target's catalog and

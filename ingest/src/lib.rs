@@ -12,6 +12,8 @@
 //!   (`--stallTimeout`).
 //! - [`auth`]: JWT verification with keys in the staging schema; [`tls`]: HTTPS and mutual TLS.
 //! - [`metrics`]: `/_/varz`; [`ops`]: livez, readyz, healthz and the `--metricsAddr` server.
+//! - [`answer`]: answer bodies that keep an unread request body until sent; [`refusals`]: the
+//!   rate limit of warnings about refused callers.
 //!
 //! [`run`] wires the HTTP server, the journal, the queue service (and its QUIC endpoint for
 //! separate appliers) and the embedded appliers it is given. A request is answered 200 only after

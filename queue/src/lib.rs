@@ -13,6 +13,9 @@
 //! - [`client`]: [`QueueClient`], the one interface appliers use; [`local`] implements it
 //!   in-process, [`quic`] across the network ([`wire`] holds its frames, pure and fuzzed).
 //! - [`logging`]: `--logFormat text|json` for the three binaries.
+//! - [`metrics`]: the Prometheus pieces shared by ingest and applier (the `schema` label, latency
+//!   buckets, the journal's sync metrics).
+//! - [`version`]: build facts and the packages linked into each binary (embedded by `build.rs`).
 //!
 //! # Durability
 //!

@@ -4,7 +4,7 @@
 //!
 //! - [`conninfo`]: the connection string as libpq reads it, with libpq's environment and files.
 //! - [`tls`]: TLS to the target with libpq's `sslmode` rules.
-//! - [`connect`]: opening a connection to the target.
+//! - [`connect`](mod@connect): opening a connection to the target.
 //! - [`catalog`]: tables, columns and types, primary keys, foreign-key order of one schema.
 //! - [`staging`]: the staging schema's own tables (checkpoints, JWT keys and revocations).
 //! - [`checkpoint`]: the fenced checkpoint row committed with the data.
