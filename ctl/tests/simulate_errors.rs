@@ -36,10 +36,13 @@ fn a_refusal_that_retrying_cannot_change_ends_the_run_at_once() {
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            use std::io::{Read, Write};
+            use std::io::Write;
             let mut stream = stream;
-            let mut buf = [0u8; 65536];
-            let _ = stream.read(&mut buf);
+            // The whole request is read first: closing a socket with unread bytes sends a reset,
+            // which the client would see instead of the 401.
+            if read_request(&mut stream).is_err() {
+                continue;
+            }
             let body = "missing or invalid access token: no token\n";
             let _ = write!(
                 stream,
@@ -52,4 +55,27 @@ fn a_refusal_that_retrying_cannot_change_ends_the_run_at_once() {
     assert!(!ok, "{text}");
     assert!(text.contains("answered 401: missing or invalid access token: no token"), "{text}");
     assert!(!text.contains("retrying"), "{text}");
+}
+
+/// Reads one HTTP/1.1 request with a `content-length` body (what the simulator sends).
+fn read_request(stream: &mut std::net::TcpStream) -> std::io::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream);
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().map_err(|_| std::io::ErrorKind::InvalidData)?;
+        }
+    }
+    reader.read_exact(&mut vec![0u8; length])
 }
