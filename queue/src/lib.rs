@@ -49,7 +49,6 @@
 //!   503 with the reason until indexing succeeds again.
 
 pub mod client;
-pub mod commit;
 pub mod hlc;
 pub mod journal;
 pub mod json;

@@ -136,6 +136,17 @@ fn write_key(out: &mut Vec<u8>, row: &Row) {
     out.extend_from_slice(&row.key);
 }
 
+/// Compares two rows as their encoded keys compare (timestamp, table name length, table name,
+/// primary key): the journal's read order.
+pub fn key_order(a: &Row, b: &Row) -> std::cmp::Ordering {
+    (a.hlc, a.table.len(), a.table.as_bytes(), a.key.as_slice()).cmp(&(
+        b.hlc,
+        b.table.len(),
+        b.table.as_bytes(),
+        b.key.as_slice(),
+    ))
+}
+
 pub fn encode_value(row: &Row) -> Vec<u8> {
     let mut value = Vec::with_capacity(value_len(row));
     write_value(&mut value, row);
@@ -188,6 +199,8 @@ pub fn decode_key(key: &[u8]) -> Result<(Hlc, &str, &[u8]), RecordError> {
 
 const LOG_ROWS: u8 = 0;
 const LOG_RESOLVED: u8 = 1;
+const LOG_APPLIED: u8 = 2;
+const LOG_EPOCH: u8 = 3;
 
 /// A decoded write-ahead log record, borrowing from the stored bytes.
 #[derive(Debug, PartialEq, Eq)]
@@ -200,6 +213,16 @@ pub enum LogRecord<'a> {
     Resolved {
         partition: Partition,
         hlc: Hlc,
+    },
+    /// Everything up to `hlc` is committed on the target (a cache of the target's checkpoint).
+    Applied {
+        partition: Partition,
+        hlc: Hlc,
+    },
+    /// The newest lease epoch issued for the partition.
+    Epoch {
+        partition: Partition,
+        epoch: u64,
     },
 }
 
@@ -230,9 +253,26 @@ pub fn encode_log_rows(partition: &Partition, rows: &[&Row]) -> Vec<u8> {
     out
 }
 
+/// Bytes before the first row entry of [`encode_log_rows`]'s record (header and row count).
+pub fn log_rows_header_len(partition: &Partition) -> usize {
+    2 + 2 + partition.database.len() + 2 + partition.schema.len() + 4
+}
+
 pub fn encode_log_resolved(partition: &Partition, hlc: Hlc) -> Vec<u8> {
     let mut out = log_header(LOG_RESOLVED, partition, HLC_BYTES);
     out.extend_from_slice(&hlc.to_bytes());
+    out
+}
+
+pub fn encode_log_applied(partition: &Partition, hlc: Hlc) -> Vec<u8> {
+    let mut out = log_header(LOG_APPLIED, partition, HLC_BYTES);
+    out.extend_from_slice(&hlc.to_bytes());
+    out
+}
+
+pub fn encode_log_epoch(partition: &Partition, epoch: u64) -> Vec<u8> {
+    let mut out = log_header(LOG_EPOCH, partition, 8);
+    out.extend_from_slice(&epoch.to_be_bytes());
     out
 }
 
@@ -282,6 +322,12 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
         }
         LOG_RESOLVED => {
             LogRecord::Resolved { partition, hlc: Hlc::from_bytes(cursor.take(HLC_BYTES)?).expect("12 bytes") }
+        }
+        LOG_APPLIED => {
+            LogRecord::Applied { partition, hlc: Hlc::from_bytes(cursor.take(HLC_BYTES)?).expect("12 bytes") }
+        }
+        LOG_EPOCH => {
+            LogRecord::Epoch { partition, epoch: u64::from_be_bytes(cursor.take(8)?.try_into().expect("8 bytes")) }
         }
         other => return Err(RecordError::Operation(other)),
     };

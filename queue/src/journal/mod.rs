@@ -1,35 +1,42 @@
-//! The journal: durable appends through a write-ahead log, an ordered index per partition,
-//! resolved timestamps, windowed reads and compaction, over sled.
+//! The journal: durable appends into segment files of our own, an in-memory index of where each
+//! partition's rows are, resolved timestamps, windowed reads and deletion of applied segments.
 //!
-//! An append writes the request as **one** record of the `log` tree and returns once that record
-//! is on disk (group commit). The [`indexer`] thread then moves the rows into their partition tree,
-//! keyed `(HLC, table, key)`, and publishes resolved timestamps in log order, so a resolved
-//! timestamp becomes visible only after every row acknowledged before it is indexed. Log records
-//! are deleted only after a later sync made their index entries durable.
+//! An append encodes the request's rows as **one** record, sorted by key, and hands it to the
+//! [`writer`] thread, which writes everything queued with one `write` and one `fdatasync` (group
+//! commit) and only then publishes the records in the [`index`] and wakes the appenders. Reads
+//! merge the runs (journaled requests) of a window straight from the segment files ([`window`]).
+//! The index holds a few dozen bytes per request, so memory does not grow with the rows waiting.
+//! A segment is deleted once every row in it is applied, oldest first.
+//!
+//! Opening reads every segment back ([`recover`]): checksums, consecutive sequence numbers, and
+//! at least as many records as were acknowledged (the high-water mark, kept in a file of its own).
 
-mod compact;
 mod dirs;
 mod high_water;
-mod indexer;
-mod parts;
+mod index;
+mod merge;
+mod recover;
+mod segment;
 mod window;
+mod writer;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::commit::{GroupCommit, Poisoned};
 use crate::hlc::Hlc;
-use crate::record::{self, LogRecord, Partition, RecordError, Row};
-use compact::Compactor;
+use crate::record::{self, Partition, RecordError, Row};
 use high_water::HighWater;
-use indexer::Indexer;
+use index::{Index, RunShape};
 pub use window::{Chunk, ChunkLimits, WindowCursor};
+pub use writer::Poisoned;
+use writer::{Item, Writer};
 
 /// Default byte budget of the journal on disk: past it ingest answers 503 to partitions with
 /// resolved work until appliers catch up.
@@ -37,33 +44,42 @@ pub const DEFAULT_BYTE_BUDGET: u64 = 8 << 30;
 /// Free disk space kept for the journal's own bookkeeping (and the rest of the machine): below it
 /// every append is refused, resolved or not.
 pub const DEFAULT_DISK_RESERVE: u64 = 1 << 30;
-/// sled's page cache; the journal is written once and read once, so a small cache suffices, and
-/// it counts against the ingest process's memory.
-const CACHE_BYTES: u64 = 64 << 20;
-/// Large enough that a 1,000-row request stays inside sled's log instead of its blob files.
-const SEGMENT_BYTES: usize = 8 << 20;
-/// How long an open waits for sled's file lock to be let go by an earlier open in this process.
-const LOCK_WAIT: Duration = Duration::from_secs(3);
-/// How stale the cached on-disk size may be when the budget is checked.
-const SIZE_REFRESH: Duration = Duration::from_millis(250);
+/// Size at which a segment file is closed and the next one started: small enough that applied
+/// rows give their disk space back soon, large enough that files stay few.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
+/// How stale the cached free disk space may be when the budget is checked.
+const SIZE_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
+/// Held (with `flock`) while a process has the journal open.
+const LOCK_FILE: &str = "wharf-journal.lock";
 
 #[derive(Clone, Debug)]
 pub struct JournalConfig {
     pub dir: PathBuf,
     pub byte_budget: u64,
     pub disk_reserve: u64,
+    /// A segment file is closed once it holds this many bytes.
+    pub segment_bytes: u64,
 }
 
 impl JournalConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        JournalConfig { dir: dir.into(), byte_budget: DEFAULT_BYTE_BUDGET, disk_reserve: DEFAULT_DISK_RESERVE }
+        JournalConfig {
+            dir: dir.into(),
+            byte_budget: DEFAULT_BYTE_BUDGET,
+            disk_reserve: DEFAULT_DISK_RESERVE,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
     }
 }
 
 #[derive(Debug, Error)]
 pub enum OpenError {
-    #[error("cannot open journal at {dir}: {source} (is another wharf process using it?)")]
-    Sled { dir: PathBuf, source: sled::Error },
+    #[error("cannot open journal at {dir}: another process has it open (another wharf-ingest?)")]
+    Locked { dir: PathBuf },
+    #[error(
+        "journal at {dir} was written by an earlier wharf (sled format, {file} exists); this build cannot read it. Let the earlier version's appliers catch up, then start this one on an empty --journalDir"
+    )]
+    OldFormat { dir: PathBuf, file: PathBuf },
     #[error("cannot prepare journal at {dir}: {source}")]
     Io { dir: PathBuf, source: std::io::Error },
     #[error("journal at {dir} has a damaged log record: {source}. {DAMAGED_ADVICE}")]
@@ -71,7 +87,7 @@ pub enum OpenError {
     #[error("journal at {dir} is damaged: {detail}. {DAMAGED_ADVICE}")]
     Corrupt { dir: PathBuf, detail: String },
     #[error(
-        "journal at {dir} is missing acknowledged records: records up to {durable} were acknowledged as durable (recorded in {dir}/{}), but its data file {dir}/db holds only up to {found}; it was truncated or damaged. {DAMAGED_ADVICE}",
+        "journal at {dir} is missing acknowledged records: records up to {durable} were acknowledged as durable (recorded in {dir}/{}), but its segments hold only up to {found}; a segment was truncated, damaged or deleted. {DAMAGED_ADVICE}",
         high_water::FILE_NAME
     )]
     Missing { dir: PathBuf, durable: u64, found: u64 },
@@ -92,8 +108,6 @@ pub enum AppendError {
     DiskLow { free: u64, reserve: u64 },
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
-    #[error("journal write failed: {0}")]
-    Storage(#[from] sled::Error),
 }
 
 impl AppendError {
@@ -106,9 +120,13 @@ impl AppendError {
 #[derive(Debug, Error)]
 pub enum ReadError {
     #[error("journal read failed: {0}")]
-    Storage(#[from] sled::Error),
+    Io(#[from] std::io::Error),
     #[error("damaged journal entry in {partition}: {source}")]
     Damaged { partition: Partition, source: RecordError },
+    #[error("damaged journal entry in {partition}: {detail}")]
+    DamagedRun { partition: Partition, detail: String },
+    #[error(transparent)]
+    Poisoned(#[from] Poisoned),
 }
 
 /// What an append did with a request's rows.
@@ -130,17 +148,11 @@ pub enum Resolved {
     },
 }
 
-/// State shared by the journal handle and its background threads.
+/// State shared by the journal handle and its threads.
 pub(crate) struct Shared {
-    db: sled::Db,
-    meta: sled::Tree,
-    log: sled::Tree,
-    commit: GroupCommit,
-    trees: Mutex<HashMap<Partition, sled::Tree>>,
+    index: Mutex<Index>,
     /// Bumped whenever a resolved timestamp becomes visible.
     changes: watch::Sender<u64>,
-    /// The highest log sequence number the indexer has processed.
-    indexed: watch::Sender<u64>,
     /// Why the journal cannot make progress, if it cannot (see [`Fault`]).
     fault: Mutex<Option<Fault>>,
 }
@@ -148,7 +160,7 @@ pub(crate) struct Shared {
 /// Something that stops the journal from making progress.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Retried; the journal may recover by itself (the indexer keeps trying).
+    /// Retried; the journal may recover by itself.
     Stalled(String),
     /// A journal thread is gone: only a restart helps.
     Fatal(String),
@@ -161,6 +173,10 @@ impl Shared {
         if !matches!(*current, Some(Fault::Fatal(_))) {
             *current = fault;
         }
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().expect("journal index lock")
     }
 }
 
@@ -178,38 +194,7 @@ pub(crate) fn supervised(shared: &Shared, name: &str, body: impl FnOnce()) {
     }
 }
 
-const RESOLVED: &[u8] = b"resolved/";
-const APPLIED: &[u8] = b"applied/";
-const EPOCH: &[u8] = b"epoch/";
-/// Meta key of the last log sequence number the indexer processed.
-const INDEXED: &[u8] = b"indexed";
-
-impl Shared {
-    fn tree(&self, partition: &Partition) -> Result<sled::Tree, sled::Error> {
-        let mut trees = self.trees.lock().expect("tree map lock");
-        if let Some(tree) = trees.get(partition) {
-            return Ok(tree.clone());
-        }
-        let tree = self.db.open_tree(partition.tree_name())?;
-        trees.insert(partition.clone(), tree.clone());
-        Ok(tree)
-    }
-
-    fn meta_hlc(&self, prefix: &[u8], partition: &Partition) -> Option<Hlc> {
-        self.meta.get(meta_key(prefix, partition)).ok().flatten().and_then(|v| Hlc::from_bytes(&v))
-    }
-
-    /// Raises a partition's meta timestamp to at least `hlc`; returns the previous value.
-    fn raise_meta(&self, prefix: &[u8], partition: &Partition, hlc: Hlc) -> Result<Option<Hlc>, sled::Error> {
-        let previous = self.meta.fetch_and_update(meta_key(prefix, partition), |old| {
-            let old = old.and_then(Hlc::from_bytes).unwrap_or(Hlc::ZERO);
-            Some(old.max(hlc).to_bytes().to_vec())
-        })?;
-        Ok(previous.as_deref().and_then(Hlc::from_bytes))
-    }
-}
-
-/// The durable journal. Cheap to clone; all clones share one sled database.
+/// The durable journal. Cheap to clone; all clones share one set of files.
 #[derive(Clone)]
 pub struct Journal {
     inner: Arc<Inner>,
@@ -217,155 +202,112 @@ pub struct Journal {
 
 struct Inner {
     shared: Arc<Shared>,
-    /// Serialises sequence assignment with the log insert, so log order is insertion order.
-    log_order: Mutex<LogOrder>,
+    /// Dropped first: its thread writes what is queued before the lock goes.
+    writer: Writer,
     budget: u64,
     disk_reserve: u64,
     dir: PathBuf,
-    size: AtomicU64,
-    /// Free bytes on the journal's file system, refreshed with `size`.
+    /// Free bytes on the journal's file system, refreshed at most every [`SIZE_REFRESH`].
     free: AtomicU64,
-    size_checked: Mutex<Option<Instant>>,
-    indexer: Indexer,
-    compactor: Compactor,
-    high_water: HighWater,
+    free_checked: Mutex<Option<Instant>>,
     /// Rows acknowledged and dropped per partition because they were at or below its applied
     /// checkpoint (since this process started).
     dropped: Mutex<HashMap<Partition, u64>>,
-}
-
-struct LogOrder {
-    next_seq: u64,
-    /// The newest resolved timestamp accepted per partition (indexed or still in the log).
-    accepted: HashMap<Partition, Hlc>,
+    _lock: File,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal. A journal that lost acknowledged records, or whose data
-    /// sled cannot read, is refused with an error naming the file; sled's panics on damaged data
-    /// are caught and refused the same way.
+    /// Opens (or creates) the journal. A journal that lost acknowledged records or holds damaged
+    /// ones is refused with an error naming the file.
     pub fn open(config: &JournalConfig) -> Result<Journal, OpenError> {
         let dir = &config.dir;
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
         dirs::create_durably(dir).map_err(io_err)?;
+        let lock = lock(dir)?;
         let durable = high_water::read(dir).map_err(|detail| OpenError::Corrupt { dir: dir.clone(), detail })?;
-        let opened = std::panic::catch_unwind(|| open_sled(dir));
-        let (db, meta, log, order) = opened.unwrap_or_else(|panic| {
-            let what =
-                panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-            Err(OpenError::Corrupt {
-                dir: dir.clone(),
-                detail: format!("sled panicked reading {}/db: {}", dir.display(), shortened(what.unwrap_or_default())),
-            })
-        })?;
-        let found = order.next_seq.saturating_sub(1);
-        if found < durable {
-            return Err(OpenError::Missing { dir: dir.clone(), durable, found });
-        }
-        let commit = GroupCommit::start(db.clone(), dir).map_err(io_err)?;
-        let size = db.size_on_disk().unwrap_or(0);
+        let recovered = recover::recover(dir, durable)?;
         let shared = Arc::new(Shared {
-            db,
-            meta,
-            log,
-            commit,
-            trees: Mutex::new(HashMap::new()),
+            index: Mutex::new(recovered.index),
             changes: watch::channel(0).0,
-            indexed: watch::channel(found).0,
             fault: Mutex::new(None),
         });
+        let found = recovered.next_seq - 1;
         let high_water = HighWater::start(dir, durable.max(found), shared.clone()).map_err(io_err)?;
-        let indexer = Indexer::start(shared.clone()).map_err(io_err)?;
-        let compactor = Compactor::start().map_err(io_err)?;
+        let writer = Writer::start(writer::Context {
+            dir: dir.clone(),
+            shared: shared.clone(),
+            high_water,
+            active: recovered.active,
+            next_seq: recovered.next_seq,
+            disk_bytes: recovered.disk_bytes,
+            segment_bytes: config.segment_bytes,
+        })
+        .map_err(io_err)?;
         let inner = Inner {
             shared,
-            log_order: Mutex::new(order),
+            writer,
             budget: config.byte_budget,
             disk_reserve: config.disk_reserve,
             dir: dir.clone(),
-            size: AtomicU64::new(size),
             free: AtomicU64::new(free_bytes(dir).unwrap_or(u64::MAX)),
-            size_checked: Mutex::new(None),
-            indexer,
-            compactor,
-            high_water,
+            free_checked: Mutex::new(None),
             dropped: Mutex::new(HashMap::new()),
+            _lock: lock,
         };
         Ok(Journal { inner: Arc::new(inner) })
     }
 
-    /// Journals `rows` of one request as one log record and returns once it is on disk.
-    /// Rows at or below the partition's applied checkpoint are dropped.
+    /// Journals `rows` of one request as one record and returns once it is on disk. Rows at or
+    /// below the partition's applied checkpoint are dropped.
     pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
         let incoming: u64 =
             rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 24) as u64).sum();
         self.check_budget(partition, incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
-        let fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
+        let mut fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
         let outcome = Appended { journaled: fresh.len(), dropped_stale: rows.len() - fresh.len() };
         if outcome.dropped_stale > 0 {
             *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
                 outcome.dropped_stale as u64;
         }
-        if !fresh.is_empty() {
-            let seq = self.log_insert(record::encode_log_rows(partition, &fresh), |_| None::<()>)?;
-            // Counted at once, so a burst between two size refreshes cannot slip past the budget.
-            self.inner.size.fetch_add(incoming, Ordering::Relaxed);
-            self.inner.shared.commit.wait_durable().await?;
-            if let Ok(seq) = seq {
-                self.inner.high_water.observe(seq);
-            }
-            self.inner.indexer.notify();
-        }
+        // Sorted by key, the last copy of a key winning (a stable sort keeps request order).
+        fresh.sort_by(|a, b| record::key_order(a, b));
+        fresh.reverse();
+        fresh.dedup_by(|later, earlier| record::key_order(later, earlier).is_eq());
+        fresh.reverse();
+        let Some(shape) = RunShape::of(fresh.iter().copied()) else { return Ok(outcome) };
+        let payload = record::encode_log_rows(partition, &fresh);
+        let ticket = self.inner.writer.enqueue(Item::Rows { partition: partition.clone(), payload, shape })?;
+        self.inner.writer.wait(ticket).await?;
         Ok(outcome)
     }
 
     /// Records a resolved timestamp durably. It only moves forward; an older one is a no-op. It
-    /// becomes visible to appliers once every row logged before it is indexed.
+    /// becomes visible to appliers with the rows journaled before it.
     pub async fn resolve_durable(&self, partition: &Partition, hlc: Hlc) -> Result<Resolved, AppendError> {
-        if self.inner.shared.commit.is_poisoned() {
-            return Err(Poisoned.into());
-        }
         let floor = self.applied(partition).unwrap_or(Hlc::ZERO).max(self.resolved(partition).unwrap_or(Hlc::ZERO));
-        let outcome = self.log_insert(record::encode_log_resolved(partition, hlc), |order| {
-            let accepted = order.accepted.entry(partition.clone()).or_insert(Hlc::ZERO);
+        let item = Item::Resolved { partition: partition.clone(), hlc };
+        let outcome = self.inner.writer.enqueue_unless(item, |queue| {
+            let accepted = queue.accepted.entry(partition.clone()).or_insert(Hlc::ZERO);
             let current = (*accepted).max(floor);
             if hlc <= current {
-                return Some(current);
+                return Some((current, queue.last_ticket));
             }
             *accepted = hlc;
             None
         })?;
-        // A stale copy is answered only once the first copy is durable: it may still be waiting
-        // for its sync, and the sender takes the 200 as a promise never to send it again.
-        self.inner.shared.commit.wait_durable().await?;
-        let seq = match outcome {
-            Err(current) => return Ok(Resolved::Stale { current }),
-            Ok(seq) => seq,
-        };
-        self.inner.high_water.observe(seq);
-        self.inner.indexer.notify();
-        Ok(Resolved::Advanced)
-    }
-
-    /// Inserts a log record under the ordering lock unless `veto` returns `Some`; `Ok(Ok(seq))`
-    /// gives the record's sequence number.
-    fn log_insert<T>(
-        &self,
-        record: Vec<u8>,
-        veto: impl FnOnce(&mut LogOrder) -> Option<T>,
-    ) -> Result<Result<u64, T>, sled::Error> {
-        let mut order = self.inner.log_order.lock().expect("log order lock");
-        if let Some(out) = veto(&mut order) {
-            return Ok(Err(out));
+        match outcome {
+            Ok(ticket) => {
+                self.inner.writer.wait(ticket).await?;
+                Ok(Resolved::Advanced)
+            }
+            // A stale copy is answered only once the first copy is durable: it may still be
+            // waiting for its write, and the sender takes the 200 as a promise never to send it again.
+            Err((current, queued)) => {
+                self.inner.writer.wait(queued).await?;
+                Ok(Resolved::Stale { current })
+            }
         }
-        let seq = order.next_seq;
-        let mut batch = sled::Batch::default();
-        parts::insert(&mut batch, &seq.to_be_bytes(), &record);
-        self.inner.shared.log.apply_batch(batch)?;
-        crate::commit::release_sled_garbage();
-        order.next_seq += 1;
-        Ok(Ok(seq))
     }
 
     /// Rows acknowledged and dropped per partition since start, because they were at or below
@@ -380,20 +322,17 @@ impl Journal {
 
     /// The newest resolved timestamp visible to appliers.
     pub fn resolved(&self, partition: &Partition) -> Option<Hlc> {
-        self.inner.shared.meta_hlc(RESOLVED, partition)
+        self.inner.shared.index().partitions.get(partition).and_then(|p| p.resolved)
     }
 
     /// The newest checkpoint known to be committed on the target (a cache of the target's own).
     pub fn applied(&self, partition: &Partition) -> Option<Hlc> {
-        self.inner.shared.meta_hlc(APPLIED, partition)
+        self.inner.shared.index().partitions.get(partition).and_then(|p| p.applied)
     }
 
-    /// Every partition that ever received an indexed row or resolved timestamp.
+    /// Every partition that ever received a row, a resolved timestamp, a checkpoint or a lease.
     pub fn partitions(&self) -> Vec<Partition> {
-        let mut out: Vec<Partition> =
-            self.inner.shared.db.tree_names().iter().filter_map(|n| Partition::from_tree_name(n)).collect();
-        out.sort();
-        out
+        self.inner.shared.index().partitions.keys().cloned().collect()
     }
 
     /// A receiver that changes whenever a resolved timestamp becomes visible.
@@ -401,12 +340,10 @@ impl Journal {
         self.inner.shared.changes.subscribe()
     }
 
-    /// Waits until everything logged before this call is indexed (for tests and benchmarks).
+    /// Waits until everything queued before this call is written and visible (for tests and
+    /// benchmarks).
     pub async fn wait_indexed(&self) {
-        let last = self.inner.log_order.lock().expect("log order lock").next_seq.saturating_sub(1);
-        self.inner.indexer.notify();
-        let mut rx = self.inner.shared.indexed.subscribe();
-        let _ = rx.wait_for(|seq| *seq >= last).await;
+        let _ = self.inner.writer.wait(self.inner.writer.last_ticket()).await;
     }
 
     /// Reads the next chunk of a window; see [`window`] for what a chunk holds.
@@ -416,65 +353,63 @@ impl Journal {
         cursor: &mut WindowCursor,
         limits: ChunkLimits,
     ) -> Result<Chunk, ReadError> {
-        window::read_chunk(&self.inner.shared.tree(partition)?, partition, cursor, limits)
+        window::read_chunk(&self.inner.shared.index, partition, cursor, limits)
     }
 
-    /// Rows and bytes of `partition` above `after` still in the journal (a scan: for status only).
+    /// Rows and bytes of `partition` above `after` still in the journal (for status: it reads them).
     pub fn pending(&self, partition: &Partition, after: Hlc) -> Result<(u64, u64), ReadError> {
-        let tree = self.inner.shared.tree(partition)?;
+        let mut cursor = WindowCursor::new(after, Hlc::new(u64::MAX, u32::MAX), Vec::new());
+        let limits = ChunkLimits { max_rows: 65_536, max_bytes: 64 << 20 };
         let (mut rows, mut bytes) = (0u64, 0u64);
-        for item in parts::joined(tree.range(record::key_after(after)..)) {
-            let (key, value) = item?;
-            rows += 1;
-            bytes += (key.len() + value.len()) as u64;
+        while !cursor.is_done() {
+            let chunk = self.read_chunk(partition, &mut cursor, limits)?;
+            rows += chunk.rows.len() as u64;
+            bytes += chunk
+                .rows
+                .iter()
+                .map(|r| (record::encode_key(r).len() + record::encode_value(r).len()) as u64)
+                .sum::<u64>();
         }
         Ok((rows, bytes))
     }
 
     /// The newest lease epoch issued for `partition` (kept in the journal so epochs only grow).
     pub fn lease_epoch(&self, partition: &Partition) -> u64 {
-        let key = meta_key(EPOCH, partition);
-        self.inner
-            .shared
-            .meta
-            .get(key)
-            .ok()
-            .flatten()
-            .and_then(|v| v.as_ref().try_into().ok())
-            .map_or(0, u64::from_be_bytes)
+        self.inner.shared.index().partitions.get(partition).map_or(0, |p| p.epoch)
     }
 
-    /// Stores the newest lease epoch issued for `partition`.
+    /// Stores the newest lease epoch issued for `partition` (written with the next group).
     pub fn set_lease_epoch(&self, partition: &Partition, epoch: u64) -> Result<(), ReadError> {
-        self.inner.shared.meta.insert(meta_key(EPOCH, partition), &epoch.to_be_bytes())?;
+        self.inner.shared.index().raise_epoch(partition, epoch);
+        self.inner.writer.enqueue(Item::Epoch { partition: partition.clone(), epoch })?;
         Ok(())
     }
 
-    /// Records that everything up to `checkpoint` is committed on the target; a background thread
-    /// then deletes those entries. Not synced: if the process dies first, the entries come back and
-    /// are skipped, because windows start after the target's own checkpoint.
+    /// Records that everything up to `checkpoint` is committed on the target; the rows it covers
+    /// are forgotten at once and their segments deleted once nothing else in them is waiting. Not
+    /// synced: if the process dies first, the rows come back and are skipped, because windows
+    /// start after the target's own checkpoint.
     pub fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError> {
-        let previous = self.inner.shared.raise_meta(APPLIED, partition, checkpoint)?;
-        if previous.is_none_or(|p| p < checkpoint) {
-            self.inner.compactor.compact(self.inner.shared.tree(partition)?, checkpoint);
+        if self.inner.shared.index().raise_applied(partition, checkpoint) {
+            self.inner.writer.enqueue(Item::Applied { partition: partition.clone(), hlc: checkpoint })?;
         }
         Ok(())
     }
 
-    /// Sync duration and group-commit size, for `/_/varz`.
+    /// Write duration and group-commit size, for `/_/varz`.
     pub fn sync_metrics(&self) -> &crate::metrics::SyncMetrics {
-        self.inner.shared.commit.metrics()
+        self.inner.writer.metrics()
     }
 
-    /// Approximate bytes on disk, refreshed at most every [`SIZE_REFRESH`].
+    /// Bytes of the journal's segment files.
     pub fn disk_bytes(&self) -> u64 {
-        self.inner.size.load(Ordering::Relaxed)
+        self.inner.writer.disk_bytes()
     }
 
-    /// `Err` with the reason when the journal cannot make progress: a failed sync (fatal), a dead
-    /// thread (fatal), or indexing failing (retried).
+    /// `Err` with the reason when the journal cannot make progress: a failed write or sync
+    /// (fatal) or a dead thread (fatal).
     pub fn health(&self) -> Result<(), Fault> {
-        if self.inner.shared.commit.is_poisoned() {
+        if self.inner.writer.is_poisoned() {
             return Err(Fault::Fatal(
                 "journal sync failed; the journal is read-only until the process restarts".into(),
             ));
@@ -493,41 +428,59 @@ impl Journal {
     /// wait for a resolved timestamp that can never come (a scan larger than the budget would
     /// deadlock). Resolved timestamps themselves are never refused for the budget.
     fn check_budget(&self, partition: &Partition, incoming: u64) -> Result<(), AppendError> {
-        if self.inner.shared.commit.is_poisoned() {
+        if self.inner.writer.is_poisoned() {
             return Err(Poisoned.into());
         }
-        self.refresh_sizes();
+        self.refresh_free();
         let free = self.inner.free.load(Ordering::Relaxed);
         if free < self.inner.disk_reserve.saturating_add(incoming) {
             return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
         }
-        let used = self.disk_bytes();
-        // The newest resolved timestamp accepted (durable, perhaps not yet indexed and visible).
-        let accepted = self.inner.log_order.lock().expect("log order lock").accepted.get(partition).copied();
+        let used = self.inner.writer.used_bytes();
+        if used.saturating_add(incoming) <= self.inner.budget {
+            return Ok(());
+        }
+        // The newest resolved timestamp accepted (durable, perhaps not yet visible).
+        let accepted = self.inner.writer.accepted(partition);
         let resolved_work = match (accepted.max(self.resolved(partition)), self.applied(partition)) {
             (Some(resolved), applied) => applied.is_none_or(|a| resolved > a),
             (None, _) => false,
         };
-        if used.saturating_add(incoming) > self.inner.budget && resolved_work {
+        if resolved_work {
             return Err(AppendError::Full { used, budget: self.inner.budget, partition: partition.clone() });
         }
         Ok(())
     }
 
-    /// Re-reads the journal's size and the free disk space at most every [`SIZE_REFRESH`].
-    fn refresh_sizes(&self) {
-        let mut checked = self.inner.size_checked.lock().expect("size lock");
+    /// Re-reads the free disk space at most every [`SIZE_REFRESH`].
+    fn refresh_free(&self) {
+        let mut checked = self.inner.free_checked.lock().expect("free space lock");
         if checked.is_some_and(|at| at.elapsed() <= SIZE_REFRESH) {
             return;
         }
         *checked = Some(Instant::now());
-        if let Ok(size) = self.inner.shared.db.size_on_disk() {
-            self.inner.size.store(size, Ordering::Relaxed);
-        }
         if let Some(free) = free_bytes(&self.inner.dir) {
             self.inner.free.store(free, Ordering::Relaxed);
         }
     }
+}
+
+/// Takes the journal's lock file, refusing a journal another process has open.
+fn lock(dir: &std::path::Path) -> Result<File, OpenError> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| OpenError::Io { dir: dir.to_owned(), source })?;
+    // SAFETY: `flock` on a descriptor this function owns; it touches no memory.
+    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !taken {
+        return Err(OpenError::Locked { dir: dir.to_owned() });
+    }
+    Ok(file)
 }
 
 /// Bytes available to unprivileged writers on the file system holding `dir`.
@@ -539,96 +492,6 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     // SAFETY: `path` is a NUL-terminated string and `stat` a properly sized, writable struct.
     let result = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
     (result == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
-}
-
-/// Opens sled and its trees and recovers the log's order (run under `catch_unwind`: sled panics
-/// on some kinds of damage).
-fn open_sled(dir: &std::path::Path) -> Result<(sled::Db, sled::Tree, sled::Tree, LogOrder), OpenError> {
-    let sled_err = |source: sled::Error| match source {
-        sled::Error::Corruption { .. } => OpenError::Corrupt {
-            dir: dir.to_owned(),
-            detail: format!("sled found {}/db damaged: {source}", dir.display()),
-        },
-        source => OpenError::Sled { dir: dir.to_owned(), source },
-    };
-    let config = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).segment_size(SEGMENT_BYTES);
-    // sled lets go of its file lock a moment after the last handle of an earlier open is dropped
-    // (its IO threads finish first), so a reopen in the same process waits for it briefly; another
-    // process holding the journal is still refused after that.
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    let db = loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => break other.map_err(sled_err)?,
-        }
-    };
-    let meta = db.open_tree("meta").map_err(sled_err)?;
-    let log = db.open_tree("log").map_err(sled_err)?;
-    let order = recover_log_order(&log, &meta).map_err(|e| match e {
-        RecoverError::Sled(source) => sled_err(source),
-        RecoverError::Damaged(source) => OpenError::Damaged { dir: dir.to_owned(), source },
-    })?;
-    Ok((db, meta, log, order))
-}
-
-enum RecoverError {
-    Sled(sled::Error),
-    Damaged(RecordError),
-}
-
-/// The next sequence number, and the resolved timestamps still waiting in the log.
-fn recover_log_order(log: &sled::Tree, meta: &sled::Tree) -> Result<LogOrder, RecoverError> {
-    let logged = match log.last().map_err(RecoverError::Sled)? {
-        // A large record's last part has a longer key; its first 8 bytes are the sequence number.
-        Some((key, _)) => key.get(..8).map_or(0, |seq| u64::from_be_bytes(seq.try_into().expect("8 bytes"))),
-        None => 0,
-    };
-    // Records are deleted from the log once indexed; the indexer keeps the last one it did.
-    let indexed = meta
-        .get(INDEXED)
-        .map_err(RecoverError::Sled)?
-        .and_then(|v| v.as_ref().try_into().ok())
-        .map_or(0, u64::from_be_bytes);
-    let next_seq = logged.max(indexed) + 1;
-    let mut accepted: HashMap<Partition, Hlc> = HashMap::new();
-    for item in parts::joined(log.iter()) {
-        let (_, value) = item.map_err(RecoverError::Sled)?;
-        if let LogRecord::Resolved { partition, hlc } = record::decode_log(&value).map_err(RecoverError::Damaged)? {
-            let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
-            *entry = (*entry).max(hlc);
-        }
-    }
-    for item in meta.scan_prefix(RESOLVED) {
-        let (key, value) = item.map_err(RecoverError::Sled)?;
-        if let (Some(partition), Some(hlc)) =
-            (Partition::from_tree_name(&key[RESOLVED.len()..]), Hlc::from_bytes(&value))
-        {
-            let entry = accepted.entry(partition).or_insert(Hlc::ZERO);
-            *entry = (*entry).max(hlc);
-        }
-    }
-    Ok(LogOrder { next_seq, accepted })
-}
-
-/// sled's panic messages can quote whole keys; an error line needs only their start.
-fn shortened(mut text: String) -> String {
-    const MAX: usize = 300;
-    if text.len() > MAX {
-        let cut = (0..=MAX).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-        text.truncate(cut);
-        text.push_str(" …");
-    }
-    text
-}
-
-fn meta_key(prefix: &[u8], partition: &Partition) -> Vec<u8> {
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(&partition.tree_name());
-    key
 }
 
 #[cfg(test)]

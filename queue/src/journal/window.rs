@@ -1,9 +1,10 @@
 //! Windowed reads: the rows of a window `(after, upto]` of one partition, in bounded chunks.
 //!
-//! Rows come in journal order `(HLC, table, key)`. A chunk holds at most `max_rows` rows and
-//! about `max_bytes` bytes, and it ends on a timestamp boundary whenever it can: then
-//! [`Chunk::complete_through`] names the newest timestamp whose rows have all been delivered, and
-//! the applier may commit there (the target is consistent at that timestamp).
+//! Rows come in journal order `(HLC, table, key)`, merged from the runs (journaled requests) that
+//! overlap the window. A chunk holds at most `max_rows` rows and about `max_bytes` bytes, and it
+//! ends on a timestamp boundary whenever it can: then [`Chunk::complete_through`] names the newest
+//! timestamp whose rows have all been delivered, and the applier may commit there (the target is
+//! consistent at that timestamp).
 //!
 //! A single timestamp larger than a chunk (an initial scan puts a whole table at one timestamp)
 //! is streamed in several chunks that the applier applies in one transaction. Inside it, rows
@@ -11,12 +12,18 @@
 //! parents, then the upserts, parents before children, following the table order the applier
 //! gave when it opened the window. Within one timestamp a key has one version, so nothing needs
 //! folding across those chunks.
+//!
+//! The cursor keeps its merge between chunks, so a window is read once however it is chunked; its
+//! memory is the merge's buffers (8 MiB shared by the runs) plus at most one chunk of rows.
 
-use crate::hlc::Hlc;
-use crate::record::{self, Row};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use super::ReadError;
-use crate::record::Partition;
+use super::index::{Index, Run};
+use super::merge::{Merge, ReadFailure};
+use crate::hlc::Hlc;
+use crate::record::{self, Partition, Row};
 
 /// How much one chunk may hold; at least one row is always returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,38 +43,48 @@ pub struct Chunk {
 }
 
 /// A position inside a window, moved forward by each read. Opaque to appliers.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct WindowCursor {
-    next_key: Vec<u8>,
-    end_key: Vec<u8>,
+    after: Hlc,
     upto: Hlc,
     /// Table names, parents before children (the applier's catalog order).
     table_order: Vec<String>,
     state: State,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum State {
-    Merged,
-    /// Serving one large timestamp table by table.
-    Ordered(OrderedTimestamp),
+    Start,
+    Reading(Box<Reading>),
     Done,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
+struct Reading {
+    runs: Vec<Arc<Run>>,
+    main: Merge,
+    /// Rows taken from `main` but not delivered yet; they come before `main`'s.
+    carry: VecDeque<Row>,
+    /// Rows at or below this were delivered by an [`OrderedTimestamp`]: skipped.
+    skip_through: Option<Hlc>,
+    ordered: Option<OrderedTimestamp>,
+}
+
+/// Serving one large timestamp table by table.
+#[derive(Debug)]
 struct OrderedTimestamp {
     hlc: Hlc,
     /// Tables present at `hlc`, parents first.
     tables: Vec<String>,
     /// `0..n`: deletes of `tables[n - 1 - step]`; `n..2n`: upserts of `tables[step - n]`.
     step: usize,
-    resume: Option<Vec<u8>>,
+    merge: Option<Merge>,
 }
 
 impl WindowCursor {
     pub fn new(after: Hlc, upto: Hlc, table_order: Vec<String>) -> Self {
-        let state = if after >= upto { State::Done } else { State::Merged };
-        WindowCursor { next_key: record::key_after(after), end_key: record::key_after(upto), upto, table_order, state }
+        let state = if after >= upto { State::Done } else { State::Start };
+        WindowCursor { after, upto, table_order, state }
     }
 
     pub fn is_done(&self) -> bool {
@@ -97,115 +114,156 @@ impl Gather {
     }
 }
 
-/// Reads the next chunk of `cursor`'s window from `tree`.
+/// Turns a failed read into the error an applier sees.
+struct Failing<'a>(&'a Partition);
+
+impl Failing<'_> {
+    fn read(&self, failure: ReadFailure) -> ReadError {
+        match failure {
+            ReadFailure::Io(source) => ReadError::Io(source),
+            ReadFailure::Damaged(detail) => ReadError::DamagedRun { partition: self.0.clone(), detail },
+        }
+    }
+
+    fn decode(&self, source: record::RecordError) -> ReadError {
+        ReadError::Damaged { partition: self.0.clone(), source }
+    }
+}
+
+/// Reads the next chunk of `cursor`'s window.
 pub(super) fn read_chunk(
-    tree: &sled::Tree,
+    index: &Mutex<Index>,
     partition: &Partition,
     cursor: &mut WindowCursor,
     limits: ChunkLimits,
 ) -> Result<Chunk, ReadError> {
-    let damaged = |source| ReadError::Damaged { partition: partition.clone(), source };
-    match cursor.state {
-        State::Done => Ok(Chunk { rows: Vec::new(), complete_through: Some(cursor.upto), last: true }),
-        State::Merged => read_merged(tree, cursor, limits, &damaged),
-        State::Ordered(_) => read_ordered(tree, cursor, limits, &damaged),
+    let failing = Failing(partition);
+    if let State::Start = cursor.state {
+        let runs = index.lock().expect("journal index lock").runs_in(partition, cursor.after, cursor.upto);
+        let start = record::key_after(cursor.after);
+        let main = Merge::new(&runs, &start, record::key_after(cursor.upto)).map_err(|f| failing.read(f))?;
+        let reading = Reading { runs, main, carry: VecDeque::new(), skip_through: None, ordered: None };
+        cursor.state = State::Reading(Box::new(reading));
+    }
+    let upto = cursor.upto;
+    let chunk = match &mut cursor.state {
+        State::Start => unreachable!("started above"),
+        State::Done => return Ok(Chunk { rows: Vec::new(), complete_through: Some(upto), last: true }),
+        State::Reading(reading) if reading.ordered.is_some() => read_ordered(reading, upto, limits, &failing)?,
+        State::Reading(reading) => read_merged(reading, &cursor.table_order, upto, limits, &failing)?,
+    };
+    if chunk.last {
+        cursor.state = State::Done;
+    }
+    Ok(chunk)
+}
+
+impl Reading {
+    fn next_row(&mut self, failing: &Failing) -> Result<Option<Row>, ReadError> {
+        loop {
+            let row = match self.carry.pop_front() {
+                Some(row) => row,
+                None => match self.main.next().map_err(|f| failing.read(f))? {
+                    Some((key, value)) => record::decode(&key, &value).map_err(|e| failing.decode(e))?,
+                    None => return Ok(None),
+                },
+            };
+            if self.skip_through.is_none_or(|skip| row.hlc > skip) {
+                return Ok(Some(row));
+            }
+        }
     }
 }
 
 fn read_merged(
-    tree: &sled::Tree,
-    cursor: &mut WindowCursor,
+    reading: &mut Reading,
+    table_order: &[String],
+    upto: Hlc,
     limits: ChunkLimits,
-    damaged: &dyn Fn(record::RecordError) -> ReadError,
+    failing: &Failing,
 ) -> Result<Chunk, ReadError> {
     let mut gather = Gather::new(limits);
-    // The key of the first row of the newest timestamp gathered, to resume there when cut.
-    let mut newest_start: Vec<u8> = Vec::new();
-    for item in super::parts::joined(tree.range(cursor.next_key.clone()..cursor.end_key.clone())) {
-        let (key, value) = item?;
-        let row = record::decode(&key, &value).map_err(damaged)?;
-        let newest = gather.rows.last().map(|r| r.hlc);
-        if gather.full() {
-            let newest = newest.expect("a full chunk has rows");
-            if row.hlc != newest {
-                cursor.next_key = key.to_vec();
-                return Ok(Chunk { rows: gather.rows, complete_through: Some(newest), last: false });
-            }
-            let split = gather.rows.partition_point(|r| r.hlc < newest);
-            if split > 0 {
-                let through = gather.rows[split - 1].hlc;
-                gather.rows.truncate(split);
-                cursor.next_key = newest_start;
-                return Ok(Chunk { rows: gather.rows, complete_through: Some(through), last: false });
-            }
-            // One timestamp fills the chunk: serve it table by table instead.
-            let ordered = OrderedTimestamp::start(tree, newest, &cursor.table_order, damaged)?;
-            cursor.state = State::Ordered(ordered);
-            return read_ordered(tree, cursor, limits, damaged);
+    while let Some(row) = reading.next_row(failing)? {
+        if !gather.full() {
+            gather.push(row);
+            continue;
         }
-        if newest != Some(row.hlc) {
-            newest_start = key.to_vec();
+        let newest = gather.rows.last().expect("a full chunk has rows").hlc;
+        if row.hlc != newest {
+            reading.carry.push_front(row);
+            return Ok(Chunk { rows: gather.rows, complete_through: Some(newest), last: false });
         }
-        gather.push(row);
+        let split = gather.rows.partition_point(|r| r.hlc < newest);
+        if split > 0 {
+            let through = gather.rows[split - 1].hlc;
+            let tail = gather.rows.split_off(split);
+            reading.carry.push_front(row);
+            for row in tail.into_iter().rev() {
+                reading.carry.push_front(row);
+            }
+            return Ok(Chunk { rows: gather.rows, complete_through: Some(through), last: false });
+        }
+        // One timestamp fills the chunk: serve it table by table instead, reading it again.
+        reading.carry.retain(|r| r.hlc > newest);
+        reading.skip_through = Some(newest);
+        reading.ordered = Some(OrderedTimestamp::start(&reading.runs, newest, table_order));
+        return read_ordered(reading, upto, limits, failing);
     }
-    cursor.state = State::Done;
-    Ok(Chunk { rows: gather.rows, complete_through: Some(cursor.upto), last: true })
+    Ok(Chunk { rows: gather.rows, complete_through: Some(upto), last: true })
 }
 
-fn read_ordered(
-    tree: &sled::Tree,
-    cursor: &mut WindowCursor,
-    limits: ChunkLimits,
-    damaged: &dyn Fn(record::RecordError) -> ReadError,
-) -> Result<Chunk, ReadError> {
-    let State::Ordered(ordered) = &mut cursor.state else { unreachable!("read_ordered in another state") };
+fn read_ordered(reading: &mut Reading, upto: Hlc, limits: ChunkLimits, failing: &Failing) -> Result<Chunk, ReadError> {
+    let ordered = reading.ordered.as_mut().expect("read_ordered while serving a timestamp");
     let mut gather = Gather::new(limits);
     let n = ordered.tables.len();
     while ordered.step < 2 * n {
         let deletes = ordered.step < n;
         let table = if deletes { &ordered.tables[n - 1 - ordered.step] } else { &ordered.tables[ordered.step - n] };
-        let prefix = record::table_prefix(ordered.hlc, table);
-        let start = ordered.resume.take().unwrap_or_else(|| prefix.clone());
-        let end = record::prefix_end(&prefix).unwrap_or_else(|| cursor.end_key.clone());
-        for item in super::parts::joined(tree.range(start..end)) {
-            let (key, value) = item?;
+        if ordered.merge.is_none() {
+            let prefix = record::table_prefix(ordered.hlc, table);
+            let end = record::prefix_end(&prefix).unwrap_or_else(|| record::key_after(upto));
+            // Every run with the table, whatever its operations: a newer copy of a key replaces
+            // an older one even when one is a delete and the other an upsert.
+            let runs: Vec<Arc<Run>> = reading
+                .runs
+                .iter()
+                .filter(|r| r.min <= ordered.hlc && ordered.hlc <= r.max && r.tables.iter().any(|t| t.name == *table))
+                .cloned()
+                .collect();
+            ordered.merge = Some(Merge::new(&runs, &prefix, end).map_err(|f| failing.read(f))?);
+        }
+        let merge = ordered.merge.as_mut().expect("made above");
+        loop {
             if gather.full() {
-                ordered.resume = Some(key.to_vec());
                 return Ok(Chunk { rows: gather.rows, complete_through: None, last: false });
             }
-            let row = record::decode(&key, &value).map_err(damaged)?;
+            let Some((key, value)) = merge.next().map_err(|f| failing.read(f))? else { break };
+            let row = record::decode(&key, &value).map_err(|e| failing.decode(e))?;
             if row.after.is_none() == deletes {
                 gather.push(row);
             }
         }
+        ordered.merge = None;
         ordered.step += 1;
     }
     let hlc = ordered.hlc;
-    cursor.next_key = record::key_after(hlc);
-    cursor.state = State::Merged;
+    reading.ordered = None;
     Ok(Chunk { rows: gather.rows, complete_through: Some(hlc), last: false })
 }
 
 impl OrderedTimestamp {
-    /// Finds the tables present at `hlc` (one seek per table) and orders them parents first.
-    fn start(
-        tree: &sled::Tree,
-        hlc: Hlc,
-        table_order: &[String],
-        damaged: &dyn Fn(record::RecordError) -> ReadError,
-    ) -> Result<OrderedTimestamp, ReadError> {
-        let end = record::key_after(hlc);
-        let mut start = hlc.to_bytes().to_vec();
+    /// The tables of the runs that span `hlc`, parents first.
+    fn start(runs: &[Arc<Run>], hlc: Hlc, table_order: &[String]) -> OrderedTimestamp {
         let mut tables: Vec<String> = Vec::new();
-        while let Some(item) = tree.range(start.clone()..end.clone()).next() {
-            let (key, _) = item?;
-            let (_, table, _) = record::decode_key(&key).map_err(damaged)?;
-            let Some(next) = record::prefix_end(&record::table_prefix(hlc, table)) else { break };
-            tables.push(table.to_owned());
-            start = next;
+        for run in runs.iter().filter(|r| r.min <= hlc && hlc <= r.max) {
+            for table in &run.tables {
+                if !tables.contains(&table.name) {
+                    tables.push(table.name.clone());
+                }
+            }
         }
         let rank = |name: &str| table_order.iter().position(|t| t.eq_ignore_ascii_case(name)).unwrap_or(usize::MAX);
         tables.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
-        Ok(OrderedTimestamp { hlc, tables, step: 0, resume: None })
+        OrderedTimestamp { hlc, tables, step: 0, merge: None }
     }
 }
