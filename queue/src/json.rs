@@ -105,9 +105,8 @@ pub struct TooDeep {
     pub depth: usize,
 }
 
-/// Longest primary key accepted, as canonical JSON. Journal keys sit in sled's tree nodes (up to
-/// 256 per index node); bounding them keeps every node below the size at which sled would move it
-/// to a blob file it never syncs (see `journal/parts.rs`).
+/// Longest primary key accepted, as canonical JSON. A window's merge holds one key per run it
+/// reads and compares keys per row; 4 KiB is far above any real primary key and keeps that small.
 pub const MAX_KEY_BYTES: usize = 4096;
 
 /// The canonical bytes of a key array, so the same key always has the same journal identity

@@ -4,10 +4,9 @@
 //!
 //! - [`hlc`]: CockroachDB HLC timestamps, parsed strictly.
 //! - [`json`]: borrowed views of changefeed JSON, and the canonical key encoding used in journal keys.
-//! - [`record`]: the on-disk key and value format (with a version byte), pure functions.
-//! - [`commit`]: group commit, one flush + fsync shared by concurrent appends.
-//! - [`journal`]: appends, resolved timestamps, windowed reads in bounded chunks, compaction;
-//!   values over 60 KiB stored in parts so sled never writes its unsynced blob files.
+//! - [`record`]: the record format (with a version byte), pure functions.
+//! - [`journal`]: segment files of our own (CRC-framed records, group commit), an in-memory index
+//!   of runs, resolved timestamps, windowed reads in bounded chunks, deletion of applied segments.
 //! - [`lease`]: the lease table (holders, epochs, expiry, pauses, rebalancing), pure.
 //! - [`service`]: the queue service: journal + leases behind the operations appliers call.
 //! - [`client`]: [`QueueClient`], the one interface appliers use; [`local`] implements it
@@ -19,34 +18,33 @@
 //!
 //! # Durability
 //!
-//! An append returns only after its batch is in sled's log **and** the log file was fsynced
-//! (sled's own `flush` ends in `sync_file_range`, which is not durable). One request is one sled
-//! batch, so a crash leaves all of its rows or none.
+//! An append returns only after its record is written to the segment file **and** the file was
+//! fdatasynced; a new segment file and its directory entry are synced before any record in it is
+//! acknowledged. One request is one record with one checksum, so a crash leaves all of its rows
+//! or none.
 //!
 //! # Recovery
 //!
-//! - Process crash or power loss: sled replays its log up to the last complete batch; every
-//!   acknowledged append was fsynced, so it is there. Unacknowledged batches may or may not be.
-//! - Entries at or below the applied checkpoint (compaction interrupted, or a late duplicate
-//!   written while compaction ran) are never read: windows start after the target's checkpoint,
-//!   and the next compaction removes them.
+//! - Process crash or power loss: opening reads every segment back. A last write that a crash cut
+//!   short (never acknowledged) is cut off; every acknowledged record was synced, so it is there.
+//! - Rows at or below the applied checkpoint (a checkpoint record lost in a crash) are never read:
+//!   windows start after the target's checkpoint, and the next checkpoint forgets them.
 //! - The journal's `applied` marker is a cache of the target's checkpoint; if it is lost or
 //!   behind, the next commit report from an applier sets it again.
 //! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
 //!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
 //!   report moves the next grant above the target's.
-//! - A journal that lost acknowledged records is refused at open, never opened with rows missing:
-//!   the highest sequence number acknowledged as durable is kept outside sled (`wharf-durable-seq`,
-//!   written after each sync by a thread of its own), and sled must hold at least that much.
-//!   sled's panics on damaged data at open are refused the same way. The error names the journal
-//!   and says what to do (start on an empty journal, `wharfctl recover`).
-//! - A value with another format version or a damaged key stops the partition's applier with a
-//!   [`journal::ReadError::Damaged`] error naming the partition; nothing is skipped silently.
-//! - A failed fsync poisons the journal: every later append fails (ingest answers 503), health
-//!   says why, and `wharf-ingest` stops with an error so a supervisor restarts it and sled
-//!   recovers from what is really on disk. A panicking journal thread (indexer, sync) is the same
-//!   kind of fault ([`journal::Fault::Fatal`]); an indexing error that is retried turns health to
-//!   503 with the reason until indexing succeeds again.
+//! - A journal that lost or damaged acknowledged records is refused at open, never opened with
+//!   rows missing: every record carries a CRC-32 and a sequence number, consecutive across
+//!   segments, and the highest sequence number acknowledged as durable is kept in a file of its
+//!   own (`wharf-durable-seq`, written after each sync by a thread of its own). The error names the
+//!   file and says what to do (start on an empty journal, `wharfctl recover`).
+//! - A record that no longer parses when read stops the partition's applier with a
+//!   [`journal::ReadError`] naming the partition; nothing is skipped silently.
+//! - A failed write or fsync poisons the journal: every later append fails (ingest answers 503),
+//!   health says why, and `wharf-ingest` stops with an error so a supervisor restarts it and the
+//!   journal recovers from what is really on disk. A panicking journal thread is the same kind of
+//!   fault ([`journal::Fault::Fatal`]).
 
 pub mod client;
 pub mod hlc;

@@ -49,7 +49,7 @@ impl SyncMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "wharf_journal_fsync_duration_seconds",
-            "Time of one journal sync (sled flush and fdatasync of its files)",
+            "Time of one journal group commit (write and fdatasync of the segment file)",
             self.duration.clone(),
         );
         registry.register(

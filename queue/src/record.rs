@@ -1,9 +1,6 @@
-//! Journal keys and values: the on-disk format, as pure functions over bytes.
+//! Journal keys, values and records: the on-disk format, as pure functions over bytes.
 //!
-//! Every partition (one target `db.schema`) has its own sled tree, named `p/` + the partition's
-//! encoded name, so a partition's entries are contiguous and their key order is the apply order.
-//!
-//! Key (inside a partition tree):
+//! A row's key orders the journal (a partition's windows are read in key order):
 //!
 //! | bytes | field |
 //! | --- | --- |
@@ -13,7 +10,7 @@
 //! | n | table name, UTF-8, as it appeared in the changefeed |
 //! | rest | primary key: the changefeed's `key` array, compact canonical JSON |
 //!
-//! A redelivered row has the same timestamp, table and key, so it overwrites itself.
+//! A redelivered row has the same timestamp, table and key, so it replaces itself.
 //!
 //! Value:
 //!
@@ -23,22 +20,22 @@
 //! | 1 | operation: 0 upsert, 1 delete |
 //! | rest | upsert: the row's `after` object, compact JSON; delete: empty |
 //!
-//! Partition tree names: `p/` + database + `0x00` + schema (NUL cannot occur in a SQL identifier).
+//! # Log records
 //!
-//! # Write-ahead log records
-//!
-//! A request is first made durable as one record in the `log` tree, keyed by a big-endian `u64`
-//! sequence number assigned in insertion order; the indexer then moves its rows into the partition
-//! tree. Value:
+//! Each record is the payload of one frame of a segment file (see `journal/segment.rs`):
 //!
 //! | bytes | field |
 //! | --- | --- |
 //! | 1 | format version, [`FORMAT_VERSION`] |
-//! | 1 | kind: 0 rows, 1 resolved timestamp |
+//! | 1 | kind: 0 rows, 1 resolved timestamp, 2 applied checkpoint, 3 lease epoch |
 //! | 2 + n | database name, length-prefixed (big-endian `u16`) |
 //! | 2 + n | schema name, length-prefixed |
-//! | rows: 4, then per row 4 + k + 4 + v | row count, then each row's partition-tree key and value, length-prefixed (big-endian `u32`) |
-//! | resolved: 12 | the HLC, as in keys |
+//! | rows: 4, then per row 4 + k + 4 + v | row count, then each row's key and value, length-prefixed (big-endian `u32`), sorted by key, one per key |
+//! | resolved, applied: 12 | the HLC, as in keys |
+//! | epoch: 8 | big-endian `u64` |
+//!
+//! Partition names in errors and metrics: database + `0x00` + schema after `p/` (NUL cannot occur
+//! in a SQL identifier).
 
 use thiserror::Error;
 

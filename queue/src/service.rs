@@ -175,7 +175,7 @@ impl QueueService {
         self.leases().holds(worker, partition, epoch)
     }
 
-    /// Reads the next chunk on a blocking thread (sled reads block).
+    /// Reads the next chunk on a blocking thread (segment reads block).
     pub async fn read(
         &self,
         partition: Partition,

@@ -358,7 +358,8 @@ impl Journal {
 
     /// Rows and bytes of `partition` above `after` still in the journal (for status: it reads them).
     pub fn pending(&self, partition: &Partition, after: Hlc) -> Result<(u64, u64), ReadError> {
-        let mut cursor = WindowCursor::new(after, Hlc::new(u64::MAX, u32::MAX), Vec::new());
+        // Above any timestamp a changefeed sends, with room for the window's end key after it.
+        let mut cursor = WindowCursor::new(after, Hlc::new(u64::MAX, 0), Vec::new());
         let limits = ChunkLimits { max_rows: 65_536, max_bytes: 64 << 20 };
         let (mut rows, mut bytes) = (0u64, 0u64);
         while !cursor.is_done() {
