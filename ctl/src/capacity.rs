@@ -1,5 +1,5 @@
 //! End-to-end capacity for `wharfctl bench`: the highest steady rate (a resolved timestamp every
-//! second) that ingest, journal, indexer, one embedded applier and PostgreSQL sustain together,
+//! second) that ingest, journal, one embedded applier and PostgreSQL sustain together,
 //! found by bisection between 0 and an upper bound (the lower of durable ingest and apply alone).
 //!
 //! A rate is sustained when the feed offered at least 95% of it and its last resolved timestamp

@@ -1,9 +1,12 @@
 #![no_main]
 //! The journal decoders never panic on damaged bytes, and what they accept re-encodes to exactly
-//! the same bytes: partition-tree entries (key and value) and write-ahead log records.
+//! the same bytes: row entries (key and value) and the journal's log records.
 
 use libfuzzer_sys::fuzz_target;
-use wharf_queue::record::{LogRecord, decode, decode_log, encode_key, encode_log_resolved, encode_log_rows, encode_value};
+use wharf_queue::record::{
+    LogRecord, decode, decode_log, encode_key, encode_log_applied, encode_log_epoch, encode_log_resolved, encode_log_rows,
+    encode_value,
+};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 2 {
@@ -20,6 +23,8 @@ fuzz_target!(|data: &[u8]| {
     }
     match decode_log(&data[1..]) {
         Ok(LogRecord::Resolved { partition, hlc }) => assert_eq!(encode_log_resolved(&partition, hlc), &data[1..]),
+        Ok(LogRecord::Applied { partition, hlc }) => assert_eq!(encode_log_applied(&partition, hlc), &data[1..]),
+        Ok(LogRecord::Epoch { partition, epoch }) => assert_eq!(encode_log_epoch(&partition, epoch), &data[1..]),
         Ok(LogRecord::Rows { partition, entries }) => {
             let rows: Vec<_> = entries.iter().filter_map(|(k, v)| decode(k, v).ok()).collect();
             if rows.len() == entries.len() {

@@ -35,7 +35,7 @@ fn live(state: &State) -> Reply {
 }
 
 /// 503 while changefeed requests cannot be acknowledged or applied: the journal cannot write or
-/// its indexer is stuck, the target does not answer, shutdown has begun, or a partition stalled.
+/// its writer thread is gone, the target does not answer, shutdown has begun, or a partition stalled.
 async fn ready(state: &State) -> Reply {
     if let Some(Err(fault)) = state.journal.as_ref().map(wharf_queue::Journal::health) {
         let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;

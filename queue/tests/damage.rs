@@ -77,7 +77,7 @@ fn is_written(row: &Row) -> bool {
         && *after == format!("{{\"k\":{k},\"v\":\"{}\"}}", "x".repeat(250)).into_bytes()
 }
 
-/// The invariant: refused with an error naming the journal, or complete.
+/// The invariant: refused with an error naming the journal, or complete and exact.
 fn refused_or_complete(dir: &Path) -> String {
     let opened = std::panic::catch_unwind(|| Journal::open(&config(dir)));
     let opened = opened.unwrap_or_else(|_| panic!("a panic escaped Journal::open"));
@@ -92,7 +92,12 @@ fn refused_or_complete(dir: &Path) -> String {
         Ok(journal) => {
             let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_all(&journal)));
             match read {
-                Ok(Ok(rows)) => assert_eq!(rows.len() as u64, ROWS + 1, "opened with acknowledged rows missing"),
+                Ok(Ok(rows)) => {
+                    assert_eq!(rows.len() as u64, ROWS + 1, "opened with acknowledged rows missing");
+                    let keys: std::collections::HashSet<&[u8]> = rows.iter().map(|r| r.key.as_slice()).collect();
+                    assert_eq!(keys.len(), rows.len(), "a row returned twice");
+                    assert!(rows.iter().all(is_written), "a row that was never written, or changed");
+                }
                 Ok(Err(error)) => panic!("opened, then failed reading acknowledged rows: {error}"),
                 Err(_) => panic!("opened, then panicked reading acknowledged rows"),
             }

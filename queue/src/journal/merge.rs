@@ -99,12 +99,15 @@ impl RunReader {
     }
 }
 
+/// A reader's next entry in a merge's heap: smallest key first and, among equal keys, the newest
+/// run's (highest sequence number); then the reader's index.
+type Head = Reverse<(Vec<u8>, Reverse<u64>, usize)>;
+
 /// The entries of several runs with keys in `[start, end)`, in key order, one per key.
 pub(crate) struct Merge {
     readers: Vec<RunReader>,
-    /// Each reader's next entry, keyed so the smallest key comes first and, among equal keys, the
-    /// newest run's.
-    heap: BinaryHeap<Reverse<(Vec<u8>, Reverse<u64>, usize)>>,
+    /// Each reader's next entry.
+    heap: BinaryHeap<Head>,
     values: Vec<Option<Vec<u8>>>,
     end: Vec<u8>,
 }

@@ -122,7 +122,10 @@ mod tests {
         bytes
     }
 
-    fn read(path: &Path) -> (Vec<(u64, u64, Vec<u8>)>, Option<End>) {
+    /// Sequence number, payload offset and payload of each record read.
+    type Seen = Vec<(u64, u64, Vec<u8>)>;
+
+    fn read(path: &Path) -> (Seen, Option<End>) {
         let mut seen = Vec::new();
         let end = scan::<()>(path, |f| {
             seen.push((f.seq, f.payload_at, f.payload));
