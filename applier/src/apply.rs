@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
 use crate::error::ApplyError;
+use crate::insert_first::Plain;
 use crate::fold::TableChanges;
 use crate::sql;
 use crate::values::sql_text;
@@ -24,6 +25,9 @@ pub struct Prepared {
     pub delete: bool,
     /// For an upsert: the same rows as a plain `INSERT`, tried first (see [`crate::insert_first`]).
     pub insert_sql: Option<String>,
+    /// For an upsert whose columns all take their text as it is: the `COPY` that is tried first
+    /// instead of `insert_sql`.
+    pub copy_sql: Option<String>,
 }
 
 /// Prepared statements of one connection, keyed by their SQL text, and when to try plain inserts.
@@ -83,7 +87,14 @@ fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> R
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true, insert_sql: None })
+    Ok(Prepared {
+        sql: sql::delete(table),
+        columns,
+        rows: deletes.len(),
+        delete: true,
+        insert_sql: None,
+        copy_sql: None,
+    })
 }
 
 fn prepare_upserts(
@@ -115,6 +126,7 @@ fn prepare_upserts(
             rows: rows.len(),
             delete: false,
             insert_sql: Some(sql::insert(table, &set)),
+            copy_sql: sql::copy(table, &set),
         });
     }
     Ok(())
@@ -150,8 +162,13 @@ pub async fn execute(
 ) -> Result<(), ApplyError> {
     for p in prepared {
         let params: Vec<&(dyn ToSql + Sync)> = p.columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        if let Some(insert) = &p.insert_sql
-            && crate::insert_first::insert(tx, cache, &p.sql, insert, &params).await?
+        let plain = match (&p.copy_sql, &p.insert_sql) {
+            (Some(copy), _) => Some(Plain::Copy { sql: copy, data: sql::copy_text(&p.columns, p.rows) }),
+            (None, Some(insert)) => Some(Plain::Insert { sql: insert, params: &params }),
+            (None, None) => None,
+        };
+        if let Some(plain) = plain
+            && crate::insert_first::insert(tx, cache, &p.sql, plain).await?
         {
             continue;
         }

@@ -21,6 +21,7 @@ use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClien
 
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
+use crate::lag::Pipeline;
 
 const T0: u64 = 1_732_615_200_000_000_000;
 
@@ -52,13 +53,18 @@ pub struct BenchArgs {
     /// reported (0 skips it).
     #[arg(long = "bigBodies", default_value_t = 128)]
     pub big_bodies: usize,
-    /// Seconds of the churn phase: updates at --churnShare of the separate applier's measured rate
+    /// Seconds of the churn phase: updates at --churnShare of the end-to-end capacity with a
+    /// separate applier (of the separate applier's backlog rate when capacity is not measured)
     /// through real processes, sampled every 5 s (memory, journal on disk, backlog; 0 skips it).
     #[arg(long = "churnSeconds", default_value_t = 60)]
     pub churn_seconds: u64,
-    /// Share of the separate applier's measured backlog rate offered in the churn phase.
+    /// Share of that rate offered in the churn phase.
     #[arg(long = "churnShare", default_value_t = 0.8)]
     pub churn_share: f64,
+    /// Exit non-zero unless the churn phase kept the journal inside its disk bound, memory flat
+    /// and the backlog bounded (see `wharfctl bench --help`, and `churn.rs` for the rules).
+    #[arg(long = "churnCheck")]
+    pub churn_check: bool,
     /// Seconds of each of the 4 feeds that bisect the end-to-end capacity (0 skips it).
     #[arg(long = "capacitySeconds", default_value_t = 20)]
     pub capacity_seconds: u64,
@@ -183,13 +189,6 @@ async fn run_phases(
         0 => None,
         bodies => Some(crate::memory::big_bodies(&target.url, &database, bodies).await?),
     };
-    let churn = match args.churn_seconds {
-        0 => None,
-        seconds => {
-            let rate = args.churn_share * args.rows as f64 / apply_quic.as_secs_f64();
-            Some(crate::churn::measure(&target.url, &database, rate, seconds).await?)
-        }
-    };
     let scaling = match args.scale_rows {
         0 => Vec::new(),
         rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
@@ -197,13 +196,26 @@ async fn run_phases(
     let unnest = reference_unnest(client, args.rows).await?;
     let copy = reference_copy(client, args.rows).await?;
     let apply_rate = args.rows as f64 / apply.as_secs_f64();
-    let capacity = match args.capacity_seconds {
-        0 => None,
+    let apply_quic_rate = args.rows as f64 / apply_quic.as_secs_f64();
+    let durable_rate = args.rows as f64 / durable.as_secs_f64();
+    let (capacity, capacity_separate) = match args.capacity_seconds {
+        0 => (None, None),
         seconds => {
-            let upper = apply_rate.min(args.rows as f64 / durable.as_secs_f64());
-            Some(crate::capacity::search(&target.url, &database, upper, seconds).await?)
+            let (url, db) = (&target.url, &database);
+            let embedded = crate::capacity::search(url, db, Pipeline::Embedded, apply_rate.min(durable_rate), seconds);
+            let embedded = embedded.await?;
+            let upper = apply_quic_rate.min(durable_rate);
+            let separate = crate::capacity::search(url, db, Pipeline::Separate, upper, seconds).await?;
+            (Some(embedded), Some(separate))
         }
     };
+    // What a user of separate appliers can run: a share of that capacity when it was measured.
+    let churn_base = capacity_separate.as_ref().map_or(apply_quic_rate, |c| c.rows_per_s);
+    let churn = match args.churn_seconds {
+        0 => None,
+        seconds => Some(crate::churn::measure(&target.url, &database, args.churn_share * churn_base, seconds).await?),
+    };
+    let churn_verdict = churn.as_ref().map(|c| crate::churn::check(&c.samples));
     let lag_rate = capacity.as_ref().map_or(apply_rate, |c| c.rows_per_s) / 2.0;
     let lag = match args.lag_seconds {
         0 => None,
@@ -249,6 +261,20 @@ async fn run_phases(
         "lag_p99_ms": lag.as_ref().map(|l| l.p99_ms.round()),
         "lag_max_ms": lag.as_ref().map(|l| l.max_ms.round()),
     });
+    let mut report = report;
+    let extra = json!({
+        "e2e_capacity_separate_rows_per_s": capacity_separate.as_ref().map(|c| c.rows_per_s.round()),
+        "e2e_capacity_separate_vs_min_ingest_apply": capacity_separate.as_ref().map(|c| (c.rows_per_s / apply_quic_rate.min(durable_rate) * 100.0).round() / 100.0),
+        "peak_rss_mib_ingest_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.0.round()),
+        "peak_rss_mib_applier_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.1.round()),
+        "churn_share_of": if capacity_separate.is_some() { "e2e_capacity_separate" } else { "apply_quic" },
+        "churn_check": churn_verdict.as_ref().map(|v| v.as_ref().err().cloned().unwrap_or_else(|| "passed".into())),
+        "peak_rss_mib_ingest_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_ingest).fold(0.0, f64::max).round()),
+        "peak_rss_mib_applier_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_applier).fold(0.0, f64::max).round()),
+    });
+    if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
+        report.extend(extra);
+    }
     if args.json {
         println!("{report}");
     } else {
@@ -311,11 +337,12 @@ async fn run_phases(
             );
         }
         if let Some(churn) = &churn {
-            println!(
-                "churn at {:.0} rows/s ({:.0}% of the separate applier's backlog rate), every 5 s:",
-                churn.offered_rows_per_s,
-                args.churn_share * 100.0
-            );
+            let of = if capacity_separate.is_some() {
+                "the end-to-end capacity with a separate applier"
+            } else {
+                "the separate applier's backlog rate"
+            };
+            println!("churn at {:.0} rows/s ({:.0}% of {of}), every 5 s:", churn.offered_rows_per_s, args.churn_share * 100.0);
             println!(
                 "  {:>5} {:>12} {:>12} {:>12} {:>14} {:>12} {:>10}",
                 "t s", "ingest MiB", "applier MiB", "journal MiB", "unapplied MiB", "bound MiB", "backlog s"
@@ -331,6 +358,10 @@ async fn run_phases(
                     s.bound_mib,
                     s.backlog_s
                 );
+            }
+            match churn_verdict.as_ref().expect("checked with the churn") {
+                Ok(()) => println!("  check: journal inside its bound, memory flat, backlog bounded"),
+                Err(why) => println!("  check failed: {why}"),
             }
         }
         for point in &scaling {
@@ -351,6 +382,19 @@ async fn run_phases(
                 capacity.rows_per_s / upper
             );
         }
+        if let Some(capacity) = &capacity_separate {
+            let upper = apply_quic_rate.min(rate(durable));
+            let (ingest, applier) = capacity.peak_rss_mib.unwrap_or((f64::NAN, f64::NAN));
+            println!(
+                "{:<36} {:>12.0}   min(durable ingest, separate apply) {:>10.0}  ratio {:.2} (target ≥ 0.7); peak RSS wharf-ingest {:.0} MiB, wharf-applier {:.0} MiB",
+                "end-to-end capacity (separate)",
+                capacity.rows_per_s,
+                upper,
+                capacity.rows_per_s / upper,
+                ingest,
+                applier
+            );
+        }
         if let Some(lag) = &lag {
             let of = if capacity.is_some() { "half the end-to-end capacity" } else { "half the apply rate" };
             println!(
@@ -362,6 +406,11 @@ async fn run_phases(
                 lag.max_ms
             );
         }
+    }
+    if args.churn_check
+        && let Some(Err(why)) = churn_verdict
+    {
+        anyhow::bail!("churn check failed: {why}");
     }
     Ok(())
 }

@@ -1,12 +1,15 @@
 //! End-to-end capacity for `wharfctl bench`: the highest steady rate (a resolved timestamp every
-//! second) that ingest, journal, one embedded applier and PostgreSQL sustain together,
-//! found by bisection between 0 and an upper bound (the lower of durable ingest and apply alone).
+//! second) that ingest, journal, one applier (embedded, or a separate `wharf-applier` process) and
+//! PostgreSQL sustain together, found by bisection between 0 and an upper bound (the lower of
+//! durable ingest and apply alone).
 //!
 //! A rate is sustained when the feed offered at least 95% of it and its last resolved timestamp
 //! was applied within [`KEPT_UP`] of its acknowledgement: a backlog that grew during the feed would
 //! leave the last window waiting behind it.
 
 use std::time::Duration;
+
+use crate::lag::Pipeline;
 
 /// How long after its acknowledgement the last resolved timestamp may take to be applied.
 pub const KEPT_UP: Duration = Duration::from_millis(2500);
@@ -25,19 +28,33 @@ pub struct Capacity {
     /// The highest sustained rate found (0 when none was).
     pub rows_per_s: f64,
     pub probes: Vec<Probe>,
+    /// The highest peak RSS of the `wharf-ingest` and `wharf-applier` processes over the probes
+    /// (separate processes only).
+    pub peak_rss_mib: Option<(f64, f64)>,
 }
 
 /// Bisects `(0, upper]` with [`PROBES`] feeds of `seconds` each.
-pub async fn search(target_url: &str, database: &str, upper: f64, seconds: u64) -> anyhow::Result<Capacity> {
+pub async fn search(
+    target_url: &str,
+    database: &str,
+    pipeline: Pipeline,
+    upper: f64,
+    seconds: u64,
+) -> anyhow::Result<Capacity> {
     let (mut low, mut high) = (0.0, upper);
     let mut probes = Vec::with_capacity(PROBES);
+    let mut peak_rss_mib: Option<(f64, f64)> = None;
     for _ in 0..PROBES {
         let asked = (low + high) / 2.0;
-        let run = crate::lag::feed(target_url, database, asked, seconds, KEPT_UP).await?;
+        let run = crate::lag::feed(target_url, database, pipeline, asked, seconds, KEPT_UP).await?;
+        if let Some((ingest, applier)) = run.peak_rss_mib {
+            let (i, a) = peak_rss_mib.unwrap_or((0.0, 0.0));
+            peak_rss_mib = Some((i.max(ingest), a.max(applier)));
+        }
         let last_lag = run.lags.last().copied().flatten();
         let sustained = run.offered_rows_per_s >= 0.95 * asked && last_lag.is_some_and(|lag| lag <= KEPT_UP);
         eprintln!(
-            "bench: capacity probe at {asked:.0} rows/s: offered {:.0}, last lag {}, {}",
+            "bench: capacity probe ({pipeline:?}) at {asked:.0} rows/s: offered {:.0}, last lag {}, {}",
             run.offered_rows_per_s,
             last_lag.map_or("over 2.5 s".to_owned(), |l| format!("{} ms", l.as_millis())),
             if sustained { "sustained" } else { "not sustained" }
@@ -49,5 +66,5 @@ pub async fn search(target_url: &str, database: &str, upper: f64, seconds: u64) 
         }
         probes.push(Probe { asked_rows_per_s: asked, offered_rows_per_s: run.offered_rows_per_s, last_lag, sustained });
     }
-    Ok(Capacity { rows_per_s: low, probes })
+    Ok(Capacity { rows_per_s: low, probes, peak_rss_mib })
 }

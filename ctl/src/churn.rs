@@ -19,7 +19,7 @@ const KEYS: usize = 200_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// One sample of the churn phase.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ChurnSample {
     pub t_s: u64,
     pub rss_mib_ingest: f64,
@@ -109,4 +109,74 @@ pub async fn measure(url: &str, database: &str, rows_per_s: f64, seconds: u64) -
     applier.stop()?;
     ingest.process.stop()?;
     Ok(ChurnReport { offered_rows_per_s: offered, samples })
+}
+
+/// Slack for memory noise between the two halves of a churn.
+const RSS_SLACK_MIB: f64 = 32.0;
+/// A backlog this small is bounded whatever the first half did.
+const BACKLOG_FLOOR_S: f64 = 10.0;
+
+/// Judges a churn run: every sample inside the journal's disk bound; memory flat (no process's
+/// peak in the second half above 1.25× its peak in the first half + 32 MiB); the backlog bounded
+/// (its peak in the second half at most 10 s or twice its peak in the first half).
+pub fn check(samples: &[ChurnSample]) -> Result<(), String> {
+    if samples.len() < 4 {
+        return Err(format!("{} samples are too few to judge; run at least 20 s", samples.len()));
+    }
+    if let Some(s) = samples.iter().find(|s| s.journal_mib > s.bound_mib) {
+        return Err(format!(
+            "at {} s the journal took {:.1} MiB on disk, over its bound of {:.1} MiB (2 × {:.1} MiB unapplied + 64)",
+            s.t_s, s.journal_mib, s.bound_mib, s.unapplied_mib
+        ));
+    }
+    let (first, second) = samples.split_at(samples.len() / 2);
+    let peak = |half: &[ChurnSample], f: fn(&ChurnSample) -> f64| half.iter().map(f).fold(0.0, f64::max);
+    for (name, f) in [
+        ("wharf-ingest", (|s: &ChurnSample| s.rss_mib_ingest) as fn(&ChurnSample) -> f64),
+        ("wharf-applier", |s: &ChurnSample| s.rss_mib_applier),
+    ] {
+        let (before, after) = (peak(first, f), peak(second, f));
+        if after > 1.25 * before + RSS_SLACK_MIB {
+            return Err(format!("{name} grew from a peak of {before:.0} MiB in the first half to {after:.0} MiB"));
+        }
+    }
+    let (before, after) = (peak(first, |s| s.backlog_s), peak(second, |s| s.backlog_s));
+    if after > BACKLOG_FLOOR_S.max(2.0 * before) {
+        return Err(format!(
+            "the backlog grew from a peak of {before:.1} s in the first half to {after:.1} s: the rate is more than the appliers sustain"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t_s: u64, rss: f64, journal_mib: f64, unapplied_mib: f64, backlog_s: f64) -> ChurnSample {
+        ChurnSample {
+            t_s,
+            rss_mib_ingest: rss,
+            rss_mib_applier: 60.0,
+            journal_mib,
+            unapplied_rows: 0,
+            unapplied_mib,
+            bound_mib: 2.0 * unapplied_mib + 64.0,
+            backlog_s,
+        }
+    }
+
+    #[test]
+    fn a_steady_churn_passes_and_each_kind_of_drift_fails_with_its_reason() {
+        let steady: Vec<ChurnSample> = (0..12).map(|i| sample(i * 5, 100.0, 80.0, 20.0, 1.5)).collect();
+        assert_eq!(check(&steady), Ok(()));
+        let mut over = steady.clone();
+        over[7].journal_mib = 200.0;
+        assert!(check(&over).unwrap_err().contains("at 35 s the journal took 200.0 MiB"));
+        let growing: Vec<ChurnSample> = (0..12).map(|i| sample(i * 5, 100.0 + 40.0 * i as f64, 80.0, 20.0, 1.5)).collect();
+        assert!(check(&growing).unwrap_err().contains("wharf-ingest grew"));
+        let behind: Vec<ChurnSample> = (0..12).map(|i| sample(i * 5, 100.0, 80.0, 20.0, 1.0 + 2.0 * i as f64)).collect();
+        assert!(check(&behind).unwrap_err().contains("the backlog grew"));
+        assert!(check(&steady[..2]).unwrap_err().contains("too few"));
+    }
 }

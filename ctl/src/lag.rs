@@ -8,6 +8,7 @@ use bytes::Bytes;
 use tokio::task::JoinSet;
 use wharf_queue::Hlc;
 
+use crate::cluster::{BenchStack, Process, start_applier};
 use crate::demo::{Marks, watch_lag};
 use crate::harness::{InProcessIngest, IngestOptions};
 use crate::http::Sender;
@@ -76,27 +77,96 @@ impl SteadyFeed<'_> {
 pub struct FeedRun {
     pub offered_rows_per_s: f64,
     pub lags: Vec<Option<Duration>>,
+    /// Peak RSS of the `wharf-ingest` and `wharf-applier` processes ([`Pipeline::Separate`] only).
+    pub peak_rss_mib: Option<(f64, f64)>,
 }
 
-/// Feeds `rows_per_s` for `seconds` into `database.bench.lag` through an ingest with one embedded
-/// applier, then waits up to `settle` for every resolved timestamp to be applied.
+/// What a steady feed runs through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pipeline {
+    /// An ingest with one embedded applier, in this process.
+    Embedded,
+    /// A `wharf-ingest` process and one `wharf-applier` process over the QUIC queue service.
+    Separate,
+}
+
+enum Running {
+    Embedded(InProcessIngest),
+    Separate { stack: BenchStack, applier: Process },
+}
+
+impl Running {
+    async fn start(target_url: &str, pipeline: Pipeline) -> anyhow::Result<(Running, Option<tempfile::TempDir>)> {
+        Ok(match pipeline {
+            Pipeline::Embedded => {
+                let client = wharf_targetdb::connect(target_url).await?;
+                client
+                    .batch_execute(
+                        "DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)",
+                    )
+                    .await?;
+                let journal = tempfile::tempdir()?;
+                let options = IngestOptions { appliers: 1, ..IngestOptions::default() };
+                (Running::Embedded(InProcessIngest::start(target_url, journal.path(), options).await?), Some(journal))
+            }
+            Pipeline::Separate => {
+                let stack = BenchStack::start(target_url, SEPARATE_SCHEMA, "lag").await?;
+                let applier = start_applier(&stack.ingest.queue_addr, target_url, &stack.certs, 1, "lag")?;
+                (Running::Separate { stack, applier }, None)
+            }
+        })
+    }
+
+    fn schema(&self) -> &'static str {
+        match self {
+            Running::Embedded(_) => "bench",
+            Running::Separate { .. } => SEPARATE_SCHEMA,
+        }
+    }
+
+    fn base_url(&self, database: &str) -> String {
+        match self {
+            Running::Embedded(ingest) => ingest.base_url(database, "bench"),
+            Running::Separate { stack, .. } => stack.ingest.base_url(database, SEPARATE_SCHEMA),
+        }
+    }
+
+    /// Stops everything; returns the processes' peak RSS (ingest, applier) when they were processes.
+    async fn stop(self) -> anyhow::Result<Option<(f64, f64)>> {
+        match self {
+            Running::Embedded(ingest) => {
+                ingest.stop().await?;
+                Ok(None)
+            }
+            Running::Separate { stack, applier } => {
+                let peaks = (
+                    stack.ingest.process.peak_rss_mib().unwrap_or(f64::NAN),
+                    applier.peak_rss_mib().unwrap_or(f64::NAN),
+                );
+                applier.stop()?;
+                stack.ingest.process.stop()?;
+                Ok(Some(peaks))
+            }
+        }
+    }
+}
+
+/// The schema of the feeds through separate processes.
+const SEPARATE_SCHEMA: &str = "bench_e2e";
+
+/// Feeds `rows_per_s` for `seconds` into table `lag` through `pipeline`, then waits up to `settle`
+/// for every resolved timestamp to be applied.
 pub async fn feed(
     target_url: &str,
     database: &str,
+    pipeline: Pipeline,
     rows_per_s: f64,
     seconds: u64,
     settle: Duration,
 ) -> anyhow::Result<FeedRun> {
-    let client = wharf_targetdb::connect(target_url).await?;
-    client
-        .batch_execute("DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)")
-        .await?;
-    let journal = tempfile::tempdir()?;
-    let ingest =
-        InProcessIngest::start(target_url, journal.path(), IngestOptions { appliers: 1, ..IngestOptions::default() })
-            .await?;
-    let sender = Sender::new(ingest.base_url(database, "bench"));
-    let partition = format!("{database}.bench");
+    let (running, _journal) = Running::start(target_url, pipeline).await?;
+    let sender = Sender::new(running.base_url(database));
+    let partition = format!("{database}.{}", running.schema());
     let per_second = (rows_per_s as usize).max(BODY_ROWS);
     let marks: Marks = Marks::default();
     let lag_client = wharf_targetdb::connect(target_url).await?;
@@ -115,14 +185,14 @@ pub async fn feed(
     };
     let _ = crate::sim::feed::wait_until(settle, all_applied).await;
     watcher.abort();
-    ingest.stop().await?;
+    let peak_rss_mib = running.stop().await?;
     let lags = marks.lock().expect("marks").iter().map(|(_, lag)| *lag).collect();
-    Ok(FeedRun { offered_rows_per_s: offered, lags })
+    Ok(FeedRun { offered_rows_per_s: offered, lags, peak_rss_mib })
 }
 
 /// The lag phase: [`feed`], then percentiles of the lag of every resolved timestamp.
 pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
-    let run = feed(target_url, database, rows_per_s, seconds, Duration::from_secs(120)).await?;
+    let run = feed(target_url, database, Pipeline::Embedded, rows_per_s, seconds, Duration::from_secs(120)).await?;
     let mut lags: Vec<Duration> = run.lags.iter().flatten().copied().collect();
     anyhow::ensure!(lags.len() == run.lags.len(), "resolved timestamps still unapplied 120 s after the feed ended");
     lags.sort();
