@@ -8,8 +8,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
 use crate::error::ApplyError;
-use crate::insert_first::Plain;
 use crate::fold::TableChanges;
+use crate::insert_first::Plain;
 use crate::sql;
 use crate::values::sql_text;
 use wharf_queue::json::Props;

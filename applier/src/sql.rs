@@ -122,10 +122,8 @@ mod tests {
         );
         assert_eq!(copy(&plain, &[0, 1]).as_deref(), Some(r#"COPY "public"."t" ("id", "Doc") FROM STDIN"#));
         assert_eq!(copy(&plain, &[0, 2]), None);
-        let columns = vec![
-            vec![Some("1".to_owned()), Some("2".to_owned())],
-            vec![Some("a\tb\nc\\d\re".to_owned()), None],
-        ];
+        let columns =
+            vec![vec![Some("1".to_owned()), Some("2".to_owned())], vec![Some("a\tb\nc\\d\re".to_owned()), None]];
         assert_eq!(copy_text(&columns, 2), b"1\ta\\tb\\nc\\\\d\\re\n2\t\\N\n".to_vec());
     }
 }

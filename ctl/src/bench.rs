@@ -21,7 +21,7 @@ use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClien
 
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
-use crate::lag::Pipeline;
+use crate::lag::{Pipeline, Workload};
 
 const T0: u64 = 1_732_615_200_000_000_000;
 
@@ -202,15 +202,28 @@ async fn run_phases(
         0 => (None, None),
         seconds => {
             let (url, db) = (&target.url, &database);
-            let embedded = crate::capacity::search(url, db, Pipeline::Embedded, apply_rate.min(durable_rate), seconds);
+            let upper = apply_rate.min(durable_rate);
+            let embedded = crate::capacity::search(url, db, Pipeline::Embedded, Workload::Inserts, upper, seconds);
             let embedded = embedded.await?;
             let upper = apply_quic_rate.min(durable_rate);
-            let separate = crate::capacity::search(url, db, Pipeline::Separate, upper, seconds).await?;
-            (Some(embedded), Some(separate))
+            let separate = crate::capacity::search(url, db, Pipeline::Separate, Workload::Inserts, upper, seconds);
+            (Some(embedded), Some(separate.await?))
         }
     };
-    // What a user of separate appliers can run: a share of that capacity when it was measured.
-    let churn_base = capacity_separate.as_ref().map_or(apply_quic_rate, |c| c.rows_per_s);
+    // The churn updates keys over and over (slower to apply than inserts): its rate is a share of
+    // the capacity for that workload, through the same processes.
+    let capacity_updates = match (&capacity_separate, args.churn_seconds) {
+        (Some(inserts), 1..) => {
+            let (url, db, upper) = (&target.url, &database, inserts.rows_per_s);
+            Some(crate::capacity::search(url, db, Pipeline::Separate, Workload::Updates, upper, args.capacity_seconds))
+        }
+        _ => None,
+    };
+    let capacity_updates = match capacity_updates {
+        Some(search) => Some(search.await?),
+        None => None,
+    };
+    let churn_base = capacity_updates.as_ref().map_or(apply_quic_rate, |c| c.rows_per_s);
     let churn = match args.churn_seconds {
         0 => None,
         seconds => Some(crate::churn::measure(&target.url, &database, args.churn_share * churn_base, seconds).await?),
@@ -267,7 +280,8 @@ async fn run_phases(
         "e2e_capacity_separate_vs_min_ingest_apply": capacity_separate.as_ref().map(|c| (c.rows_per_s / apply_quic_rate.min(durable_rate) * 100.0).round() / 100.0),
         "peak_rss_mib_ingest_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.0.round()),
         "peak_rss_mib_applier_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.1.round()),
-        "churn_share_of": if capacity_separate.is_some() { "e2e_capacity_separate" } else { "apply_quic" },
+        "e2e_capacity_separate_updates_rows_per_s": capacity_updates.as_ref().map(|c| c.rows_per_s.round()),
+        "churn_share_of": if capacity_updates.is_some() { "e2e_capacity_separate_updates" } else { "apply_quic" },
         "churn_check": churn_verdict.as_ref().map(|v| v.as_ref().err().cloned().unwrap_or_else(|| "passed".into())),
         "peak_rss_mib_ingest_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_ingest).fold(0.0, f64::max).round()),
         "peak_rss_mib_applier_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_applier).fold(0.0, f64::max).round()),
@@ -337,12 +351,16 @@ async fn run_phases(
             );
         }
         if let Some(churn) = &churn {
-            let of = if capacity_separate.is_some() {
-                "the end-to-end capacity with a separate applier"
+            let of = if capacity_updates.is_some() {
+                "the end-to-end capacity for updates with a separate applier"
             } else {
                 "the separate applier's backlog rate"
             };
-            println!("churn at {:.0} rows/s ({:.0}% of {of}), every 5 s:", churn.offered_rows_per_s, args.churn_share * 100.0);
+            println!(
+                "churn at {:.0} rows/s ({:.0}% of {of}), every 5 s:",
+                churn.offered_rows_per_s,
+                args.churn_share * 100.0
+            );
             println!(
                 "  {:>5} {:>12} {:>12} {:>12} {:>14} {:>12} {:>10}",
                 "t s", "ingest MiB", "applier MiB", "journal MiB", "unapplied MiB", "bound MiB", "backlog s"
@@ -393,6 +411,14 @@ async fn run_phases(
                 capacity.rows_per_s / upper,
                 ingest,
                 applier
+            );
+        }
+        if let Some(capacity) = &capacity_updates {
+            println!(
+                "{:<36} {:>12.0}   (updates of {} keys over and over, separate applier; the churn's reference)",
+                "end-to-end capacity (updates)",
+                capacity.rows_per_s,
+                crate::churn::KEYS
             );
         }
         if let Some(lag) = &lag {

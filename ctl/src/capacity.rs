@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use crate::lag::Pipeline;
+use crate::lag::{Pipeline, Workload};
 
 /// How long after its acknowledgement the last resolved timestamp may take to be applied.
 pub const KEPT_UP: Duration = Duration::from_millis(2500);
@@ -38,6 +38,7 @@ pub async fn search(
     target_url: &str,
     database: &str,
     pipeline: Pipeline,
+    workload: Workload,
     upper: f64,
     seconds: u64,
 ) -> anyhow::Result<Capacity> {
@@ -46,7 +47,7 @@ pub async fn search(
     let mut peak_rss_mib: Option<(f64, f64)> = None;
     for _ in 0..PROBES {
         let asked = (low + high) / 2.0;
-        let run = crate::lag::feed(target_url, database, pipeline, asked, seconds, KEPT_UP).await?;
+        let run = crate::lag::feed(target_url, database, pipeline, workload, asked, seconds, KEPT_UP).await?;
         if let Some((ingest, applier)) = run.peak_rss_mib {
             let (i, a) = peak_rss_mib.unwrap_or((0.0, 0.0));
             peak_rss_mib = Some((i.max(ingest), a.max(applier)));
@@ -54,7 +55,7 @@ pub async fn search(
         let last_lag = run.lags.last().copied().flatten();
         let sustained = run.offered_rows_per_s >= 0.95 * asked && last_lag.is_some_and(|lag| lag <= KEPT_UP);
         eprintln!(
-            "bench: capacity probe ({pipeline:?}) at {asked:.0} rows/s: offered {:.0}, last lag {}, {}",
+            "bench: capacity probe ({pipeline:?}, {workload:?}) at {asked:.0} rows/s: offered {:.0}, last lag {}, {}",
             run.offered_rows_per_s,
             last_lag.map_or("over 2.5 s".to_owned(), |l| format!("{} ms", l.as_millis())),
             if sustained { "sustained" } else { "not sustained" }

@@ -15,7 +15,7 @@ use crate::lag::{BODY_ROWS, SteadyFeed};
 
 const T0: u64 = 1_900_000_000_000_000_000;
 /// Keys updated over and over, so the target table stays the same size however long it runs.
-const KEYS: usize = 200_000;
+pub const KEYS: usize = 200_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
 
 /// One sample of the churn phase.
@@ -173,9 +173,11 @@ mod tests {
         let mut over = steady.clone();
         over[7].journal_mib = 200.0;
         assert!(check(&over).unwrap_err().contains("at 35 s the journal took 200.0 MiB"));
-        let growing: Vec<ChurnSample> = (0..12).map(|i| sample(i * 5, 100.0 + 40.0 * i as f64, 80.0, 20.0, 1.5)).collect();
+        let growing: Vec<ChurnSample> =
+            (0..12).map(|i| sample(i * 5, 100.0 + 40.0 * i as f64, 80.0, 20.0, 1.5)).collect();
         assert!(check(&growing).unwrap_err().contains("wharf-ingest grew"));
-        let behind: Vec<ChurnSample> = (0..12).map(|i| sample(i * 5, 100.0, 80.0, 20.0, 1.0 + 2.0 * i as f64)).collect();
+        let behind: Vec<ChurnSample> =
+            (0..12).map(|i| sample(i * 5, 100.0, 80.0, 20.0, 1.0 + 2.0 * i as f64)).collect();
         assert!(check(&behind).unwrap_err().contains("the backlog grew"));
         assert!(check(&steady[..2]).unwrap_err().contains("too few"));
     }

@@ -25,17 +25,44 @@ pub struct LagReport {
 const T0: u64 = 1_800_000_000_000_000_000;
 pub const BODY_ROWS: usize = 1000;
 
-fn body(first: usize, rows: usize) -> Bytes {
+/// What a steady feed sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Every row a new key: an initial scan or an insert-only table.
+    Inserts,
+    /// Updates of [`crate::churn::KEYS`] keys over and over (after the first pass inserts them).
+    Updates,
+}
+
+impl Workload {
+    fn body(self) -> fn(usize, usize) -> Bytes {
+        match self {
+            Workload::Inserts => insert_body,
+            Workload::Updates => update_body,
+        }
+    }
+}
+
+fn lag_body(first: usize, rows: usize, key: fn(usize) -> usize) -> Bytes {
     let messages: Vec<String> = (first..first + rows)
         .map(|id| {
+            let key = key(id);
             format!(
-                "{{\"after\": {{\"id\": {id}, \"payload\": \"lag {id:010} {}\"}}, \"key\": [{id}], \"topic\": \"lag\", \"updated\": \"{}\"}}",
+                "{{\"after\": {{\"id\": {key}, \"payload\": \"lag {id:010} {}\"}}, \"key\": [{key}], \"topic\": \"lag\", \"updated\": \"{}\"}}",
                 "y".repeat(80),
                 Hlc::new(T0 + id as u64, 0)
             )
         })
         .collect();
     Bytes::from(format!("{{\"payload\":[{}],\"length\":{}}}", messages.join(","), rows))
+}
+
+fn insert_body(first: usize, rows: usize) -> Bytes {
+    lag_body(first, rows, |id| id)
+}
+
+fn update_body(first: usize, rows: usize) -> Bytes {
+    lag_body(first, rows, |id| id % crate::churn::KEYS)
 }
 
 /// One second of a steady feed: `bodies` bodies of [`BODY_ROWS`] rows spread over the second,
@@ -96,10 +123,26 @@ enum Running {
 }
 
 impl Running {
-    async fn start(target_url: &str, pipeline: Pipeline) -> anyhow::Result<(Running, Option<tempfile::TempDir>)> {
+    /// Starts `pipeline` on an empty table and without a checkpoint: every feed starts its row
+    /// timestamps at the same `T0`, and rows at or below a checkpoint left by an earlier feed
+    /// would be skipped, making the feed look faster than it is.
+    async fn start(
+        target_url: &str,
+        database: &str,
+        pipeline: Pipeline,
+    ) -> anyhow::Result<(Running, Option<tempfile::TempDir>)> {
+        let schema = match pipeline {
+            Pipeline::Embedded => "bench",
+            Pipeline::Separate => SEPARATE_SCHEMA,
+        };
+        let client = wharf_targetdb::connect(target_url).await?;
+        let forget = "DELETE FROM _replicator.checkpoints WHERE partition = $1";
+        match client.execute(forget, &[&format!("{database}.{schema}")]).await {
+            Err(e) if e.code() != Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => return Err(e.into()),
+            _ => {}
+        }
         Ok(match pipeline {
             Pipeline::Embedded => {
-                let client = wharf_targetdb::connect(target_url).await?;
                 client
                     .batch_execute(
                         "DROP TABLE IF EXISTS bench.lag; CREATE TABLE bench.lag (id bigint PRIMARY KEY, payload text)",
@@ -154,17 +197,18 @@ impl Running {
 /// The schema of the feeds through separate processes.
 const SEPARATE_SCHEMA: &str = "bench_e2e";
 
-/// Feeds `rows_per_s` for `seconds` into table `lag` through `pipeline`, then waits up to `settle`
+/// Feeds `workload` at `rows_per_s` for `seconds` into table `lag` through `pipeline`, then waits up to `settle`
 /// for every resolved timestamp to be applied.
 pub async fn feed(
     target_url: &str,
     database: &str,
     pipeline: Pipeline,
+    workload: Workload,
     rows_per_s: f64,
     seconds: u64,
     settle: Duration,
 ) -> anyhow::Result<FeedRun> {
-    let (running, _journal) = Running::start(target_url, pipeline).await?;
+    let (running, _journal) = Running::start(target_url, database, pipeline).await?;
     let sender = Sender::new(running.base_url(database));
     let partition = format!("{database}.{}", running.schema());
     let per_second = (rows_per_s as usize).max(BODY_ROWS);
@@ -174,7 +218,8 @@ pub async fn feed(
     let started = Instant::now();
     let mut next_id = 0usize;
     for second in 0..seconds {
-        let feed = SteadyFeed { sender: &sender, started, t0: T0, bodies: per_second / BODY_ROWS, body };
+        let bodies = per_second / BODY_ROWS;
+        let feed = SteadyFeed { sender: &sender, started, t0: T0, bodies, body: workload.body() };
         let resolved = feed.second(second, &mut next_id).await?;
         marks.lock().expect("marks").push((ResolvedMark { hlc: resolved, acked_at: Instant::now() }, None));
     }
@@ -192,7 +237,8 @@ pub async fn feed(
 
 /// The lag phase: [`feed`], then percentiles of the lag of every resolved timestamp.
 pub async fn measure(target_url: &str, database: &str, rows_per_s: f64, seconds: u64) -> anyhow::Result<LagReport> {
-    let run = feed(target_url, database, Pipeline::Embedded, rows_per_s, seconds, Duration::from_secs(120)).await?;
+    let settle = Duration::from_secs(120);
+    let run = feed(target_url, database, Pipeline::Embedded, Workload::Inserts, rows_per_s, seconds, settle).await?;
     let mut lags: Vec<Duration> = run.lags.iter().flatten().copied().collect();
     anyhow::ensure!(lags.len() == run.lags.len(), "resolved timestamps still unapplied 120 s after the feed ended");
     lags.sort();
