@@ -119,7 +119,7 @@ pub enum Pipeline {
 
 enum Running {
     Embedded(InProcessIngest),
-    Separate { stack: BenchStack, applier: Process },
+    Separate { stack: Box<BenchStack>, applier: Process },
 }
 
 impl Running {
@@ -155,7 +155,7 @@ impl Running {
             Pipeline::Separate => {
                 let stack = BenchStack::start(target_url, SEPARATE_SCHEMA, "lag").await?;
                 let applier = start_applier(&stack.ingest.queue_addr, target_url, &stack.certs, 1, "lag")?;
-                (Running::Separate { stack, applier }, None)
+                (Running::Separate { stack: Box::new(stack), applier }, None)
             }
         })
     }
