@@ -24,6 +24,30 @@ pub(crate) struct Run {
     pub file: Arc<File>,
 }
 
+impl Run {
+    /// The run of the rows record with sequence number `seq` whose payload, `len` bytes, starts
+    /// at `payload_at` in `segment` (read through `file`).
+    pub fn new(
+        seq: u64,
+        segment: u64,
+        file: Arc<File>,
+        partition: &Partition,
+        (payload_at, len): (u64, usize),
+        shape: RunShape,
+    ) -> Run {
+        Run {
+            seq,
+            segment,
+            start: payload_at + crate::record::log_rows_header_len(partition) as u64,
+            end: payload_at + len as u64,
+            min: shape.min,
+            max: shape.max,
+            tables: shape.tables,
+            file,
+        }
+    }
+}
+
 /// A table a run has rows of, and which kinds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TableOps {
@@ -45,13 +69,17 @@ impl RunShape {
     pub fn of<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Option<RunShape> {
         let mut shape: Option<RunShape> = None;
         for row in rows {
-            let shape = shape.get_or_insert_with(|| RunShape { min: row.hlc, max: row.hlc, tables: Vec::new() });
-            shape.add(row.hlc, &row.table, row.after.is_some());
+            RunShape::include(&mut shape, row.hlc, &row.table, row.after.is_some());
         }
         shape
     }
 
-    pub fn add(&mut self, hlc: Hlc, table: &str, upsert: bool) {
+    /// Adds a row to `shape`, starting it with this row if it is `None`.
+    pub fn include(shape: &mut Option<RunShape>, hlc: Hlc, table: &str, upsert: bool) {
+        shape.get_or_insert_with(|| RunShape { min: hlc, max: hlc, tables: Vec::new() }).add(hlc, table, upsert);
+    }
+
+    fn add(&mut self, hlc: Hlc, table: &str, upsert: bool) {
         self.min = self.min.min(hlc);
         self.max = self.max.max(hlc);
         let ops = match self.tables.iter_mut().find(|t| t.name == table) {

@@ -76,6 +76,13 @@ impl RunReader {
         Ok(out)
     }
 
+    /// Lets go of the buffer of a run read to its end.
+    fn release(&mut self) {
+        self.buf = Vec::new();
+        self.pos = 0;
+        self.buf_at = self.run.end;
+    }
+
     fn damaged(&self, what: &str) -> ReadFailure {
         ReadFailure::Damaged(format!("record {} in segment {}: {what}", self.run.seq, self.run.segment))
     }
@@ -104,41 +111,85 @@ impl RunReader {
 type Head = Reverse<(Vec<u8>, Reverse<u64>, usize)>;
 
 /// The entries of several runs with keys in `[start, end)`, in key order, one per key.
+///
+/// A run is opened only once the merge reaches its lowest timestamp, and its buffer is let go at
+/// its end, so what is held at once is the runs that overlap the current position (all of them
+/// only when every run spans it, as in an initial scan).
 pub(crate) struct Merge {
     readers: Vec<RunReader>,
-    /// Each reader's next entry.
+    /// Each open reader's next entry.
     heap: BinaryHeap<Head>,
     values: Vec<Option<Vec<u8>>>,
+    /// Runs not opened yet, the one with the lowest timestamp last.
+    waiting: Vec<Arc<Run>>,
+    chunk: usize,
+    start: Vec<u8>,
     end: Vec<u8>,
 }
 
 impl std::fmt::Debug for Merge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Merge").field("runs", &self.readers.len()).field("pending", &self.heap.len()).finish()
+        f.debug_struct("Merge")
+            .field("opened", &self.readers.len())
+            .field("waiting", &self.waiting.len())
+            .field("pending", &self.heap.len())
+            .finish()
     }
 }
 
 impl Merge {
     pub fn new(runs: &[Arc<Run>], start: &[u8], end: Vec<u8>) -> Result<Merge, ReadFailure> {
         let chunk = (MERGE_BUFFER_BYTES / runs.len().max(1)).clamp(MIN_BUFFER, MAX_BUFFER);
-        let mut merge = Merge { readers: Vec::new(), heap: BinaryHeap::new(), values: Vec::new(), end };
-        for run in runs {
-            let mut reader = RunReader::new(run.clone(), chunk);
-            // Entries are sorted, so the ones before `start` are skipped once, at the front.
-            loop {
-                match reader.next()? {
-                    Some((key, _)) if key.as_slice() < start => continue,
-                    Some((key, value)) => {
-                        merge.push(merge.readers.len(), key, value, run.seq);
-                        break;
-                    }
-                    None => break,
+        let mut waiting = runs.to_vec();
+        waiting.sort_by(|a, b| b.min.cmp(&a.min).then(b.seq.cmp(&a.seq)));
+        let mut merge = Merge {
+            readers: Vec::new(),
+            heap: BinaryHeap::new(),
+            values: Vec::new(),
+            waiting,
+            chunk,
+            start: start.to_vec(),
+            end,
+        };
+        merge.open_due()?;
+        Ok(merge)
+    }
+
+    /// Opens every waiting run that may hold a key at or below the smallest key queued (any, when
+    /// nothing is queued), so no key comes out before a smaller or equal one of an unopened run.
+    fn open_due(&mut self) -> Result<(), ReadFailure> {
+        while let Some(next) = self.waiting.last() {
+            let due = match self.heap.peek() {
+                None => true,
+                Some(Reverse((key, _, _))) => next.min.to_bytes().as_slice() <= key.as_slice(),
+            };
+            if !due {
+                return Ok(());
+            }
+            let run = self.waiting.pop().expect("peeked");
+            self.open(run)?;
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, run: Arc<Run>) -> Result<(), ReadFailure> {
+        let index = self.readers.len();
+        self.readers.push(RunReader::new(run, self.chunk));
+        // Entries are sorted, so the ones before `start` are skipped once, at the front.
+        loop {
+            match self.readers[index].next()? {
+                Some((key, _)) if key < self.start => continue,
+                Some((key, value)) => {
+                    let seq = self.readers[index].run.seq;
+                    self.push(index, key, value, seq);
+                    return Ok(());
+                }
+                None => {
+                    self.readers[index].release();
+                    return Ok(());
                 }
             }
-            merge.readers.push(reader);
-            merge.values.resize(merge.readers.len(), None);
         }
-        Ok(merge)
     }
 
     fn push(&mut self, index: usize, key: Vec<u8>, value: Vec<u8>, seq: u64) {
@@ -153,15 +204,19 @@ impl Merge {
     }
 
     fn advance(&mut self, index: usize) -> Result<(), ReadFailure> {
-        if let Some((key, value)) = self.readers[index].next()? {
-            let seq = self.readers[index].run.seq;
-            self.push(index, key, value, seq);
+        match self.readers[index].next()? {
+            Some((key, value)) => {
+                let seq = self.readers[index].run.seq;
+                self.push(index, key, value, seq);
+            }
+            None => self.readers[index].release(),
         }
         Ok(())
     }
 
     /// The next entry in key order.
     pub fn next(&mut self) -> Result<Option<Entry>, ReadFailure> {
+        self.open_due()?;
         let Some(Reverse((key, _, index))) = self.heap.pop() else { return Ok(None) };
         let value = self.values[index].take().expect("a queued entry has its value");
         self.advance(index)?;
@@ -172,5 +227,64 @@ impl Merge {
             self.advance(older)?;
         }
         Ok(Some((key, value)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+    use crate::hlc::Hlc;
+    use crate::journal::index::RunShape;
+    use crate::record::{self, Partition, Row};
+
+    /// Writes each run's rows (sorted) into one file as rows records and returns the runs.
+    fn runs(dir: &std::path::Path, runs: &[Vec<Row>]) -> Vec<Arc<Run>> {
+        let partition = Partition::new("db", "s");
+        let path = dir.join("runs");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let read = Arc::new(std::fs::File::open(&path).unwrap());
+        let mut at = 0u64;
+        let mut out = Vec::new();
+        for (seq, rows) in runs.iter().enumerate() {
+            let refs: Vec<&Row> = rows.iter().collect();
+            let payload = record::encode_log_rows(&partition, &refs);
+            file.write_all(&payload).unwrap();
+            let shape = RunShape::of(rows.iter()).unwrap();
+            out.push(Arc::new(Run::new(seq as u64, 0, read.clone(), &partition, (at, payload.len()), shape)));
+            at += payload.len() as u64;
+        }
+        out
+    }
+
+    fn row(wall: u64, key: u64, value: &str) -> Row {
+        Row {
+            hlc: Hlc::new(wall, 0),
+            table: "t".into(),
+            key: format!("[{key}]").into_bytes(),
+            after: Some(value.into()),
+        }
+    }
+
+    #[test]
+    fn runs_are_opened_when_reached_and_let_go_at_their_end_and_the_newest_copy_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        // 200 runs of 10 rows each over consecutive timestamps, then a later run repeating a key.
+        let mut all: Vec<Vec<Row>> =
+            (0..200u64).map(|r| (0..10).map(|i| row(10 * r + i, 10 * r + i, "old")).collect()).collect();
+        all.push(vec![row(55, 55, "new")]);
+        let runs = runs(dir.path(), &all);
+        let mut merge =
+            Merge::new(&runs, &record::key_after(Hlc::new(4, 0)), record::key_after(Hlc::new(10_000, 0))).unwrap();
+        let (mut seen, mut most_buffers) = (Vec::new(), 0);
+        while let Some((key, value)) = merge.next().unwrap() {
+            seen.push(record::decode(&key, &value).unwrap());
+            most_buffers = most_buffers.max(merge.readers.iter().filter(|r| !r.buf.is_empty()).count());
+        }
+        assert_eq!(seen.len(), 2000 - 5);
+        assert!(seen.windows(2).all(|w| w[0].hlc < w[1].hlc));
+        assert_eq!(seen.iter().find(|r| r.hlc == Hlc::new(55, 0)).unwrap().after.as_deref(), Some(&b"new"[..]));
+        assert!(most_buffers <= 3, "{most_buffers} runs held buffers at once");
     }
 }

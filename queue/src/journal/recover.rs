@@ -145,29 +145,11 @@ fn apply(index: &mut Index, segment: u64, file: &Arc<File>, frame: &Frame) -> Re
             let mut shape: Option<RunShape> = None;
             for (key, value) in &entries {
                 let (hlc, table, _) = record::decode_key(key)?;
-                let upsert = value.get(1).copied() == Some(0);
-                match &mut shape {
-                    Some(shape) => shape.add(hlc, table, upsert),
-                    None => {
-                        let mut first = RunShape { min: hlc, max: hlc, tables: Vec::new() };
-                        first.add(hlc, table, upsert);
-                        shape = Some(first);
-                    }
-                }
+                RunShape::include(&mut shape, hlc, table, value.get(1).copied() == Some(0));
             }
             let Some(shape) = shape else { return Ok(()) };
-            let start = frame.payload_at + record::log_rows_header_len(&partition) as u64;
-            let end = frame.payload_at + frame.payload.len() as u64;
-            let run = Run {
-                seq: frame.seq,
-                segment,
-                start,
-                end,
-                min: shape.min,
-                max: shape.max,
-                tables: shape.tables,
-                file: file.clone(),
-            };
+            let place = (frame.payload_at, frame.payload.len());
+            let run = Run::new(frame.seq, segment, file.clone(), &partition, place, shape);
             index.add_run(&partition, run);
         }
         LogRecord::Resolved { partition, hlc } => {

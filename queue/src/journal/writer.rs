@@ -283,18 +283,8 @@ fn publish(context: &Context, items: Vec<Item>, first_seq: u64, offsets: &[u64])
         for (i, item) in items.into_iter().enumerate() {
             match item {
                 Item::Rows { partition, payload, shape } => {
-                    let start = offsets[i] + record::log_rows_header_len(&partition) as u64;
-                    let end = offsets[i] + payload.len() as u64;
-                    let run = Run {
-                        seq: first_seq + i as u64,
-                        segment,
-                        start,
-                        end,
-                        min: shape.min,
-                        max: shape.max,
-                        tables: shape.tables,
-                        file: file.clone(),
-                    };
+                    let place = (offsets[i], payload.len());
+                    let run = Run::new(first_seq + i as u64, segment, file.clone(), &partition, place, shape);
                     index.add_run(&partition, run);
                 }
                 Item::Resolved { partition, hlc } => advanced |= index.raise_resolved(&partition, hlc),
