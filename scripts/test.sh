@@ -19,7 +19,7 @@ read -r passed failed < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if 
 cargo build --bins --quiet
 echo "== churn (${WHARF_CHURN_SECONDS:-300} s at 80% of the end-to-end capacity with a separate applier, debug build)"
 # Fails unless the journal stays inside its disk bound, memory stays flat and the backlog bounded.
-target/debug/wharfctl bench --rows 30000 --scanRows 0 --bigBodies 0 --scaleRows 0 --lagSeconds 0 \
+target/debug/wharfctl bench --rows 30000 --scanRows 0 --bigBodies 0 --scaleRows 0 --lagSeconds 0 --restartGiB 0 \
   --capacitySeconds 10 --churnSeconds "${WHARF_CHURN_SECONDS:-300}" --churnCheck
 echo "== compose (docker-compose.yml with three appliers, a kill and a restart)"
 if [ "${WHARF_SKIP_COMPOSE:-0}" = 1 ]; then

@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// and the backlog bounded (see `wharfctl bench --help`, and `churn.rs` for the rules).
     #[arg(long = "churnCheck")]
     pub churn_check: bool,
+    /// GiB of unapplied rows written to a journal whose opening (what a restarted wharf-ingest
+    /// waits for) is then timed, from a cold page cache when running as root (0 skips it).
+    #[arg(long = "restartGiB", default_value_t = 1.0)]
+    pub restart_gib: f64,
     /// Seconds of each of the 4 feeds that bisect the end-to-end capacity (0 skips it).
     #[arg(long = "capacitySeconds", default_value_t = 20)]
     pub capacity_seconds: u64,
@@ -189,6 +193,10 @@ async fn run_phases(
         0 => None,
         bodies => Some(crate::memory::big_bodies(&target.url, &database, bodies).await?),
     };
+    let restart = match args.restart_gib {
+        gib if gib > 0.0 => Some(crate::restart::measure(gib).await?),
+        _ => None,
+    };
     let scaling = match args.scale_rows {
         0 => Vec::new(),
         rows => crate::scale::scaling(&target.url, &database, rows, &[1, 2, 4]).await?,
@@ -282,6 +290,10 @@ async fn run_phases(
         "peak_rss_mib_applier_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.1.round()),
         "e2e_capacity_separate_updates_rows_per_s": capacity_updates.as_ref().map(|c| c.rows_per_s.round()),
         "churn_share_of": if capacity_updates.is_some() { "e2e_capacity_separate_updates" } else { "apply_quic" },
+        "restart_journal_mib": restart.as_ref().map(|r| (r.journal_bytes as f64 / 1048576.0).round()),
+        "restart_rows": restart.as_ref().map(|r| r.rows),
+        "restart_open_cold_s": restart.as_ref().and_then(|r| r.open_cold).map(|d| (d.as_secs_f64() * 100.0).round() / 100.0),
+        "restart_open_warm_s": restart.as_ref().map(|r| (r.open_warm.as_secs_f64() * 100.0).round() / 100.0),
         "churn_check": churn_verdict.as_ref().map(|v| v.as_ref().err().cloned().unwrap_or_else(|| "passed".into())),
         "peak_rss_mib_ingest_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_ingest).fold(0.0, f64::max).round()),
         "peak_rss_mib_applier_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_applier).fold(0.0, f64::max).round()),
@@ -381,6 +393,17 @@ async fn run_phases(
                 Ok(()) => println!("  check: journal inside its bound, memory flat, backlog bounded"),
                 Err(why) => println!("  check failed: {why}"),
             }
+        }
+        if let Some(restart) = &restart {
+            println!(
+                "{:<36} {:>12}   journal of {:.0} MiB ({} rows): opened in {} cold, {:.2} s warm (target < 3 s for 5 GiB)",
+                "restart (journal open)",
+                "",
+                restart.journal_bytes as f64 / 1048576.0,
+                restart.rows,
+                restart.open_cold.map_or("(not root: cache kept)".to_owned(), |d| format!("{:.2} s", d.as_secs_f64())),
+                restart.open_warm.as_secs_f64()
+            );
         }
         for point in &scaling {
             println!(

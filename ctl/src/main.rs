@@ -16,6 +16,7 @@ mod http;
 mod lag;
 mod memory;
 mod recover;
+mod restart;
 mod scale;
 mod security;
 mod sim;
