@@ -29,7 +29,7 @@ fn bench(url: &str) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharfctl"))
         .args(["bench", "--json", "--targetConn", url, "--rows", "2000", "--bodyRows", "100", "--senders", "4"])
         .args(["--scanRows", "0", "--scaleRows", "0", "--bigBodies", "0", "--churnSeconds", "0", "--lagSeconds", "0"])
-        .args(["--capacitySeconds", "0"])
+        .args(["--capacitySeconds", "0", "--restartGiB", "0"])
         .output()
         .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
