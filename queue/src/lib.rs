@@ -34,9 +34,10 @@
 //! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
 //!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
 //!   report moves the next grant above the target's.
-//! - A journal that lost or damaged acknowledged records is refused at open, never opened with
-//!   rows missing: every record carries a CRC-32 and a sequence number, consecutive across
-//!   segments, and the highest sequence number acknowledged as durable is kept in a file of its
+//! - A journal that lost or damaged acknowledged records is refused (at open, or by the background
+//!   check of closed segments before any of their rows is read), never read with rows missing:
+//!   every record carries a CRC-32 and a sequence number, consecutive across segments, and the
+//!   highest sequence number acknowledged as durable is kept in a file of its
 //!   own (`wharf-durable-seq`, written after each sync by a thread of its own). The error names the
 //!   file and says what to do (start on an empty journal, `wharfctl recover`).
 //! - A record that no longer parses when read stops the partition's applier with a

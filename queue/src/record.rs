@@ -114,6 +114,8 @@ pub enum RecordError {
     LogTruncated,
     #[error("journal log record has {0} bytes after its end")]
     LogTrailing(usize),
+    #[error("journal rows record holds no rows")]
+    NoRows,
 }
 
 pub fn encode_key(row: &Row) -> Vec<u8> {

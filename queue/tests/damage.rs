@@ -1,6 +1,8 @@
-//! A damaged journal is refused at open with an error that names the file and says what to do,
-//! never opened with acknowledged rows missing or wrong: a truncated segment, bytes flipped
-//! anywhere in any segment, a deleted segment, and segments that went back to an older state.
+//! A damaged journal is refused with an error that names the file and says what to do, never read
+//! with acknowledged rows missing or wrong: a truncated segment, bytes flipped anywhere in any
+//! segment or summary, a deleted segment, and segments that went back to an older state. Damage
+//! the open can see refuses the open; damage inside a closed segment known from its summary fails
+//! the background check ([`Journal::verified`]) before any of its rows is read.
 
 use std::path::{Path, PathBuf};
 
@@ -77,9 +79,10 @@ fn is_written(row: &Row) -> bool {
         && *after == format!("{{\"k\":{k},\"v\":\"{}\"}}", "x".repeat(250)).into_bytes()
 }
 
-/// The invariant: refused with an error naming the journal, or complete and exact.
+/// The invariant: refused (at open or by the background check) with an error naming the
+/// journal, or complete and exact.
 fn refused_or_complete(dir: &Path) -> String {
-    let opened = std::panic::catch_unwind(|| Journal::open(&config(dir)));
+    let opened = std::panic::catch_unwind(|| Journal::open(&config(dir)).and_then(|j| j.verified().map(|()| j)));
     let opened = opened.unwrap_or_else(|_| panic!("a panic escaped Journal::open"));
     match opened {
         Err(error) => {
@@ -160,6 +163,32 @@ fn flipped_bytes_anywhere_are_refused() {
         }
     }
     assert!(cases >= 64, "{cases} cases");
+    assert_eq!(refused_or_complete(dir.path()), "complete");
+}
+
+#[test]
+fn damaged_or_missing_summaries_are_read_around() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let summaries: Vec<PathBuf> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sum"))
+        .collect();
+    assert_eq!(summaries.len(), segments(dir.path()).len() - 1, "every closed segment has a summary");
+    for path in &summaries {
+        let bytes = std::fs::read(path).unwrap();
+        for at in [0, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0x10;
+            std::fs::write(path, &damaged).unwrap();
+            assert_eq!(refused_or_complete(dir.path()), "complete", "{} flipped at {at}", path.display());
+            std::fs::write(path, &bytes).unwrap();
+        }
+    }
+    for path in &summaries {
+        std::fs::remove_file(path).unwrap();
+    }
     assert_eq!(refused_or_complete(dir.path()), "complete");
 }
 

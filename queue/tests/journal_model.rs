@@ -172,6 +172,7 @@ proptest! {
                 Op::Reopen => {
                     drop(journal);
                     journal = Journal::open(&config).unwrap();
+                    journal.verified().unwrap();
                 }
             }
             rt.block_on(journal.wait_indexed());

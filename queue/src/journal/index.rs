@@ -57,7 +57,7 @@ pub(crate) struct TableOps {
 }
 
 /// What a run holds, worked out from its rows (sorted by key).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RunShape {
     pub min: Hlc,
     pub max: Hlc,

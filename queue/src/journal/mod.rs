@@ -8,8 +8,11 @@
 //! The index holds a few dozen bytes per request, so memory does not grow with the rows waiting.
 //! A segment is deleted once every row in it is applied, oldest first.
 //!
-//! Opening reads every segment back ([`recover`]): checksums, consecutive sequence numbers, and
-//! at least as many records as were acknowledged (the high-water mark, kept in a file of its own).
+//! Opening rebuilds the index ([`recover`]) from each closed segment's [`summary`] and from the
+//! records of the segment being written, and checks that at least as many records are there as
+//! were acknowledged (the high-water mark, kept in a file of its own). The closed segments' records
+//! (checksums, consecutive sequence numbers) are checked in the background ([`verify`]); rows are
+//! read only from segments that passed.
 
 mod dirs;
 mod high_water;
@@ -17,6 +20,8 @@ mod index;
 mod merge;
 mod recover;
 mod segment;
+mod summary;
+mod verify;
 mod window;
 mod writer;
 
@@ -108,6 +113,8 @@ pub enum AppendError {
     DiskLow { free: u64, reserve: u64 },
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
+    #[error("{0}")]
+    Damaged(String),
 }
 
 impl AppendError {
@@ -125,6 +132,9 @@ pub enum ReadError {
     Damaged { partition: Partition, source: RecordError },
     #[error("damaged journal entry in {partition}: {detail}")]
     DamagedRun { partition: Partition, detail: String },
+    /// A segment failed its background check.
+    #[error("{0}")]
+    Unverified(String),
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
 }
@@ -155,6 +165,8 @@ pub(crate) struct Shared {
     changes: watch::Sender<u64>,
     /// Why the journal cannot make progress, if it cannot (see [`Fault`]).
     fault: Mutex<Option<Fault>>,
+    /// Closed segments not yet checked since the open.
+    verification: verify::Verification,
 }
 
 /// Something that stops the journal from making progress.
@@ -202,7 +214,9 @@ pub struct Journal {
 
 struct Inner {
     shared: Arc<Shared>,
-    /// Dropped first: its thread writes what is queued before the lock goes.
+    /// Dropped first: its thread stops checking segments.
+    _verifier: verify::Verifier,
+    /// Its thread writes what is queued before the lock goes.
     writer: Writer,
     budget: u64,
     disk_reserve: u64,
@@ -218,7 +232,8 @@ struct Inner {
 
 impl Journal {
     /// Opens (or creates) the journal. A journal that lost acknowledged records or holds damaged
-    /// ones is refused with an error naming the file.
+    /// ones is refused with an error naming the file; damage in a closed segment may be found
+    /// after the open instead, by the background check (see [`Journal::verified`]).
     pub fn open(config: &JournalConfig) -> Result<Journal, OpenError> {
         let dir = &config.dir;
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
@@ -230,7 +245,11 @@ impl Journal {
             index: Mutex::new(recovered.index),
             changes: watch::channel(0).0,
             fault: Mutex::new(None),
+            verification: verify::Verification::new(recovered.checks.iter().map(|c| c.first_seq)),
         });
+        let described = dir.clone();
+        let describe = move |detail| OpenError::Corrupt { dir: described.clone(), detail }.to_string();
+        let verifier = verify::Verifier::start(shared.clone(), recovered.checks, describe).map_err(io_err)?;
         let found = recovered.next_seq - 1;
         let high_water = HighWater::start(dir, durable.max(found), shared.clone()).map_err(io_err)?;
         let writer = Writer::start(writer::Context {
@@ -245,6 +264,7 @@ impl Journal {
         .map_err(io_err)?;
         let inner = Inner {
             shared,
+            _verifier: verifier,
             writer,
             budget: config.byte_budget,
             disk_reserve: config.disk_reserve,
@@ -285,6 +305,7 @@ impl Journal {
     /// Records a resolved timestamp durably. It only moves forward; an older one is a no-op. It
     /// becomes visible to appliers with the rows journaled before it.
     pub async fn resolve_durable(&self, partition: &Partition, hlc: Hlc) -> Result<Resolved, AppendError> {
+        self.refuse_if_damaged()?;
         let floor = self.applied(partition).unwrap_or(Hlc::ZERO).max(self.resolved(partition).unwrap_or(Hlc::ZERO));
         let item = Item::Resolved { partition: partition.clone(), hlc };
         let outcome = self.inner.writer.enqueue_unless(item, |queue| {
@@ -353,7 +374,18 @@ impl Journal {
         cursor: &mut WindowCursor,
         limits: ChunkLimits,
     ) -> Result<Chunk, ReadError> {
-        window::read_chunk(&self.inner.shared.index, partition, cursor, limits)
+        window::read_chunk(&self.inner.shared, partition, cursor, limits)
+    }
+
+    /// Waits until the background check of the closed segments is done; the journal's error if a
+    /// segment failed it (the journal then refuses appends and reads, and [`Journal::health`]
+    /// reports a fatal fault).
+    pub fn verified(&self) -> Result<(), OpenError> {
+        self.inner
+            .shared
+            .verification
+            .wait_all()
+            .map_err(|reason| OpenError::Corrupt { dir: self.inner.dir.clone(), detail: reason })
     }
 
     /// Rows and bytes of `partition` above `after` still in the journal (for status: it reads them).
@@ -429,9 +461,7 @@ impl Journal {
     /// wait for a resolved timestamp that can never come (a scan larger than the budget would
     /// deadlock). Resolved timestamps themselves are never refused for the budget.
     fn check_budget(&self, partition: &Partition, incoming: u64) -> Result<(), AppendError> {
-        if self.inner.writer.is_poisoned() {
-            return Err(Poisoned.into());
-        }
+        self.refuse_if_damaged()?;
         self.refresh_free();
         let free = self.inner.free.load(Ordering::Relaxed);
         if free < self.inner.disk_reserve.saturating_add(incoming) {
@@ -451,6 +481,17 @@ impl Journal {
             return Err(AppendError::Full { used, budget: self.inner.budget, partition: partition.clone() });
         }
         Ok(())
+    }
+
+    /// Refuses appends once the journal is poisoned or a segment failed its check.
+    fn refuse_if_damaged(&self) -> Result<(), AppendError> {
+        if self.inner.writer.is_poisoned() {
+            return Err(Poisoned.into());
+        }
+        match self.inner.shared.verification.failure() {
+            Some(reason) => Err(AppendError::Damaged(reason)),
+            None => Ok(()),
+        }
     }
 
     /// Re-reads the free disk space at most every [`SIZE_REFRESH`].

@@ -1,5 +1,9 @@
-//! Opening a journal: every segment is read and checked (checksums, consecutive sequence numbers,
-//! at least as many records as were acknowledged), and the index is rebuilt from the records.
+//! Opening a journal: the index is rebuilt from each closed segment's summary
+//! ([`super::summary`]), and from the records themselves for the segment being written and for any
+//! segment without a usable summary. Segments read here are checked as they are read (checksums,
+//! consecutive sequence numbers); those known from their summaries are checked in the background
+//! ([`super::verify`]) before their rows are read. At least as many records as were acknowledged
+//! must be there (the high-water mark).
 //!
 //! The end of the last segment may hold a write cut short by a crash: records that were never
 //! acknowledged. It is cut off, once the records before it reach the durable high-water mark.
@@ -13,6 +17,8 @@ use std::sync::Arc;
 use super::OpenError;
 use super::index::{Index, Run, RunShape, Segment};
 use super::segment::{self, End, Frame};
+use super::summary::{self, Effect, Entry};
+use super::verify::Check;
 use super::writer::{Active, create_segment};
 use crate::record::{self, LogRecord};
 
@@ -21,6 +27,8 @@ pub(super) struct Recovered {
     pub active: Active,
     pub next_seq: u64,
     pub disk_bytes: u64,
+    /// Segments known from their summaries, to check in the background.
+    pub checks: Vec<Check>,
 }
 
 /// Files an earlier, sled-based journal left in its directory.
@@ -33,9 +41,12 @@ pub(super) fn recover(dir: &Path, durable: u64) -> Result<Recovered, OpenError> 
         return Err(OpenError::OldFormat { dir: dir.to_owned(), file: old });
     }
     let segments = list(dir).map_err(io_err)?;
+    remove_stray_summaries(dir, &segments).map_err(io_err)?;
     let mut index = Index::default();
     let mut next_seq = 1u64;
     let mut disk_bytes = 0u64;
+    let mut checks = Vec::new();
+    let mut active_summary = summary::Builder::default();
     let Some(&last_first) = segments.last() else {
         if durable > 0 {
             return Err(OpenError::Missing { dir: dir.to_owned(), durable, found: 0 });
@@ -56,7 +67,21 @@ pub(super) fn recover(dir: &Path, durable: u64) -> Result<Recovered, OpenError> 
         next_seq = first_seq;
         let read = Arc::new(File::open(&path).map_err(io_err)?);
         index.segments.insert(first_seq, Segment { file: read.clone(), live_runs: 0 });
-        let end = scan(&path, &read, &mut index, &mut next_seq)?;
+        if first_seq != last_first {
+            let len = read.metadata().map_err(io_err)?.len();
+            if let Some(known) = summary::load(dir, first_seq, len) {
+                checks.push(Check {
+                    first_seq,
+                    path,
+                    records: replay_summary(&mut index, first_seq, &read, known.entries),
+                });
+                next_seq = known.end_seq;
+                disk_bytes += len;
+                continue;
+            }
+        }
+        active_summary = summary::Builder::default();
+        let end = scan(&path, &read, &mut index, &mut next_seq, &mut active_summary)?;
         let len = match end {
             Some(End::Clean) => std::fs::metadata(&path).map_err(io_err)?.len(),
             Some(End::Torn { at, why }) if first_seq == last_first => {
@@ -96,7 +121,35 @@ pub(super) fn recover(dir: &Path, durable: u64) -> Result<Recovered, OpenError> 
     let path = dir.join(segment::file_name(last_first));
     let file = OpenOptions::new().append(true).open(&path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
-    Ok(Recovered { index, active: Active { first_seq: last_first, file, len }, next_seq, disk_bytes })
+    let active = Active { first_seq: last_first, file, len, summary: active_summary };
+    Ok(Recovered { index, active, next_seq, disk_bytes, checks })
+}
+
+/// Puts a summary's entries in the index; returns where each record's payload is, for its check.
+fn replay_summary(index: &mut Index, first_seq: u64, file: &Arc<File>, entries: Vec<Entry>) -> Vec<(u64, u32)> {
+    let records = entries.iter().map(|e| (e.payload_at, e.payload_len)).collect();
+    for (seq, entry) in (first_seq..).zip(entries) {
+        replay(index, first_seq, file, seq, entry);
+    }
+    records
+}
+
+/// Removes summaries without a segment (deleted once applied), the summary of the segment being
+/// written (it may have been closed once, before a crash cut its successor short) and summaries a
+/// crash left half written.
+fn remove_stray_summaries(dir: &Path, segments: &[u64]) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stray = match summary::parse_file_name(name) {
+            Some(seq) => segments.binary_search(&seq).is_err() || segments.last() == Some(&seq),
+            None => name.ends_with(".sum.tmp"),
+        };
+        if stray {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Segment files in the directory, by first sequence number.
@@ -115,14 +168,21 @@ fn start_empty(dir: &Path, mut index: Index) -> std::io::Result<Recovered> {
     let (file, read) = create_segment(dir, 1, segment::MAGIC)?;
     index.segments.insert(1, Segment { file: Arc::new(read), live_runs: 0 });
     let len = segment::MAGIC.len() as u64;
-    Ok(Recovered { index, active: Active { first_seq: 1, file, len }, next_seq: 1, disk_bytes: len })
+    let active = Active { first_seq: 1, file, len, summary: summary::Builder::default() };
+    Ok(Recovered { index, active, next_seq: 1, disk_bytes: len, checks: Vec::new() })
 }
 
-/// Replays one segment's records into `index`, checking their sequence numbers.
-fn scan(path: &Path, file: &Arc<File>, index: &mut Index, next_seq: &mut u64) -> Result<Option<End>, OpenError> {
+/// Replays one segment's records into `index` and `summary`, checking their sequence numbers.
+fn scan(
+    path: &Path,
+    file: &Arc<File>,
+    index: &mut Index,
+    next_seq: &mut u64,
+    summary: &mut summary::Builder,
+) -> Result<Option<End>, OpenError> {
     let dir = path.parent().unwrap_or(Path::new(".")).to_owned();
     let segment_seq = *next_seq;
-    let replay = |frame: Frame| -> Result<(), OpenError> {
+    let replay_frame = |frame: Frame| -> Result<(), OpenError> {
         if frame.seq != *next_seq {
             return Err(OpenError::Corrupt {
                 dir: dir.clone(),
@@ -130,37 +190,53 @@ fn scan(path: &Path, file: &Arc<File>, index: &mut Index, next_seq: &mut u64) ->
             });
         }
         *next_seq += 1;
-        apply(index, segment_seq, file, &frame).map_err(|source| OpenError::Damaged { dir: dir.clone(), source })
+        let entry = entry_of(&frame).map_err(|source| OpenError::Damaged { dir: dir.clone(), source })?;
+        summary.push(&entry.partition, entry.payload_at, entry.payload_len as usize, &entry.effect);
+        replay(index, segment_seq, file, frame.seq, entry);
+        Ok(())
     };
-    match segment::scan(path, replay) {
+    match segment::scan(path, replay_frame) {
         Ok(Ok(end)) => Ok(end),
         Ok(Err(e)) => Err(e),
         Err(source) => Err(OpenError::Io { dir: PathBuf::from(&dir), source }),
     }
 }
 
-fn apply(index: &mut Index, segment: u64, file: &Arc<File>, frame: &Frame) -> Result<(), record::RecordError> {
-    match record::decode_log(&frame.payload)? {
+/// What a record does to the index, worked out from its payload.
+fn entry_of(frame: &Frame) -> Result<Entry, record::RecordError> {
+    let (partition, effect) = match record::decode_log(&frame.payload)? {
         LogRecord::Rows { partition, entries } => {
             let mut shape: Option<RunShape> = None;
             for (key, value) in &entries {
                 let (hlc, table, _) = record::decode_key(key)?;
                 RunShape::include(&mut shape, hlc, table, value.get(1).copied() == Some(0));
             }
-            let Some(shape) = shape else { return Ok(()) };
-            let place = (frame.payload_at, frame.payload.len());
-            let run = Run::new(frame.seq, segment, file.clone(), &partition, place, shape);
-            index.add_run(&partition, run);
+            // A request whose rows were all dropped is never written, so a record has rows.
+            (partition, Effect::Rows(shape.ok_or(record::RecordError::NoRows)?))
         }
-        LogRecord::Resolved { partition, hlc } => {
+        LogRecord::Resolved { partition, hlc } => (partition, Effect::Resolved(hlc)),
+        LogRecord::Applied { partition, hlc } => (partition, Effect::Applied(hlc)),
+        LogRecord::Epoch { partition, epoch } => (partition, Effect::Epoch(epoch)),
+    };
+    Ok(Entry { partition, payload_at: frame.payload_at, payload_len: frame.payload.len() as u32, effect })
+}
+
+/// Applies one record's entry (record `seq` of `segment`) to the index.
+fn replay(index: &mut Index, segment: u64, file: &Arc<File>, seq: u64, entry: Entry) {
+    let Entry { partition, payload_at, payload_len, effect } = entry;
+    match effect {
+        Effect::Rows(shape) => {
+            let place = (payload_at, payload_len as usize);
+            index.add_run(&partition, Run::new(seq, segment, file.clone(), &partition, place, shape));
+        }
+        Effect::Resolved(hlc) => {
             index.raise_resolved(&partition, hlc);
         }
-        LogRecord::Applied { partition, hlc } => {
+        Effect::Applied(hlc) => {
             index.raise_applied(&partition, hlc);
         }
-        LogRecord::Epoch { partition, epoch } => index.raise_epoch(&partition, epoch),
+        Effect::Epoch(epoch) => index.raise_epoch(&partition, epoch),
     }
-    Ok(())
 }
 
 /// Cuts a segment off at `len` durably.

@@ -17,11 +17,11 @@
 //! memory is the merge's buffers (8 MiB shared by the runs) plus at most one chunk of rows.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::ReadError;
-use super::index::{Index, Run};
+use super::index::Run;
 use super::merge::{Merge, ReadFailure};
+use super::{ReadError, Shared};
 use crate::hlc::Hlc;
 use crate::record::{self, Partition, Row};
 
@@ -132,14 +132,16 @@ impl Failing<'_> {
 
 /// Reads the next chunk of `cursor`'s window.
 pub(super) fn read_chunk(
-    index: &Mutex<Index>,
+    shared: &Shared,
     partition: &Partition,
     cursor: &mut WindowCursor,
     limits: ChunkLimits,
 ) -> Result<Chunk, ReadError> {
     let failing = Failing(partition);
     if let State::Start = cursor.state {
-        let runs = index.lock().expect("journal index lock").runs_in(partition, cursor.after, cursor.upto);
+        let runs = shared.index().runs_in(partition, cursor.after, cursor.upto);
+        // Rows are read only from segments that passed their check.
+        shared.verification.wait_for(runs.iter().map(|r| r.segment)).map_err(ReadError::Unverified)?;
         let start = record::key_after(cursor.after);
         let main = Merge::new(&runs, &start, record::key_after(cursor.upto)).map_err(|f| failing.read(f))?;
         let reading = Reading { runs, main, carry: VecDeque::new(), skip_through: None, ordered: None };

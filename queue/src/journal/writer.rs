@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use super::high_water::HighWater;
 use super::index::{Run, RunShape, Segment};
+use super::summary::{self, Effect};
 use super::{Shared, segment};
 use crate::hlc::Hlc;
 use crate::metrics::SyncMetrics;
@@ -70,6 +71,8 @@ pub(super) struct Active {
     pub first_seq: u64,
     pub file: File,
     pub len: u64,
+    /// Its records so far, for the summary written when it is closed.
+    pub summary: summary::Builder,
 }
 
 struct State {
@@ -229,7 +232,7 @@ fn run(state: &State, mut context: Context) {
         let queued: u64 =
             items.iter().map(|i| if let Item::Rows { payload, .. } = i { payload.len() as u64 } else { 0 }).sum();
         state.queue.lock().expect("journal queue lock").queued_bytes -= queued;
-        let (first_seq, offsets) = match written {
+        let (first_seq, places) = match written {
             Ok(done) => done,
             Err(error) => {
                 tracing::error!(%error, "journal write failed; refusing all further writes (restart to recover from the last durable state)");
@@ -238,7 +241,7 @@ fn run(state: &State, mut context: Context) {
                 return;
             }
         };
-        publish(&context, items, first_seq, &offsets);
+        publish(&mut context, items, first_seq, &places);
         context.high_water.observe(context.next_seq - 1);
         // Before waking anyone, so a caller that waited sees the disk space given back.
         if let Err(error) = delete_dead_segments(&mut context) {
@@ -250,17 +253,17 @@ fn run(state: &State, mut context: Context) {
 }
 
 /// Writes `items` as consecutive records and syncs them; returns the first one's sequence number
-/// and each one's payload offset.
-fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, Vec<u64>)> {
+/// and each one's payload offset and length.
+fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, Vec<(u64, usize)>)> {
     if context.active.len >= context.segment_bytes {
         rotate(context)?;
     }
     let first_seq = context.next_seq;
     let mut bytes = Vec::new();
-    let mut offsets = Vec::with_capacity(items.len());
+    let mut places = Vec::with_capacity(items.len());
     for item in items {
         let payload = item.payload();
-        offsets.push(context.active.len + bytes.len() as u64 + segment::FRAME_HEADER);
+        places.push((context.active.len + bytes.len() as u64 + segment::FRAME_HEADER, payload.len()));
         segment::frame(&mut bytes, context.next_seq, &payload);
         context.next_seq += 1;
     }
@@ -269,27 +272,34 @@ fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, V
     context.active.file.sync_data()?;
     context.active.len += bytes.len() as u64;
     context.disk_bytes += bytes.len() as u64;
-    Ok((first_seq, offsets))
+    Ok((first_seq, places))
 }
 
-/// Makes the written records visible: runs and resolved timestamps into the index.
-fn publish(context: &Context, items: Vec<Item>, first_seq: u64, offsets: &[u64]) {
+/// Makes the written records visible (runs and resolved timestamps into the index) and adds them
+/// to the segment's summary.
+fn publish(context: &mut Context, items: Vec<Item>, first_seq: u64, places: &[(u64, usize)]) {
     let shared = &context.shared;
+    let summary = &mut context.active.summary;
     let mut advanced = false;
     {
         let mut index = shared.index.lock().expect("journal index lock");
         let segment = context.active.first_seq;
         let file = index.segments.get(&segment).expect("the active segment is indexed").file.clone();
-        for (i, item) in items.into_iter().enumerate() {
+        for ((seq, item), &(at, len)) in (first_seq..).zip(items).zip(places) {
             match item {
-                Item::Rows { partition, payload, shape } => {
-                    let place = (offsets[i], payload.len());
-                    let run = Run::new(first_seq + i as u64, segment, file.clone(), &partition, place, shape);
-                    index.add_run(&partition, run);
+                Item::Rows { partition, shape, .. } => {
+                    let effect = Effect::Rows(shape);
+                    summary.push(&partition, at, len, &effect);
+                    let Effect::Rows(shape) = effect else { unreachable!("built above") };
+                    index.add_run(&partition, Run::new(seq, segment, file.clone(), &partition, (at, len), shape));
                 }
-                Item::Resolved { partition, hlc } => advanced |= index.raise_resolved(&partition, hlc),
+                Item::Resolved { partition, hlc } => {
+                    summary.push(&partition, at, len, &Effect::Resolved(hlc));
+                    advanced |= index.raise_resolved(&partition, hlc);
+                }
                 // Already in the index: they take effect when made, not when written.
-                Item::Applied { .. } | Item::Epoch { .. } => {}
+                Item::Applied { partition, hlc } => summary.push(&partition, at, len, &Effect::Applied(hlc)),
+                Item::Epoch { partition, epoch } => summary.push(&partition, at, len, &Effect::Epoch(epoch)),
             }
         }
     }
@@ -298,28 +308,42 @@ fn publish(context: &Context, items: Vec<Item>, first_seq: u64, offsets: &[u64])
     }
 }
 
-/// Closes the segment being written and starts the next, beginning with every partition's marks.
+/// Closes the segment being written (writing its summary) and starts the next, beginning with
+/// every partition's marks.
 fn rotate(context: &mut Context) -> std::io::Result<()> {
-    let marks: Vec<Vec<u8>> = {
+    let closed = &context.active;
+    if let Err(error) = closed.summary.write(&context.dir, closed.first_seq, context.next_seq, closed.len) {
+        // The next open reads this segment instead.
+        tracing::warn!(%error, segment = closed.first_seq, "cannot write a journal segment's summary");
+    }
+    let marks: Vec<(Partition, Effect)> = {
         let index = context.shared.index.lock().expect("journal index lock");
         let mut marks = Vec::new();
         for (partition, state) in &index.partitions {
             if let Some(hlc) = state.resolved {
-                marks.push(record::encode_log_resolved(partition, hlc));
+                marks.push((partition.clone(), Effect::Resolved(hlc)));
             }
             if let Some(hlc) = state.applied {
-                marks.push(record::encode_log_applied(partition, hlc));
+                marks.push((partition.clone(), Effect::Applied(hlc)));
             }
             if state.epoch > 0 {
-                marks.push(record::encode_log_epoch(partition, state.epoch));
+                marks.push((partition.clone(), Effect::Epoch(state.epoch)));
             }
         }
         marks
     };
     let first_seq = context.next_seq;
     let mut bytes = segment::MAGIC.to_vec();
-    for mark in &marks {
-        segment::frame(&mut bytes, context.next_seq, mark);
+    let mut summary = summary::Builder::default();
+    for (partition, effect) in &marks {
+        let payload = match effect {
+            Effect::Resolved(hlc) => record::encode_log_resolved(partition, *hlc),
+            Effect::Applied(hlc) => record::encode_log_applied(partition, *hlc),
+            Effect::Epoch(epoch) => record::encode_log_epoch(partition, *epoch),
+            Effect::Rows(_) => unreachable!("marks only"),
+        };
+        summary.push(partition, bytes.len() as u64 + segment::FRAME_HEADER, payload.len(), effect);
+        segment::frame(&mut bytes, context.next_seq, &payload);
         context.next_seq += 1;
     }
     let (file, read) = create_segment(&context.dir, first_seq, &bytes)?;
@@ -331,7 +355,7 @@ fn rotate(context: &mut Context) -> std::io::Result<()> {
         .segments
         .insert(first_seq, Segment { file: Arc::new(read), live_runs: 0 });
     context.disk_bytes += bytes.len() as u64;
-    context.active = Active { first_seq, file, len: bytes.len() as u64 };
+    context.active = Active { first_seq, file, len: bytes.len() as u64, summary };
     Ok(())
 }
 
@@ -359,10 +383,18 @@ fn delete_dead_segments(context: &mut Context) -> std::io::Result<()> {
         let path = context.dir.join(segment::file_name(first_seq));
         let len = std::fs::metadata(&path)?.len();
         std::fs::remove_file(&path)?;
+        remove_if_there(&summary::path(&context.dir, first_seq))?;
         context.shared.index.lock().expect("journal index lock").segments.remove(&first_seq);
         context.disk_bytes = context.disk_bytes.saturating_sub(len);
     }
     // Deletions go oldest first; syncing the directory keeps them from surviving out of order,
     // which would look like a missing segment at the next open.
     File::open(&context.dir)?.sync_all()
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
 }
