@@ -36,13 +36,20 @@ pub(super) fn parse_file_name(name: &str) -> Option<u64> {
 
 /// Appends one framed record to `out`.
 pub(super) fn frame(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
+    out.extend_from_slice(&header(seq, payload));
+    out.extend_from_slice(payload);
+}
+
+/// The frame header of record `seq` holding `payload`.
+pub(super) fn header(seq: u64, payload: &[u8]) -> [u8; FRAME_HEADER as usize] {
     let mut crc = crc32fast::Hasher::new();
     crc.update(&seq.to_be_bytes());
     crc.update(payload);
-    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc.finalize().to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(payload);
+    let mut out = [0u8; FRAME_HEADER as usize];
+    out[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+    out[4..8].copy_from_slice(&crc.finalize().to_be_bytes());
+    out[8..].copy_from_slice(&seq.to_be_bytes());
+    out
 }
 
 /// One record read back from a segment.

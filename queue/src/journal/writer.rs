@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -253,26 +253,48 @@ fn run(state: &State, mut context: Context) {
 }
 
 /// Writes `items` as consecutive records and syncs them; returns the first one's sequence number
-/// and each one's payload offset and length.
+/// and each one's payload offset and length. The payloads go to the kernel as they are (one
+/// vectored write), not copied into a buffer first.
 fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, Vec<(u64, usize)>)> {
     if context.active.len >= context.segment_bytes {
         rotate(context)?;
     }
     let first_seq = context.next_seq;
-    let mut bytes = Vec::new();
-    let mut places = Vec::with_capacity(items.len());
-    for item in items {
-        let payload = item.payload();
-        places.push((context.active.len + bytes.len() as u64 + segment::FRAME_HEADER, payload.len()));
-        segment::frame(&mut bytes, context.next_seq, &payload);
+    let payloads: Vec<std::borrow::Cow<'_, [u8]>> = items.iter().map(Item::payload).collect();
+    let mut headers = Vec::with_capacity(payloads.len());
+    let mut places = Vec::with_capacity(payloads.len());
+    let mut at = context.active.len;
+    for payload in &payloads {
+        headers.push(segment::header(context.next_seq, payload));
+        places.push((at + segment::FRAME_HEADER, payload.len()));
+        at += segment::FRAME_HEADER + payload.len() as u64;
         context.next_seq += 1;
     }
-    context.active.file.write_all(&bytes)?;
+    let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * payloads.len());
+    for (header, payload) in headers.iter().zip(&payloads) {
+        slices.push(IoSlice::new(header));
+        slices.push(IoSlice::new(payload));
+    }
+    write_all_vectored(&mut context.active.file, &mut slices)?;
     // Covers a power loss after the write: the records are in the page cache only.
     context.active.file.sync_data()?;
-    context.active.len += bytes.len() as u64;
-    context.disk_bytes += bytes.len() as u64;
+    let written = at - context.active.len;
+    context.active.len = at;
+    context.disk_bytes += written;
     Ok((first_seq, places))
+}
+
+/// `write_all` for several buffers (the standard library's is not stable yet).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Makes the written records visible (runs and resolved timestamps into the index) and adds them
