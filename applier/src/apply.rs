@@ -26,8 +26,15 @@ pub struct Prepared {
     /// For an upsert: the same rows as a plain `INSERT`, tried first (see [`crate::insert_first`]).
     pub insert_sql: Option<String>,
     /// For an upsert whose columns all take their text as it is: the `COPY` that is tried first
-    /// instead of `insert_sql`.
-    pub copy_sql: Option<String>,
+    /// instead of `insert_sql`, with its data (built with the statement, ahead of the target).
+    pub copy: Option<CopyIn>,
+}
+
+/// A `COPY … FROM STDIN` and its text-format data.
+#[derive(Debug)]
+pub struct CopyIn {
+    pub sql: String,
+    pub data: bytes::Bytes,
 }
 
 /// Prepared statements of one connection, keyed by their SQL text, and when to try plain inserts.
@@ -87,14 +94,7 @@ fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> R
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    Ok(Prepared {
-        sql: sql::delete(table),
-        columns,
-        rows: deletes.len(),
-        delete: true,
-        insert_sql: None,
-        copy_sql: None,
-    })
+    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true, insert_sql: None, copy: None })
 }
 
 fn prepare_upserts(
@@ -120,13 +120,14 @@ fn prepare_upserts(
                 column.push(value);
             }
         }
+        let copy = sql::copy(table, &set).map(|sql| CopyIn { sql, data: sql::copy_text(&columns, rows.len()).into() });
         out.push(Prepared {
             sql: sql::upsert(table, &set),
             columns,
             rows: rows.len(),
             delete: false,
             insert_sql: Some(sql::insert(table, &set)),
-            copy_sql: sql::copy(table, &set),
+            copy,
         });
     }
     Ok(())
@@ -162,8 +163,8 @@ pub async fn execute(
 ) -> Result<(), ApplyError> {
     for p in prepared {
         let params: Vec<&(dyn ToSql + Sync)> = p.columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let plain = match (&p.copy_sql, &p.insert_sql) {
-            (Some(copy), _) => Some(Plain::Copy { sql: copy, data: sql::copy_text(&p.columns, p.rows) }),
+        let plain = match (&p.copy, &p.insert_sql) {
+            (Some(copy), _) => Some(Plain::Copy { sql: &copy.sql, data: copy.data.clone() }),
             (None, Some(insert)) => Some(Plain::Insert { sql: insert, params: &params }),
             (None, None) => None,
         };

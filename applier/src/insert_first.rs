@@ -65,7 +65,7 @@ impl InsertFirst {
 /// The rows of an upsert as a plain write.
 pub enum Plain<'a> {
     /// `COPY … FROM STDIN` and its text-format data.
-    Copy { sql: &'a str, data: Vec<u8> },
+    Copy { sql: &'a str, data: bytes::Bytes },
     /// `INSERT … SELECT FROM unnest(…)` and its parameters.
     Insert { sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)] },
 }
@@ -110,11 +110,11 @@ pub async fn insert(
     Ok(inserted)
 }
 
-async fn copy(tx: &Transaction<'_>, sql: &str, data: Vec<u8>) -> Result<(), tokio_postgres::Error> {
+async fn copy(tx: &Transaction<'_>, sql: &str, data: bytes::Bytes) -> Result<(), tokio_postgres::Error> {
     use futures_util::SinkExt;
     let sink = tx.copy_in(sql).await?;
     futures_util::pin_mut!(sink);
-    sink.send(bytes::Bytes::from(data)).await?;
+    sink.send(data).await?;
     sink.finish().await.map(|_| ())
 }
 
