@@ -24,6 +24,7 @@ use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClien
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
 use crate::lag::{Pipeline, Workload};
+use crate::own_memory::{PhaseMemory, measure};
 
 const T0: u64 = 1_732_615_200_000_000_000;
 
@@ -155,11 +156,13 @@ async fn run_phases(
         .await?;
     let bodies = bodies(args.rows, args.body_rows);
     let journal_dir = tempfile::tempdir()?;
-    let discard_first = discard_run(&target.url, &database, &bodies, args.senders).await?;
+    let (discard_first, memory_discard_first) =
+        measure(discard_run(&target.url, &database, &bodies, args.senders)).await;
+    let discard_first = discard_first?;
 
-    let ingest = InProcessIngest::start(&target.url, journal_dir.path(), IngestOptions::default()).await?;
-    let durable = send_all(&Sender::new(ingest.base_url(&database, "bench")), &bodies, args.senders).await?;
-    ingest.stop().await?;
+    let (durable, memory_durable) =
+        measure(durable_run(&target.url, &database, &bodies, args.senders, journal_dir.path())).await;
+    let durable = durable?;
     eprintln!("bench: durable ingest {:.0} rows/s", args.rows as f64 / durable.as_secs_f64());
 
     // The same durable run with JWT authentication on (ES256), into a fresh journal.
@@ -167,21 +170,36 @@ async fn run_phases(
     *jwt_key = Some(key_id);
     let auth_dir = tempfile::tempdir()?;
     let options = IngestOptions { authenticate: true, ..IngestOptions::default() };
-    let ingest = InProcessIngest::start(&target.url, auth_dir.path(), options).await?;
-    let sender = Sender::new(ingest.base_url(&database, "bench")).with_token(&token);
-    let durable_auth = send_all(&sender, &bodies, args.senders).await?;
-    ingest.stop().await?;
+    let (durable_auth, memory_durable_auth) = measure(async {
+        let ingest = InProcessIngest::start(&target.url, auth_dir.path(), options).await?;
+        let sender = Sender::new(ingest.base_url(&database, "bench")).with_token(&token);
+        let took = send_all(&sender, &bodies, args.senders).await?;
+        ingest.stop().await?;
+        anyhow::Ok(took)
+    })
+    .await;
+    let durable_auth = durable_auth?;
     eprintln!("bench: durable ingest with JWT {:.0} rows/s", args.rows as f64 / durable_auth.as_secs_f64());
     // Phases run later are slower on this machine (disk writeback of earlier phases), so the
     // open run is repeated after the JWT run and the JWT figure is compared with their mean.
     let again_dir = tempfile::tempdir()?;
-    let ingest = InProcessIngest::start(&target.url, again_dir.path(), IngestOptions::default()).await?;
-    let durable_again = send_all(&Sender::new(ingest.base_url(&database, "bench")), &bodies, args.senders).await?;
-    ingest.stop().await?;
+    let (durable_again, memory_durable_again) =
+        measure(durable_run(&target.url, &database, &bodies, args.senders, again_dir.path())).await;
+    let durable_again = durable_again?;
 
-    let discard_last = discard_run(&target.url, &database, &bodies, args.senders).await?;
+    let (discard_last, memory_discard_last) = measure(discard_run(&target.url, &database, &bodies, args.senders)).await;
+    let discard_last = discard_last?;
 
-    let (index, apply) = apply_backlog(&target.url, journal_dir.path(), &database, args.rows).await?;
+    let (applied, memory_apply) = measure(apply_backlog(&target.url, journal_dir.path(), &database, args.rows)).await;
+    let (index, apply) = applied?;
+    let inprocess_memory = [
+        PhaseMemory::json("discard (first)", memory_discard_first),
+        PhaseMemory::json("durable", memory_durable),
+        PhaseMemory::json("durable, JWT", memory_durable_auth),
+        PhaseMemory::json("durable (again)", memory_durable_again),
+        PhaseMemory::json("discard (last)", memory_discard_last),
+        PhaseMemory::json("apply, embedded applier", memory_apply),
+    ];
     let apply_quic = crate::scale::apply_quic(&target.url, again_dir.path(), &database, args.rows).await?;
     eprintln!("bench: apply by a separate wharf-applier {:.0} rows/s", args.rows as f64 / apply_quic.as_secs_f64());
     let scan = match args.scan_rows {
@@ -271,6 +289,7 @@ async fn run_phases(
         "apply_quic_vs_embedded": (rate(apply_quic) / rate(apply) * 100.0).round() / 100.0,
         "scan_rows": scan.as_ref().map(|s| s.rows),
         "scan_rows_per_s": scan.as_ref().map(|s| (s.rows as f64 / s.elapsed.as_secs_f64()).round()),
+        "inprocess_memory": inprocess_memory,
         "peak_rss_mib_ingest_scan": scan.as_ref().map(|s| s.peak_rss_mib_ingest.round()),
         "peak_rss_mib_applier_scan": scan.as_ref().map(|s| s.peak_rss_mib_applier.round()),
         "big_bodies": big.as_ref().map(|b| b.bodies),
@@ -352,6 +371,17 @@ async fn run_phases(
             rate(apply_quic),
             rate(apply),
             rate(apply_quic) / rate(apply)
+        );
+        let peaks: Vec<String> = inprocess_memory
+            .iter()
+            .map(|m| format!("{} {}", m["phase"].as_str().unwrap_or(""), m["peak_rss_mib"]))
+            .collect();
+        println!(
+            "{:<36} {:>12}   peak RSS MiB of wharfctl (server, senders, {:.0} MiB of bodies): {}",
+            "in-process phases",
+            "",
+            bodies.iter().map(Bytes::len).sum::<usize>() as f64 / 1048576.0,
+            peaks.join(", ")
         );
         if let Some(scan) = &scan {
             println!(
@@ -477,6 +507,20 @@ async fn run_phases(
 
 /// Creates the key tables, inserts a fresh ES256 public key and returns a token it signed and
 /// the key's id.
+/// One durable run into the journal at `dir`.
+async fn durable_run(
+    url: &str,
+    database: &str,
+    bodies: &[Bytes],
+    senders: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<Duration> {
+    let ingest = InProcessIngest::start(url, dir, IngestOptions::default()).await?;
+    let took = send_all(&Sender::new(ingest.base_url(database, "bench")), bodies, senders).await;
+    ingest.stop().await?;
+    took
+}
+
 /// One run of the reference: the same server in `--discard` mode.
 async fn discard_run(url: &str, database: &str, bodies: &[Bytes], senders: usize) -> anyhow::Result<Duration> {
     let dir = tempfile::tempdir()?;

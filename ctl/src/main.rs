@@ -15,6 +15,7 @@ mod harness;
 mod http;
 mod lag;
 mod memory;
+mod own_memory;
 mod recover;
 mod restart;
 mod scale;
