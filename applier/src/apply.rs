@@ -102,22 +102,17 @@ fn prepare_upserts(
     upserts: &HashMap<&[u8], Props<'_>>,
     out: &mut Vec<Prepared>,
 ) -> Result<(), ApplyError> {
-    let mut groups: BTreeMap<Vec<usize>, Vec<&Props<'_>>> = BTreeMap::new();
+    // Rows grouped by the columns they write; each row's values in the group's column order.
+    let mut groups: BTreeMap<Vec<usize>, Vec<Vec<&RawValue>>> = BTreeMap::new();
     for row in upserts.values() {
-        groups.entry(column_set(table, row)?).or_default().push(row);
+        let (set, values) = cells(table, row)?;
+        groups.entry(set).or_default().push(values);
     }
     for (set, rows) in groups {
         let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); set.len()];
         for row in &rows {
-            let mut values: Vec<Option<String>> = vec![None; set.len()];
-            for (name, value) in &row.0 {
-                let Some(c) = table.column_index(name) else { continue };
-                if let Ok(position) = set.binary_search(&c) {
-                    values[position] = sql_text(value, table.columns[c].kind);
-                }
-            }
-            for (column, value) in columns.iter_mut().zip(values) {
-                column.push(value);
+            for ((column, value), &c) in columns.iter_mut().zip(row).zip(&set) {
+                column.push(sql_text(value, table.columns[c].kind));
             }
         }
         let copy = sql::copy(table, &set).map(|sql| CopyIn { sql, data: sql::copy_text(&columns, rows.len()).into() });
@@ -133,26 +128,31 @@ fn prepare_upserts(
     Ok(())
 }
 
-/// The sorted column indexes a row writes; generated columns are skipped.
-fn column_set(table: &Table, row: &Props<'_>) -> Result<Vec<usize>, ApplyError> {
-    let mut set = Vec::with_capacity(row.0.len());
-    for (name, _) in &row.0 {
+/// The sorted column indexes a row writes (generated columns are skipped) and its value for
+/// each; a column given twice takes its last value.
+fn cells<'a>(table: &Table, row: &Props<'a>) -> Result<(Vec<usize>, Vec<&'a RawValue>), ApplyError> {
+    let mut cells: Vec<(usize, &RawValue)> = Vec::with_capacity(row.0.len());
+    for (name, value) in &row.0 {
         let c = table
             .column_index(name)
             .ok_or_else(|| ApplyError::UnknownColumn { table: table.name.clone(), column: name.to_string() })?;
         if !table.columns[c].generated {
-            set.push(c);
+            cells.push((c, *value));
         }
     }
-    set.sort_unstable();
-    set.dedup();
+    // Stable, so the copies of a column stay in the row's order and the last one is kept.
+    cells.sort_by_key(|(c, _)| *c);
+    cells.reverse();
+    cells.dedup_by_key(|(c, _)| *c);
+    cells.reverse();
+    let (set, values): (Vec<usize>, Vec<&RawValue>) = cells.into_iter().unzip();
     if let Some(&missing) = table.primary_key.iter().find(|c| set.binary_search(c).is_err()) {
         return Err(ApplyError::MissingKeyColumn {
             table: table.name.clone(),
             column: table.columns[missing].name.clone(),
         });
     }
-    Ok(set)
+    Ok((set, values))
 }
 
 /// Runs prepared statements in order inside `tx`.

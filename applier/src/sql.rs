@@ -63,15 +63,21 @@ pub fn copy_text(columns: &[Vec<Option<String>>], rows: usize) -> Vec<u8> {
 }
 
 fn push_copy_escaped(out: &mut Vec<u8>, text: &str) {
-    for &b in text.as_bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
+    let bytes = text.as_bytes();
+    let mut plain_from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[plain_from..i]);
+        out.extend_from_slice(escaped);
+        plain_from = i + 1;
     }
+    out.extend_from_slice(&bytes[plain_from..]);
 }
 
 /// Upsert of the columns `columns` (indexes into `table.columns`, primary key included).

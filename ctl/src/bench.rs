@@ -374,10 +374,10 @@ async fn run_phases(
         );
         let peaks: Vec<String> = inprocess_memory
             .iter()
-            .map(|m| format!("{} {}", m["phase"].as_str().unwrap_or(""), m["peak_rss_mib"]))
+            .map(|m| format!("{} {} → {}", m["phase"].as_str().unwrap_or(""), m["start_rss_mib"], m["peak_rss_mib"]))
             .collect();
         println!(
-            "{:<36} {:>12}   peak RSS MiB of wharfctl (server, senders, {:.0} MiB of bodies): {}",
+            "{:<36} {:>12}   RSS MiB of wharfctl (server, senders, {:.0} MiB of bodies), at start → peak: {}",
             "in-process phases",
             "",
             bodies.iter().map(Bytes::len).sum::<usize>() as f64 / 1048576.0,
