@@ -69,6 +69,8 @@ pub enum StartError {
     Fatal(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("cannot start the embedded appliers' threads: {0}")]
+    AppliersThreads(std::io::Error),
 }
 
 /// Re-reads JWT keys every `every` and at once on SIGHUP, until `shutdown`.
@@ -190,7 +192,10 @@ pub async fn run_with_listener(
             embedded = Some(start(client, appliers_stop.clone(), registry));
         }
     });
-    let embedded = embedded.map(tokio::spawn);
+    let embedded = match embedded {
+        Some(appliers) => Some(spawn_embedded(appliers).map_err(StartError::AppliersThreads)?),
+        None => None,
+    };
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
     let state = Arc::new(State {
         limits: config.limits,
@@ -225,9 +230,9 @@ pub async fn run_with_listener(
     });
     appliers_stop.cancel();
     if let Some(embedded) = embedded
-        && let Err(error) = embedded.await
+        && embedded.await.is_err()
     {
-        tracing::error!(%error, "embedded appliers failed");
+        tracing::error!("embedded appliers failed (a panic; see above)");
     }
     queue_stop.cancel();
     if let Some(server) = queue_server {
@@ -238,6 +243,20 @@ pub async fn run_with_listener(
     }
     tracing::info!("wharf-ingest stopped");
     Ok(())
+}
+
+/// Runs the embedded appliers on a runtime of their own, with worker threads of their own: the
+/// operating system then shares the CPU between them and the request handlers, as it does with a
+/// separate `wharf-applier`, instead of each of the appliers' wake-ups (a reply from the target)
+/// waiting in the request handlers' run queue. The receiver fails if the appliers panicked.
+fn spawn_embedded(appliers: BoxFuture<'static, ()>) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().thread_name("wharf-applier").enable_all().build()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("wharf-appliers".into()).spawn(move || {
+        runtime.block_on(appliers);
+        let _ = done.send(());
+    })?;
+    Ok(finished)
 }
 
 /// Feeds every partition's resolved and applied timestamps to the stall watch once a second.
