@@ -69,8 +69,8 @@ pub enum StartError {
     Fatal(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("cannot start the embedded appliers' threads: {0}")]
-    AppliersThreads(std::io::Error),
+    #[error("cannot start the threads of the embedded appliers or the queue service: {0}")]
+    Threads(std::io::Error),
 }
 
 /// Re-reads JWT keys every `every` and at once on SIGHUP, until `shutdown`.
@@ -171,14 +171,7 @@ pub async fn run_with_listener(
     let queue_stop = CancellationToken::new();
     let queue_server = match (&queue, &config.queue) {
         (Some(service), Some(settings)) => {
-            let endpoint = wharf_queue::quic::server::bind(settings, config.lease_timeout)?;
-            tracing::info!(address = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "queue service listening (QUIC, mutual TLS)");
-            let stop = queue_stop.clone();
-            Some(tokio::spawn(wharf_queue::quic::serve(
-                endpoint,
-                service.clone(),
-                async move { stop.cancelled().await },
-            )))
+            Some(serve_queue(service.clone(), settings, config.lease_timeout, &queue_stop)?)
         }
         _ => None,
     };
@@ -193,7 +186,7 @@ pub async fn run_with_listener(
         }
     });
     let embedded = match embedded {
-        Some(appliers) => Some(spawn_embedded(appliers).map_err(StartError::AppliersThreads)?),
+        Some(appliers) => Some(spawn_embedded(appliers).map_err(StartError::Threads)?),
         None => None,
     };
     tracing::info!(address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), tls = tls.is_some(), database = %target.database, appliers = config.appliers, discard = config.discard, "wharf-ingest listening");
@@ -235,14 +228,40 @@ pub async fn run_with_listener(
         tracing::error!("embedded appliers failed (a panic; see above)");
     }
     queue_stop.cancel();
-    if let Some(server) = queue_server {
+    if let Some((server, runtime)) = queue_server {
         let _ = server.await;
+        runtime.shutdown_background();
     }
     if let Some(reason) = fatal {
         return Err(StartError::Fatal(reason));
     }
     tracing::info!("wharf-ingest stopped");
     Ok(())
+}
+
+/// Serves the queue service over QUIC on a runtime of its own (threads of its own, like the
+/// embedded appliers' in [`spawn_embedded`]), so a separate applier's requests do not wait behind
+/// request handlers; until `stop`. The runtime is shut down once the server's task has ended.
+fn serve_queue(
+    service: QueueService,
+    settings: &wharf_queue::quic::ServerSettings,
+    lease_timeout: std::time::Duration,
+    stop: &CancellationToken,
+) -> Result<(tokio::task::JoinHandle<()>, tokio::runtime::Runtime), StartError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("wharf-queue")
+        .enable_all()
+        .build()
+        .map_err(StartError::Threads)?;
+    // The endpoint's driver runs on the runtime current when it is bound.
+    let endpoint = {
+        let _inside = runtime.enter();
+        wharf_queue::quic::server::bind(settings, lease_timeout)?
+    };
+    tracing::info!(address = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "queue service listening (QUIC, mutual TLS)");
+    let stop = stop.clone();
+    let server = runtime.spawn(wharf_queue::quic::serve(endpoint, service, async move { stop.cancelled().await }));
+    Ok((server, runtime))
 }
 
 /// Runs the embedded appliers on a runtime of their own, with worker threads of their own: the
