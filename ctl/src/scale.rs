@@ -34,8 +34,7 @@ pub async fn apply_quic(
 ) -> anyhow::Result<Duration> {
     let client = wharf_targetdb::connect(url).await?;
     let partition = Partition::new(database, "bench");
-    client.batch_execute("TRUNCATE bench.rows").await?;
-    client.execute("DELETE FROM _replicator.checkpoints WHERE partition = $1", &[&partition.to_string()]).await?;
+    reset_target(&client, &partition).await?;
     let journal = Journal::open(&JournalConfig::new(journal_dir))?;
     journal.wait_indexed().await;
     let service = QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT);
@@ -61,6 +60,13 @@ pub async fn apply_quic(
     stop.cancel();
     server.await?;
     Ok(elapsed)
+}
+
+/// Empties `bench.rows` and forgets `partition`'s checkpoint, so the backlog is applied again.
+pub async fn reset_target(client: &tokio_postgres::Client, partition: &Partition) -> anyhow::Result<()> {
+    client.batch_execute("TRUNCATE bench.rows").await?;
+    client.execute("DELETE FROM _replicator.checkpoints WHERE partition = $1", &[&partition.to_string()]).await?;
+    Ok(())
 }
 
 async fn wait_checkpoint(client: &tokio_postgres::Client, partition: &Partition, resolved: Hlc) -> anyhow::Result<()> {
