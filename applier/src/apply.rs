@@ -115,7 +115,11 @@ fn prepare_upserts(
                 column.push(sql_text(value, table.columns[c].kind));
             }
         }
-        let copy = sql::copy(table, &set).map(|sql| CopyIn { sql, data: sql::copy_text(&columns, rows.len()).into() });
+        // Binary where every value has an exact binary form, else text.
+        let copy = match crate::copy_binary::copy(table, &set, &columns, rows.len()) {
+            Some((sql, data)) => Some(CopyIn { sql, data: data.into() }),
+            None => sql::copy(table, &set).map(|sql| CopyIn { sql, data: sql::copy_text(&columns, rows.len()).into() }),
+        };
         out.push(Prepared {
             sql: sql::upsert(table, &set),
             columns,

@@ -3,7 +3,7 @@
 //! In PostgreSQL 15 an `INSERT … ON CONFLICT DO UPDATE` of rows that do not exist yet costs about
 //! twice a plain `INSERT` of them: each row probes the primary key before its speculative insert.
 //! Initial scans and insert-heavy feeds are exactly that, so an upsert's rows are first sent
-//! inside a savepoint as a `COPY … FROM STDIN` (text format; faster still) or, when a column needs
+//! inside a savepoint as a `COPY … FROM STDIN` (binary where it can be, else text; faster still) or, when a column needs
 //! a conversion `COPY` cannot do (PostGIS), as a plain `INSERT`. A unique violation (SQLSTATE
 //! 23505) rolls back to the savepoint, with everything the attempt did (trigger effects
 //! included), and the upsert runs as before. So does any other error of a `COPY`: its column input

@@ -4,7 +4,8 @@
 //!
 //! - [`values`]: JSON values to PostgreSQL input text (pure).
 //! - [`fold`]: the versions of a key in a chunk folded to one action (pure).
-//! - [`sql`]: set-based `unnest` upserts and deletes (pure).
+//! - [`sql`]: set-based `unnest` upserts and deletes, and the text `COPY` (pure); `copy_binary`:
+//!   the binary `COPY` where every value has an exact binary form (pure).
 //! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction;
 //!   [`insert_first`]: an upsert's rows tried as a plain insert first, in a savepoint.
 //! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries.
@@ -18,6 +19,7 @@
 //! checkpoints come from `wharf_targetdb`.
 
 pub mod apply;
+mod copy_binary;
 pub mod error;
 pub mod fold;
 pub mod insert_first;
