@@ -228,9 +228,8 @@ pub async fn run_with_listener(
         tracing::error!("embedded appliers failed (a panic; see above)");
     }
     queue_stop.cancel();
-    if let Some((server, runtime)) = queue_server {
+    if let Some((server, _runtime)) = queue_server {
         let _ = server.await;
-        runtime.shutdown_background();
     }
     if let Some(reason) = fatal {
         return Err(StartError::Fatal(reason));
@@ -247,20 +246,17 @@ fn serve_queue(
     settings: &wharf_queue::quic::ServerSettings,
     lease_timeout: std::time::Duration,
     stop: &CancellationToken,
-) -> Result<(tokio::task::JoinHandle<()>, tokio::runtime::Runtime), StartError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .thread_name("wharf-queue")
-        .enable_all()
-        .build()
-        .map_err(StartError::Threads)?;
+) -> Result<(tokio::task::JoinHandle<()>, OwnRuntime), StartError> {
+    let runtime = OwnRuntime::new("wharf-queue").map_err(StartError::Threads)?;
     // The endpoint's driver runs on the runtime current when it is bound.
     let endpoint = {
-        let _inside = runtime.enter();
+        let _inside = runtime.handle().enter();
         wharf_queue::quic::server::bind(settings, lease_timeout)?
     };
     tracing::info!(address = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(), "queue service listening (QUIC, mutual TLS)");
     let stop = stop.clone();
-    let server = runtime.spawn(wharf_queue::quic::serve(endpoint, service, async move { stop.cancelled().await }));
+    let server =
+        runtime.handle().spawn(wharf_queue::quic::serve(endpoint, service, async move { stop.cancelled().await }));
     Ok((server, runtime))
 }
 
@@ -269,13 +265,37 @@ fn serve_queue(
 /// separate `wharf-applier`, instead of each of the appliers' wake-ups (a reply from the target)
 /// waiting in the request handlers' run queue. The receiver fails if the appliers panicked.
 fn spawn_embedded(appliers: BoxFuture<'static, ()>) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().thread_name("wharf-applier").enable_all().build()?;
+    let runtime = OwnRuntime::new("wharf-applier")?;
     let (done, finished) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("wharf-appliers".into()).spawn(move || {
-        runtime.block_on(appliers);
+        runtime.handle().block_on(appliers);
         let _ = done.send(());
     })?;
     Ok(finished)
+}
+
+/// A multi-threaded tokio runtime that may be dropped anywhere: dropping it shuts it down in the
+/// background (dropping a plain `Runtime` inside async code panics, e.g. when startup fails after
+/// it was built).
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn new(thread_name: &str) -> std::io::Result<OwnRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().thread_name(thread_name).enable_all().build()?;
+        Ok(OwnRuntime(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Feeds every partition's resolved and applied timestamps to the stall watch once a second.

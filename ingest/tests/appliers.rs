@@ -635,3 +635,32 @@ fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
     let log = applier.log_text();
     assert!(log.contains("queue protocol version mismatch: this client speaks version 1, the service 2"), "{log}");
 }
+
+#[test]
+fn a_queue_address_in_use_stops_the_start_with_an_error_not_a_panic() {
+    let setup = Setup::new();
+    let taken = UdpSocket::bind(("127.0.0.1", setup.udp)).unwrap();
+    let mut args = vec!["--disableAuthentication".to_owned()];
+    args.extend(setup.pki.ingest_args(setup.udp, "10s"));
+    let log = setup.logs.path().join("ingest-taken.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
+        .args(["start", "--bindAddr", &format!("127.0.0.1:{}", free_port().unwrap())])
+        .args(["--targetConn", &setup.target.url()])
+        .arg("--journalDir")
+        .arg(setup.journal.path())
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_for("wharf-ingest to stop", Duration::from_secs(30), || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    drop(taken);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.unwrap().code(), Some(1), "{text}");
+    assert!(text.contains(&format!("cannot listen for the queue service on UDP 127.0.0.1:{}", setup.udp)), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
