@@ -96,6 +96,10 @@ pub enum OpenError {
         high_water::FILE_NAME
     )]
     Missing { dir: PathBuf, durable: u64, found: u64 },
+    /// A closed segment failed its background check (see [`Journal::verified`]); the text names
+    /// the journal and the file and says what to do.
+    #[error("{0}")]
+    FailedCheck(String),
 }
 
 /// What to do with a journal that fails its checks at open.
@@ -381,11 +385,7 @@ impl Journal {
     /// segment failed it (the journal then refuses appends and reads, and [`Journal::health`]
     /// reports a fatal fault).
     pub fn verified(&self) -> Result<(), OpenError> {
-        self.inner
-            .shared
-            .verification
-            .wait_all()
-            .map_err(|reason| OpenError::Corrupt { dir: self.inner.dir.clone(), detail: reason })
+        self.inner.shared.verification.wait_all().map_err(OpenError::FailedCheck)
     }
 
     /// Rows and bytes of `partition` above `after` still in the journal (for status: it reads them).
