@@ -30,7 +30,7 @@ pub struct Prepared {
     pub copy: Option<CopyIn>,
 }
 
-/// A `COPY … FROM STDIN` and its text-format data.
+/// A `COPY … FROM STDIN` and its data (binary or text format, as its SQL says).
 #[derive(Debug)]
 pub struct CopyIn {
     pub sql: String,

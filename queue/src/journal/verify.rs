@@ -47,26 +47,21 @@ impl Verification {
 
     /// Waits until none of `segments` waits for its check; the failure if a check failed.
     pub fn wait_for(&self, segments: impl Iterator<Item = u64> + Clone) -> Result<(), String> {
-        let mut state = self.state.lock().expect("verification lock");
-        loop {
-            if let Some(failure) = &state.failure {
-                return Err(failure.clone());
-            }
-            if !segments.clone().any(|s| state.pending.contains(&s)) {
-                return Ok(());
-            }
-            state = self.changed.wait(state).expect("verification lock");
-        }
+        self.wait_until(|pending| !segments.clone().any(|s| pending.contains(&s)))
     }
 
     /// Waits until every segment is checked.
     pub fn wait_all(&self) -> Result<(), String> {
+        self.wait_until(BTreeSet::is_empty)
+    }
+
+    fn wait_until(&self, done: impl Fn(&BTreeSet<u64>) -> bool) -> Result<(), String> {
         let mut state = self.state.lock().expect("verification lock");
         loop {
             if let Some(failure) = &state.failure {
                 return Err(failure.clone());
             }
-            if state.pending.is_empty() {
+            if done(&state.pending) {
                 return Ok(());
             }
             state = self.changed.wait(state).expect("verification lock");
