@@ -85,8 +85,15 @@ impl PowerCut {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        session.join();
-        Ok(())
+        // Not `session.join()`: it unwraps the session loop's result, and after a detached unmount
+        // the loop's read may end with ECONNABORTED, the normal end of an aborted connection.
+        let BackgroundSession { guard, .. } = session;
+        match guard.join() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) if error.raw_os_error() == Some(libc::ECONNABORTED) => Ok(()),
+            Ok(Err(source)) => Err(Error::Unmount { path: self.mountpoint.clone(), source }),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 }
 
