@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
@@ -80,7 +81,7 @@ pub fn prepare(catalog: &SchemaCatalog, changes: HashMap<&str, TableChanges<'_>>
     Ok(out)
 }
 
-fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> Result<Prepared, ApplyError> {
+fn prepare_deletes(table: &Table, deletes: &IndexMap<&[u8], Vec<&RawValue>>) -> Result<Prepared, ApplyError> {
     let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(deletes.len()); table.primary_key.len()];
     for key in deletes.values() {
         if key.len() != table.primary_key.len() {
@@ -99,7 +100,7 @@ fn prepare_deletes(table: &Table, deletes: &HashMap<&[u8], Vec<&RawValue>>) -> R
 
 fn prepare_upserts(
     table: &Table,
-    upserts: &HashMap<&[u8], Props<'_>>,
+    upserts: &IndexMap<&[u8], Props<'_>>,
     out: &mut Vec<Prepared>,
 ) -> Result<(), ApplyError> {
     // Rows grouped by the columns they write; each row's values in the group's column order.
