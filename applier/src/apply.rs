@@ -164,6 +164,7 @@ fn cells<'a>(table: &Table, row: &Props<'a>) -> Result<(Vec<usize>, Vec<&'a RawV
 pub async fn execute(
     tx: &Transaction<'_>,
     cache: &mut StatementCache,
+    savepoint: &mut crate::insert_first::Savepoint,
     prepared: &[Prepared],
 ) -> Result<(), ApplyError> {
     for p in prepared {
@@ -174,7 +175,7 @@ pub async fn execute(
             (None, None) => None,
         };
         if let Some(plain) = plain
-            && crate::insert_first::insert(tx, cache, &p.sql, plain).await?
+            && crate::insert_first::insert(tx, cache, savepoint, &p.sql, plain).await?
         {
             continue;
         }

@@ -13,9 +13,9 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Statement, Transaction};
 
 use crate::apply::StatementCache;
 use crate::error::ApplyError;
@@ -70,23 +70,51 @@ pub enum Plain<'a> {
     Insert { sql: &'a str, params: &'a [&'a (dyn ToSql + Sync)] },
 }
 
+/// The insert-first savepoint of one target transaction. After an attempt it is left open and
+/// released by the next attempt's `SAVEPOINT` in the same message, so a chunk costs two round
+/// trips (the savepoint with the `COPY`'s start, then its data) instead of five. Statements that
+/// run while it is open run inside it, and `COMMIT` commits it; it is never more than one deep.
+#[derive(Default)]
+pub struct Savepoint {
+    open: bool,
+}
+
+impl Savepoint {
+    fn begin(&mut self) -> &'static str {
+        let sql = if self.open {
+            "RELEASE SAVEPOINT wharf_insert_first; SAVEPOINT wharf_insert_first"
+        } else {
+            "SAVEPOINT wharf_insert_first"
+        };
+        self.open = true;
+        sql
+    }
+}
+
 /// Runs `plain` (the rows of `upsert` as a plain write) in a savepoint; `true` if it wrote the
 /// rows, `false` if the caller must run the upsert (a row existed, the `COPY` failed, or the plain
 /// form is on pause).
 pub async fn insert(
     tx: &Transaction<'_>,
     cache: &mut StatementCache,
+    savepoint: &mut Savepoint,
     upsert: &str,
     plain: Plain<'_>,
 ) -> Result<bool, ApplyError> {
     if !cache.insert_first.attempt(upsert) {
         return Ok(false);
     }
-    tx.batch_execute("SAVEPOINT wharf_insert_first").await?;
     let outcome = match plain {
-        Plain::Copy { sql, data } => copy(tx, sql, data).await,
+        Plain::Copy { sql, data } => {
+            let statement = cache.get(tx, sql).await?;
+            // Sent together: the savepoint's answer comes before the `COPY`'s.
+            let (begun, copied) = tokio::join!(tx.batch_execute(savepoint.begin()), copy(tx, &statement, data));
+            begun?;
+            copied
+        }
         Plain::Insert { sql, params } => {
             let statement = cache.get(tx, sql).await?;
+            tx.batch_execute(savepoint.begin()).await?;
             match tx.execute(&statement, params).await {
                 Err(e) if e.code() != Some(&SqlState::UNIQUE_VIOLATION) => return Err(e.into()),
                 other => other.map(|_| ()),
@@ -94,10 +122,7 @@ pub async fn insert(
         }
     };
     let inserted = match outcome {
-        Ok(()) => {
-            tx.batch_execute("RELEASE SAVEPOINT wharf_insert_first").await?;
-            true
-        }
+        Ok(()) => true,
         Err(error) => {
             if error.code() != Some(&SqlState::UNIQUE_VIOLATION) {
                 tracing::debug!(%error, "COPY refused the rows; the upsert writes them");
@@ -110,9 +135,9 @@ pub async fn insert(
     Ok(inserted)
 }
 
-async fn copy(tx: &Transaction<'_>, sql: &str, data: bytes::Bytes) -> Result<(), tokio_postgres::Error> {
+async fn copy(tx: &Transaction<'_>, statement: &Statement, data: bytes::Bytes) -> Result<(), tokio_postgres::Error> {
     use futures_util::SinkExt;
-    let sink = tx.copy_in(sql).await?;
+    let sink = tx.copy_in(statement).await?;
     futures_util::pin_mut!(sink);
     sink.send(data).await?;
     sink.finish().await.map(|_| ())

@@ -13,6 +13,7 @@ use wharf_targetdb::checkpoint;
 use crate::apply::{Prepared, execute, prepare};
 use crate::error::ApplyError;
 use crate::fold::fold;
+use crate::insert_first::Savepoint;
 use crate::worker::Worker;
 
 /// What to apply.
@@ -84,6 +85,7 @@ async fn apply_transaction<Q: QueueClient>(
     let client = worker.client.as_mut().expect("connected");
     let started = std::time::Instant::now();
     let tx = client.transaction().await?;
+    let mut savepoint = Savepoint::default();
     let mut rows = 0usize;
     let (mut upserts, mut deletes) = (0, 0);
     loop {
@@ -91,7 +93,7 @@ async fn apply_transaction<Q: QueueClient>(
             .recv()
             .await
             .ok_or_else(|| QueueError::Protocol("the window ended without its last chunk".into()))??;
-        execute(&tx, &mut worker.cache, &chunk.statements).await?;
+        execute(&tx, &mut worker.cache, &mut savepoint, &chunk.statements).await?;
         rows += chunk.rows;
         for statement in &chunk.statements {
             *(if statement.delete { &mut deletes } else { &mut upserts }) += statement.rows as u64;

@@ -26,7 +26,8 @@ pub async fn read(recv: &mut RecvStream) -> Result<Message, StreamError> {
     Ok(wire::decode(&body)?)
 }
 
+/// Hands the encoded frame to quinn as it is (`write_all` would copy it into a buffer of its own).
 pub async fn write(send: &mut SendStream, message: &Message) -> Result<(), StreamError> {
-    send.write_all(&wire::encode(message)).await?;
+    send.write_chunk(wire::encode(message).into()).await?;
     Ok(())
 }
