@@ -1,6 +1,7 @@
 //! Turning folded changes into set-based statements (pure) and running them in a transaction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use indexmap::IndexMap;
@@ -8,9 +9,10 @@ use serde_json::value::RawValue;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
+use crate::copy_binary::Binary;
 use crate::error::ApplyError;
 use crate::fold::TableChanges;
-use crate::insert_first::Plain;
+use crate::insert_first::{Plain, insert};
 use crate::sql;
 use crate::values::sql_text;
 use wharf_queue::json::Props;
@@ -20,7 +22,9 @@ use wharf_targetdb::catalog::{SchemaCatalog, Table};
 #[derive(Debug)]
 pub struct Prepared {
     pub sql: String,
-    pub columns: Vec<Vec<Option<String>>>,
+    /// The parameters; `None` when they are only written in the binary `COPY`'s data, from which
+    /// [`Prepared::columns`] reads them back if the statement itself has to run.
+    pub columns: Option<Vec<Vec<Option<String>>>>,
     pub rows: usize,
     /// A delete (else an upsert), for the apply metrics.
     pub delete: bool,
@@ -36,6 +40,21 @@ pub struct Prepared {
 pub struct CopyIn {
     pub sql: String,
     pub data: bytes::Bytes,
+    /// For the binary format: each column's binary form.
+    pub binary: Option<Vec<Binary>>,
+}
+
+impl Prepared {
+    /// The statement's parameters, one text array per column.
+    pub fn columns(&self) -> Cow<'_, [Vec<Option<String>>]> {
+        match (&self.columns, &self.copy) {
+            (Some(columns), _) => Cow::Borrowed(columns),
+            (None, Some(CopyIn { data, binary: Some(kinds), .. })) => {
+                Cow::Owned(crate::copy_binary::text_columns(kinds, data, self.rows))
+            }
+            (None, _) => unreachable!("a statement without parameters is prepared with its binary COPY"),
+        }
+    }
 }
 
 /// Prepared statements of one connection, keyed by their SQL text, and when to try plain inserts.
@@ -95,7 +114,14 @@ fn prepare_deletes(table: &Table, deletes: &IndexMap<&[u8], Vec<&RawValue>>) -> 
             columns[i].push(sql_text(value, table.columns[c].kind));
         }
     }
-    Ok(Prepared { sql: sql::delete(table), columns, rows: deletes.len(), delete: true, insert_sql: None, copy: None })
+    Ok(Prepared {
+        sql: sql::delete(table),
+        columns: Some(columns),
+        rows: deletes.len(),
+        delete: true,
+        insert_sql: None,
+        copy: None,
+    })
 }
 
 fn prepare_upserts(
@@ -103,23 +129,39 @@ fn prepare_upserts(
     upserts: &IndexMap<&[u8], Props<'_>>,
     out: &mut Vec<Prepared>,
 ) -> Result<(), ApplyError> {
-    // Rows grouped by the columns they write; each row's values in the group's column order.
-    let mut groups: BTreeMap<Vec<usize>, Vec<Vec<&RawValue>>> = BTreeMap::new();
+    // Rows grouped by the columns they write, each row's values in its group's column order.
+    // Rows mostly name the same columns in the same order as the row before them, so the shape
+    // is worked out again only when the names change.
+    let mut groups: Vec<(Vec<usize>, Vec<Vec<&RawValue>>)> = Vec::new();
+    let mut group_of: HashMap<Vec<usize>, usize> = HashMap::new();
+    let mut last: Option<(&Props<'_>, Shape, usize)> = None;
     for row in upserts.values() {
-        let (set, values) = cells(table, row)?;
-        groups.entry(set).or_default().push(values);
+        if !last.as_ref().is_some_and(|(before, _, _)| same_names(before, row)) {
+            let shape = Shape::of(table, row)?;
+            let group = *group_of.entry(shape.set.clone()).or_insert_with(|| {
+                groups.push((shape.set.clone(), Vec::new()));
+                groups.len() - 1
+            });
+            last = Some((row, shape, group));
+        }
+        let (_, shape, group) = last.as_ref().expect("set above");
+        groups[*group].1.push(shape.at.iter().map(|&i| row.0[i].1).collect());
     }
     for (set, rows) in groups {
-        let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); set.len()];
-        for row in &rows {
-            for ((column, value), &c) in columns.iter_mut().zip(row).zip(&set) {
-                column.push(sql_text(value, table.columns[c].kind));
-            }
-        }
         // Binary where every value has an exact binary form, else text.
-        let copy = match crate::copy_binary::copy(table, &set, &columns, rows.len()) {
-            Some((sql, data)) => Some(CopyIn { sql, data: data.into() }),
-            None => sql::copy(table, &set).map(|sql| CopyIn { sql, data: sql::copy_text(&columns, rows.len()).into() }),
+        let (columns, copy) = match crate::copy_binary::copy(table, &set, &rows) {
+            Some(binary) => {
+                (None, Some(CopyIn { sql: binary.sql, data: binary.data.into(), binary: Some(binary.kinds) }))
+            }
+            None => {
+                let columns = text_columns(table, &set, &rows);
+                let copy = sql::copy(table, &set).map(|sql| CopyIn {
+                    sql,
+                    data: sql::copy_text(&columns, rows.len()).into(),
+                    binary: None,
+                });
+                (Some(columns), copy)
+            }
         };
         out.push(Prepared {
             sql: sql::upsert(table, &set),
@@ -133,31 +175,54 @@ fn prepare_upserts(
     Ok(())
 }
 
-/// The sorted column indexes a row writes (generated columns are skipped) and its value for
-/// each; a column given twice takes its last value.
-fn cells<'a>(table: &Table, row: &Props<'a>) -> Result<(Vec<usize>, Vec<&'a RawValue>), ApplyError> {
-    let mut cells: Vec<(usize, &RawValue)> = Vec::with_capacity(row.0.len());
-    for (name, value) in &row.0 {
-        let c = table
-            .column_index(name)
-            .ok_or_else(|| ApplyError::UnknownColumn { table: table.name.clone(), column: name.to_string() })?;
-        if !table.columns[c].generated {
-            cells.push((c, *value));
+fn text_columns(table: &Table, set: &[usize], rows: &[Vec<&RawValue>]) -> Vec<Vec<Option<String>>> {
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows.len()); set.len()];
+    for row in rows {
+        for ((column, value), &c) in columns.iter_mut().zip(row).zip(set) {
+            column.push(sql_text(value, table.columns[c].kind));
         }
     }
-    // Stable, so the copies of a column stay in the row's order and the last one is kept.
-    cells.sort_by_key(|(c, _)| *c);
-    cells.reverse();
-    cells.dedup_by_key(|(c, _)| *c);
-    cells.reverse();
-    let (set, values): (Vec<usize>, Vec<&RawValue>) = cells.into_iter().unzip();
-    if let Some(&missing) = table.primary_key.iter().find(|c| set.binary_search(c).is_err()) {
-        return Err(ApplyError::MissingKeyColumn {
-            table: table.name.clone(),
-            column: table.columns[missing].name.clone(),
-        });
+    columns
+}
+
+fn same_names(a: &Props<'_>, b: &Props<'_>) -> bool {
+    a.0.len() == b.0.len() && a.0.iter().zip(&b.0).all(|((x, _), (y, _))| x == y)
+}
+
+/// The columns a row writes and where their values are in it.
+struct Shape {
+    /// Sorted column indexes (generated columns are skipped).
+    set: Vec<usize>,
+    /// For each column of `set`, the index of its value among the row's properties; a column
+    /// given twice takes its last value.
+    at: Vec<usize>,
+}
+
+impl Shape {
+    fn of(table: &Table, row: &Props<'_>) -> Result<Shape, ApplyError> {
+        let mut cells: Vec<(usize, usize)> = Vec::with_capacity(row.0.len());
+        for (i, (name, _)) in row.0.iter().enumerate() {
+            let c = table
+                .column_index(name)
+                .ok_or_else(|| ApplyError::UnknownColumn { table: table.name.clone(), column: name.to_string() })?;
+            if !table.columns[c].generated {
+                cells.push((c, i));
+            }
+        }
+        // Stable, so the copies of a column stay in the row's order and the last one is kept.
+        cells.sort_by_key(|(c, _)| *c);
+        cells.reverse();
+        cells.dedup_by_key(|(c, _)| *c);
+        cells.reverse();
+        let (set, at): (Vec<usize>, Vec<usize>) = cells.into_iter().unzip();
+        if let Some(&missing) = table.primary_key.iter().find(|c| set.binary_search(c).is_err()) {
+            return Err(ApplyError::MissingKeyColumn {
+                table: table.name.clone(),
+                column: table.columns[missing].name.clone(),
+            });
+        }
+        Ok(Shape { set, at })
     }
-    Ok((set, values))
 }
 
 /// Runs prepared statements in order inside `tx`.
@@ -168,14 +233,17 @@ pub async fn execute(
     prepared: &[Prepared],
 ) -> Result<(), ApplyError> {
     for p in prepared {
-        let params: Vec<&(dyn ToSql + Sync)> = p.columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let plain = match (&p.copy, &p.insert_sql) {
-            (Some(copy), _) => Some(Plain::Copy { sql: &copy.sql, data: copy.data.clone() }),
-            (None, Some(insert)) => Some(Plain::Insert { sql: insert, params: &params }),
-            (None, None) => None,
-        };
-        if let Some(plain) = plain
-            && crate::insert_first::insert(tx, cache, savepoint, &p.sql, plain).await?
+        if let Some(copy) = &p.copy
+            && insert(tx, cache, savepoint, &p.sql, Plain::Copy { sql: &copy.sql, data: copy.data.clone() }).await?
+        {
+            continue;
+        }
+        // Read back from a binary `COPY` only now that the statement has to run.
+        let columns = p.columns();
+        let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        if p.copy.is_none()
+            && let Some(sql) = &p.insert_sql
+            && insert(tx, cache, savepoint, &p.sql, Plain::Insert { sql, params: &params }).await?
         {
             continue;
         }

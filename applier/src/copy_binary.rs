@@ -8,11 +8,14 @@
 //! fraction or out of range; a string holding NUL) sends the whole statement as text instead, so
 //! PostgreSQL's own input functions still decide every value they decided before. Pure.
 
+use serde_json::value::RawValue;
 use wharf_targetdb::catalog::{Column, ColumnKind, Table, quote_ident};
+
+use crate::values::scalar_text;
 
 /// The binary form a column's values take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Binary {
+pub enum Binary {
     Int2,
     Int4,
     Int8,
@@ -33,39 +36,75 @@ fn binary(column: &Column) -> Option<Binary> {
     }
 }
 
-/// The binary `COPY` of `columns` and its data for `rows` rows (one text per value, as the other
-/// statements take them); `None` when a column or a value has no exact binary form.
-pub fn copy(
-    table: &Table,
-    columns: &[usize],
-    values: &[Vec<Option<String>>],
-    rows: usize,
-) -> Option<(String, Vec<u8>)> {
+/// A binary `COPY` and its data.
+#[derive(Debug)]
+pub struct BinaryCopy {
+    pub sql: String,
+    pub data: Vec<u8>,
+    /// Each column's binary form, to read the values back ([`text_columns`]).
+    pub kinds: Vec<Binary>,
+}
+
+/// The binary `COPY` of `columns` for `rows` (each row's raw values in the order of `columns`),
+/// written from the values as they are (no text copy of them is made first); `None` when a
+/// column or a value has no exact binary form.
+pub fn copy(table: &Table, columns: &[usize], rows: &[Vec<&RawValue>]) -> Option<BinaryCopy> {
     let kinds: Vec<Binary> = columns.iter().map(|&c| binary(&table.columns[c])).collect::<Option<_>>()?;
     let names: Vec<String> = columns.iter().map(|&c| quote_ident(&table.columns[c].name)).collect();
     let sql = format!("COPY {} ({}) FROM STDIN (FORMAT binary)", table.qualified(), names.join(", "));
-    Some((sql, data(&kinds, values, rows)?))
+    Some(BinaryCopy { sql, data: data(&kinds, rows)?, kinds })
 }
 
 const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+const HEADER: usize = SIGNATURE.len() + 8;
 
-fn data(kinds: &[Binary], values: &[Vec<Option<String>>], rows: usize) -> Option<Vec<u8>> {
-    let size: usize = values.iter().flatten().map(|v| 4 + v.as_ref().map_or(0, String::len)).sum();
-    let mut out = Vec::with_capacity(SIGNATURE.len() + 8 + size + 2 * rows + 2);
+fn data(kinds: &[Binary], rows: &[Vec<&RawValue>]) -> Option<Vec<u8>> {
+    let size: usize = rows.iter().flatten().map(|v| 4 + v.get().len()).sum();
+    let mut out = Vec::with_capacity(HEADER + size + 2 * rows.len() + 2);
     out.extend_from_slice(SIGNATURE);
     out.extend_from_slice(&0i32.to_be_bytes()); // flags
     out.extend_from_slice(&0i32.to_be_bytes()); // header extension length
-    for row in 0..rows {
+    for row in rows {
         out.extend_from_slice(&(kinds.len() as i16).to_be_bytes());
-        for (kind, column) in kinds.iter().zip(values) {
-            match &column[row] {
+        for (kind, value) in kinds.iter().zip(row) {
+            match scalar_text(value) {
                 None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                Some(text) => field(&mut out, *kind, text)?,
+                Some(text) => field(&mut out, *kind, &text)?,
             }
         }
     }
     out.extend_from_slice(&(-1i16).to_be_bytes());
     Some(out)
+}
+
+/// The values of a binary `COPY` made by [`copy`] as input text, one array per column (for the
+/// upsert when the `COPY` is not used); integers come back in their plain form (`007` as `7`).
+pub fn text_columns(kinds: &[Binary], data: &[u8], rows: usize) -> Vec<Vec<Option<String>>> {
+    let mut columns: Vec<Vec<Option<String>>> = vec![Vec::with_capacity(rows); kinds.len()];
+    let mut at = HEADER;
+    let mut take = |n: usize| {
+        let bytes = &data[at..at + n];
+        at += n;
+        bytes
+    };
+    for _ in 0..rows {
+        take(2);
+        for (kind, column) in kinds.iter().zip(columns.iter_mut()) {
+            let len = i32::from_be_bytes(take(4).try_into().expect("4 bytes"));
+            let Ok(len) = usize::try_from(len) else {
+                column.push(None);
+                continue;
+            };
+            let bytes = take(len);
+            column.push(Some(match kind {
+                Binary::Int2 => i16::from_be_bytes(bytes.try_into().expect("2 bytes")).to_string(),
+                Binary::Int4 => i32::from_be_bytes(bytes.try_into().expect("4 bytes")).to_string(),
+                Binary::Int8 => i64::from_be_bytes(bytes.try_into().expect("8 bytes")).to_string(),
+                Binary::Text => String::from_utf8(bytes.to_vec()).expect("written from a str"),
+            }));
+        }
+    }
+    columns
 }
 
 fn field(out: &mut Vec<u8>, kind: Binary, text: &str) -> Option<()> {
@@ -119,19 +158,15 @@ mod tests {
         )
     }
 
-    fn text(values: &[&[Option<&str>]]) -> Vec<Vec<Option<String>>> {
-        values.iter().map(|column| column.iter().map(|v| v.map(str::to_owned)).collect()).collect()
+    /// Rows of raw JSON values.
+    fn raw<'a>(rows: &[&[&'a str]]) -> Vec<Vec<&'a RawValue>> {
+        rows.iter().map(|row| row.iter().map(|v| serde_json::from_str::<&RawValue>(v).unwrap()).collect()).collect()
     }
 
     #[test]
     fn integers_and_strings_are_written_in_binary_with_nulls() {
-        let values = text(&[
-            &[Some("1"), Some("-9223372036854775808")],
-            &[Some("-7"), None],
-            &[Some("007"), Some("-0")],
-            &[Some("héllo"), Some("")],
-        ]);
-        let (sql, data) = copy(&table(), &[0, 1, 2, 3], &values, 2).unwrap();
+        let rows = raw(&[&["1", "-7", "\"007\"", r#""héllo""#], &["-9223372036854775808", "null", "\"-0\"", r#""""#]]);
+        let BinaryCopy { sql, data, kinds } = copy(&table(), &[0, 1, 2, 3], &rows).unwrap();
         assert_eq!(sql, r#"COPY "public"."t" ("id", "n", "s", "name") FROM STDIN (FORMAT binary)"#);
         let mut want = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0".to_vec();
         want.extend_from_slice(&[0, 4]);
@@ -147,18 +182,32 @@ mod tests {
         want.extend_from_slice(&[0, 0, 0, 0]);
         want.extend_from_slice(&[0xff, 0xff]);
         assert_eq!(data, want);
+        let back = text_columns(&kinds, &data, 2);
+        let text = |v: &[Option<&str>]| v.iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>();
+        assert_eq!(
+            back,
+            [
+                text(&[Some("1"), Some("-9223372036854775808")]),
+                text(&[Some("-7"), None]),
+                text(&[Some("7"), Some("0")]),
+                text(&[Some("héllo"), Some("")]),
+            ]
+        );
     }
 
     #[test]
     fn anything_without_an_exact_binary_form_is_left_to_the_text_format() {
         let table = table();
-        assert!(copy(&table, &[0, 4], &text(&[&[Some("1")], &[Some("1.50")]]), 1).is_none(), "numeric");
-        assert!(copy(&table, &[0, 5], &text(&[&[Some("1")], &[Some("{}")]]), 1).is_none(), "jsonb");
+        assert!(copy(&table, &[0, 4], &raw(&[&["1", "1.50"]])).is_none(), "numeric");
+        assert!(copy(&table, &[0, 5], &raw(&[&["1", "{}"]])).is_none(), "jsonb");
         for refused in ["+1", " 1", "1 ", "1.0", "1e3", "", "-", "40000", "0x10"] {
-            let values = text(&[&[Some("1")], &[Some("1")], &[Some(refused)]]);
-            assert!(copy(&table, &[0, 1, 2], &values, 1).is_none(), "{refused:?} as smallint");
+            let quoted = serde_json::to_string(refused).unwrap();
+            assert!(copy(&table, &[0, 1, 2], &raw(&[&["1", "1", &quoted]])).is_none(), "{refused:?} as smallint");
         }
-        assert!(copy(&table, &[0, 3], &text(&[&[Some("1")], &[Some("a\0b")]]), 1).is_none(), "NUL");
-        assert!(copy(&table, &[0], &text(&[&[Some("9223372036854775808")]]), 1).is_none(), "out of range");
+        for refused in ["1.0", "1e3", "40000", "-1.5"] {
+            assert!(copy(&table, &[0, 1, 2], &raw(&[&["1", "1", refused]])).is_none(), "{refused} as smallint");
+        }
+        assert!(copy(&table, &[0, 3], &raw(&[&["1", r#""a\u0000b""#]])).is_none(), "NUL");
+        assert!(copy(&table, &[0], &raw(&[&["9223372036854775808"]])).is_none(), "out of range");
     }
 }

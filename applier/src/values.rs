@@ -4,6 +4,8 @@
 //! input functions parse it: exact numerics beyond f64, `NaN`/`Infinity`, `\x…` bytea, intervals,
 //! inet, enums, bit strings and timestamps all round-trip without a Rust-side model of each type.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -22,6 +24,17 @@ pub fn sql_text(raw: &RawValue, kind: ColumnKind) -> Option<String> {
             Err(_) => Some(text.to_owned()),
         },
         _ => Some(text.to_owned()),
+    }
+}
+
+/// The input text of a raw JSON value for a scalar column (what [`sql_text`] gives for
+/// [`ColumnKind::Scalar`]), borrowed unless the string has escapes; `None` is SQL NULL.
+pub fn scalar_text(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'n') => None,
+        Some(b'"') => string_of(raw),
+        _ => Some(Cow::Borrowed(text)),
     }
 }
 
