@@ -19,6 +19,8 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 use wharf_applier::{ApplierConfig, ApplyStats};
+
+use crate::cpu_cost::{self, Busy};
 use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClient, Partition, QueueService};
 
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
@@ -160,8 +162,10 @@ async fn run_phases(
         measure(discard_run(&target.url, &database, &bodies, args.senders)).await;
     let discard_first = discard_first?;
 
+    let busy = Busy::start();
     let (durable, memory_durable) =
         measure(durable_run(&target.url, &database, &bodies, args.senders, journal_dir.path())).await;
+    let mut durable_busy = vec![busy.and_then(Busy::seconds)];
     let durable = durable?;
     eprintln!("bench: durable ingest {:.0} rows/s", args.rows as f64 / durable.as_secs_f64());
 
@@ -183,8 +187,10 @@ async fn run_phases(
     // Phases run later are slower on this machine (disk writeback of earlier phases), so the
     // open run is repeated after the JWT run and the JWT figure is compared with their mean.
     let again_dir = tempfile::tempdir()?;
+    let busy = Busy::start();
     let (durable_again, memory_durable_again) =
         measure(durable_run(&target.url, &database, &bodies, args.senders, again_dir.path())).await;
+    durable_busy.push(busy.and_then(Busy::seconds));
     let durable_again = durable_again?;
 
     let (discard_last, memory_discard_last) = measure(discard_run(&target.url, &database, &bodies, args.senders)).await;
@@ -192,13 +198,17 @@ async fn run_phases(
 
     // Embedded apply before and after the separate one, compared by their mean (as ingest is).
     let (applied, memory_apply) = measure(apply_backlog(&target.url, journal_dir.path(), &database, args.rows)).await;
-    let (index, apply) = applied?;
-    let apply_quic = crate::scale::apply_quic(&target.url, again_dir.path(), &database, args.rows).await?;
+    let (index, apply, apply_busy) = applied?;
+    let (apply_quic, apply_quic_busy) =
+        crate::scale::apply_quic(&target.url, again_dir.path(), &database, args.rows).await?;
     eprintln!("bench: apply by a separate wharf-applier {:.0} rows/s", args.rows as f64 / apply_quic.as_secs_f64());
     crate::scale::reset_target(client, &Partition::new(&database, "bench")).await?;
     let (applied, memory_apply_again) =
         measure(apply_backlog(&target.url, auth_dir.path(), &database, args.rows)).await;
-    let (_, apply_again) = applied?;
+    let (_, apply_again, apply_again_busy) = applied?;
+    let ingest_us = cpu_cost::per_row(&durable_busy, args.rows);
+    let apply_us = cpu_cost::per_row(&[apply_busy, apply_again_busy], args.rows);
+    let apply_quic_us = cpu_cost::per_row(&[apply_quic_busy], args.rows);
     let inprocess_memory = [
         PhaseMemory::json("discard (first)", memory_discard_first),
         PhaseMemory::json("durable", memory_durable),
@@ -341,8 +351,22 @@ async fn run_phases(
         "peak_rss_mib_ingest_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_ingest).fold(0.0, f64::max).round()),
         "peak_rss_mib_applier_churn": churn.as_ref().map(|c| c.samples.iter().map(|s| s.rss_mib_applier).fold(0.0, f64::max).round()),
     });
-    if let (Some(report), serde_json::Value::Object(extra)) = (report.as_object_mut(), extra) {
+    let round = |us: Option<f64>| us.map(|us| (us * 100.0).round() / 100.0);
+    let cpu = json!({
+        "cpu_core_us_per_row_ingest_durable": round(ingest_us),
+        "cpu_core_us_per_row_apply": round(apply_us),
+        "cpu_core_us_per_row_apply_quic": round(apply_quic_us),
+    });
+    let embedded_bound = cpu_cost::shared_bound(ingest_us, apply_us);
+    let separate_bound = cpu_cost::shared_bound(ingest_us, apply_quic_us);
+    if let (Some(report), serde_json::Value::Object(extra), serde_json::Value::Object(cpu)) =
+        (report.as_object_mut(), extra, cpu)
+    {
         report.extend(extra);
+        report.extend(cpu);
+        report.extend(cpu_cost::report("e2e_capacity", capacity.as_ref().map(|c| c.rows_per_s), embedded_bound));
+        let separate = capacity_separate.as_ref().map(|c| c.rows_per_s);
+        report.extend(cpu_cost::report("e2e_capacity_separate", separate, separate_bound));
     }
     if args.json {
         println!("{report}");
@@ -479,6 +503,7 @@ async fn run_phases(
                 upper,
                 capacity.rows_per_s / upper
             );
+            print_cpu_bound(capacity.rows_per_s, embedded_bound);
         }
         if let Some(capacity) = &capacity_separate {
             let upper = apply_quic_rate.min(durable_mean);
@@ -492,6 +517,7 @@ async fn run_phases(
                 ingest,
                 applier
             );
+            print_cpu_bound(capacity.rows_per_s, separate_bound);
         }
         if let Some(capacity) = &capacity_updates {
             println!(
@@ -521,8 +547,6 @@ async fn run_phases(
     Ok(())
 }
 
-/// Creates the key tables, inserts a fresh ES256 public key and returns a token it signed and
-/// the key's id.
 /// One durable run into the journal at `dir`.
 async fn durable_run(
     url: &str,
@@ -547,6 +571,8 @@ async fn discard_run(url: &str, database: &str, bodies: &[Bytes], senders: usize
     took
 }
 
+/// Creates the key tables, inserts a fresh ES256 public key and returns a token it signed and
+/// the key's id.
 async fn install_jwt_key(client: &tokio_postgres::Client) -> anyhow::Result<(String, String)> {
     client
         .batch_execute(
@@ -576,7 +602,7 @@ async fn apply_backlog(
     journal_dir: &std::path::Path,
     database: &str,
     rows: usize,
-) -> anyhow::Result<(Duration, Duration)> {
+) -> anyhow::Result<(Duration, Duration, Option<f64>)> {
     let indexing = Instant::now();
     let journal = Journal::open(&JournalConfig::new(journal_dir))?;
     journal.wait_indexed().await;
@@ -591,6 +617,7 @@ async fn apply_backlog(
     settle();
     let stop = CancellationToken::new();
     let config = ApplierConfig::new(url, "_replicator", 1);
+    let busy = Busy::start();
     let started = Instant::now();
     let client = LocalClient::new(QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT), "bench", 1);
     let task = tokio::spawn(wharf_applier::run(config, client, Arc::new(ApplyStats::default()), stop.clone()));
@@ -602,9 +629,10 @@ async fn apply_backlog(
     })
     .await?;
     let elapsed = started.elapsed();
+    let busy = busy.and_then(Busy::seconds);
     stop.cancel();
     task.await?;
-    Ok((index, elapsed))
+    Ok((index, elapsed, busy))
 }
 
 async fn reference_unnest(client: &tokio_postgres::Client, rows: usize) -> anyhow::Result<Duration> {
@@ -634,6 +662,18 @@ async fn reference_copy(client: &tokio_postgres::Client, rows: usize) -> anyhow:
     }
     writer.finish().await?;
     Ok(started.elapsed())
+}
+
+fn print_cpu_bound(capacity: f64, bound: Option<f64>) {
+    if let Some(bound) = bound {
+        println!(
+            "{:<36} {:>12}   ingest and apply sharing the cores at their costs alone {:>10.0}  ratio {:.2}",
+            "",
+            "",
+            bound,
+            capacity / bound
+        );
+    }
 }
 
 /// Seconds, rounded to hundredths, for the JSON.

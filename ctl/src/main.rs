@@ -10,6 +10,7 @@ mod capacity;
 mod certs;
 mod churn;
 mod cluster;
+mod cpu_cost;
 mod demo;
 mod harness;
 mod http;

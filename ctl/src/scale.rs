@@ -31,7 +31,7 @@ pub async fn apply_quic(
     journal_dir: &std::path::Path,
     database: &str,
     rows: usize,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<(Duration, Option<f64>)> {
     let client = wharf_targetdb::connect(url).await?;
     let partition = Partition::new(database, "bench");
     reset_target(&client, &partition).await?;
@@ -53,13 +53,15 @@ pub async fn apply_quic(
     let resolved = Hlc::new(T0 + rows as u64, 0);
     journal.resolve_durable(&partition, resolved).await?;
     crate::bench::settle();
+    let busy = crate::cpu_cost::Busy::start();
     let started = Instant::now();
     wait_checkpoint(&client, &partition, resolved).await?;
     let elapsed = started.elapsed();
+    let busy = busy.and_then(crate::cpu_cost::Busy::seconds);
     applier.stop()?;
     stop.cancel();
     server.await?;
-    Ok(elapsed)
+    Ok((elapsed, busy))
 }
 
 /// Empties `bench.rows` and forgets `partition`'s checkpoint, so the backlog is applied again.
