@@ -169,18 +169,37 @@ fn write_value(out: &mut Vec<u8>, row: &Row) {
 /// Decodes a journal entry; the inverse of [`encode_key`] and [`encode_value`].
 pub fn decode(key: &[u8], value: &[u8]) -> Result<Row, RecordError> {
     let (hlc, table, primary_key) = decode_key(key)?;
+    let after = upsert_data(value)?.map(<[u8]>::to_vec);
+    Ok(Row { hlc, table: table.to_owned(), key: primary_key.to_vec(), after })
+}
+
+/// [`decode`] of an entry read into vectors of its own: the row's key and `after` are their
+/// tails, moved to the front, so reading a row allocates only its table name.
+pub fn decode_owned(mut key: Vec<u8>, mut value: Vec<u8>) -> Result<Row, RecordError> {
+    let (hlc, table, primary_key) = decode_key(&key)?;
+    let (table, key_start) = (table.to_owned(), key.len() - primary_key.len());
+    let upsert = upsert_data(&value)?.is_some();
+    key.drain(..key_start);
+    let after = upsert.then(|| {
+        value.drain(..2);
+        value
+    });
+    Ok(Row { hlc, table, key, after })
+}
+
+/// An entry value's `after` JSON; `None` for a delete.
+fn upsert_data(value: &[u8]) -> Result<Option<&[u8]>, RecordError> {
     let (&version, rest) = value.split_first().ok_or(RecordError::EmptyValue)?;
     if version != FORMAT_VERSION {
         return Err(RecordError::Version(version));
     }
     let (&op, data) = rest.split_first().ok_or(RecordError::EmptyValue)?;
-    let after = match op {
-        OP_UPSERT => Some(data.to_vec()),
-        OP_DELETE if data.is_empty() => None,
-        OP_DELETE => return Err(RecordError::DeleteWithData(data.len())),
-        other => return Err(RecordError::Operation(other)),
-    };
-    Ok(Row { hlc, table: table.to_owned(), key: primary_key.to_vec(), after })
+    match op {
+        OP_UPSERT => Ok(Some(data)),
+        OP_DELETE if data.is_empty() => Ok(None),
+        OP_DELETE => Err(RecordError::DeleteWithData(data.len())),
+        other => Err(RecordError::Operation(other)),
+    }
 }
 
 /// Splits a partition-tree key into its timestamp, table name and primary key.
@@ -379,7 +398,11 @@ mod tests {
     fn upserts_and_deletes_round_trip() {
         for r in [row(Some(r#"{"id":1}"#)), row(None)] {
             assert_eq!(decode(&encode_key(&r), &encode_value(&r)).unwrap(), r);
+            assert_eq!(decode_owned(encode_key(&r), encode_value(&r)).unwrap(), r);
         }
+        let r = row(None);
+        assert_eq!(decode_owned(encode_key(&r), vec![1, 1, b'x']), Err(RecordError::DeleteWithData(1)));
+        assert_eq!(decode_owned(encode_key(&r)[..5].to_vec(), vec![1, 1]), Err(RecordError::ShortKey(5)));
     }
 
     #[test]

@@ -166,7 +166,7 @@ impl Reading {
             let row = match self.carry.pop_front() {
                 Some(row) => row,
                 None => match self.main.next().map_err(|f| failing.read(f))? {
-                    Some((key, value)) => record::decode(&key, &value).map_err(|e| failing.decode(e))?,
+                    Some((key, value)) => record::decode_owned(key, value).map_err(|e| failing.decode(e))?,
                     None => return Ok(None),
                 },
             };
@@ -240,7 +240,7 @@ fn read_ordered(reading: &mut Reading, upto: Hlc, limits: ChunkLimits, failing: 
                 return Ok(Chunk { rows: gather.rows, complete_through: None, last: false });
             }
             let Some((key, value)) = merge.next().map_err(|f| failing.read(f))? else { break };
-            let row = record::decode(&key, &value).map_err(|e| failing.decode(e))?;
+            let row = record::decode_owned(key, value).map_err(|e| failing.decode(e))?;
             if row.after.is_none() == deletes {
                 gather.push(row);
             }
