@@ -87,7 +87,7 @@ pub struct StartArgs {
     #[arg(long = "maxRequests", env = "WHARF_MAX_REQUESTS", default_value_t = 256)]
     pub max_requests: usize,
     /// Request body bytes processed at once; a request waits up to 10 s for room, then gets 503 + Retry-After.
-    #[arg(long = "inflightLimit", env = "WHARF_INFLIGHT_LIMIT", default_value = "32MiB", value_parser = parse_size)]
+    #[arg(long = "inflightLimit", env = "WHARF_INFLIGHT_LIMIT", default_value = "16MiB", value_parser = parse_size)]
     pub inflight_limit: u64,
     /// Time a client gets to send its headers, and then its body (slow clients are cut off).
     #[arg(long = "readTimeout", env = "WHARF_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
@@ -355,6 +355,6 @@ mod tests {
         assert_eq!(parse_size("8GiB"), Ok(wharf_queue::journal::DEFAULT_BYTE_BUDGET));
         assert_eq!(parse_size("1GiB"), Ok(wharf_queue::journal::DEFAULT_DISK_RESERVE));
         assert_eq!(parse_size("64MiB"), Ok(DEFAULT_BODY_LIMIT));
-        assert_eq!(parse_size("32MiB"), Ok(crate::inflight::DEFAULT_INFLIGHT_BYTES));
+        assert_eq!(parse_size("16MiB"), Ok(crate::inflight::DEFAULT_INFLIGHT_BYTES));
     }
 }

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Default of `--inflightLimit`: with about four copies of a body alive while it is decoded,
-/// validated and journaled, this keeps request memory near 128 MiB.
-pub const DEFAULT_INFLIGHT_BYTES: u64 = 32 << 20;
+/// validated and journaled, this keeps request memory near 64 MiB. With 32 MiB, `wharf-ingest`
+/// peaked at 226–267 MiB in the bench's overloaded capacity probes (beside the queue service);
+/// with 16 MiB at 200–205 MiB. 16 MiB still holds 80 of the bench's 1,000-row bodies at once.
+pub const DEFAULT_INFLIGHT_BYTES: u64 = 16 << 20;
 
 /// How long a request waits for room under `--inflightLimit` before it gets 503.
 const INFLIGHT_WAIT: Duration = Duration::from_secs(10);
