@@ -132,20 +132,19 @@ fn prepare_upserts(
     // Rows grouped by the columns they write, each row's values in its group's column order.
     // Rows mostly name the same columns in the same order as the row before them, so the shape
     // is worked out again only when the names change.
-    let mut groups: Vec<(Vec<usize>, Vec<Vec<&RawValue>>)> = Vec::new();
-    let mut group_of: HashMap<Vec<usize>, usize> = HashMap::new();
-    let mut last: Option<(&Props<'_>, Shape, usize)> = None;
+    let mut groups: IndexMap<Vec<usize>, Vec<Vec<&RawValue>>> = IndexMap::new();
+    // The last shape: the row that had it, where its values are, and its group.
+    let mut last: Option<(&Props<'_>, Vec<usize>, usize)> = None;
     for row in upserts.values() {
         if !last.as_ref().is_some_and(|(before, _, _)| same_names(before, row)) {
-            let shape = Shape::of(table, row)?;
-            let group = *group_of.entry(shape.set.clone()).or_insert_with(|| {
-                groups.push((shape.set.clone(), Vec::new()));
-                groups.len() - 1
-            });
-            last = Some((row, shape, group));
+            let Shape { set, at } = Shape::of(table, row)?;
+            let entry = groups.entry(set);
+            let group = entry.index();
+            entry.or_default();
+            last = Some((row, at, group));
         }
-        let (_, shape, group) = last.as_ref().expect("set above");
-        groups[*group].1.push(shape.at.iter().map(|&i| row.0[i].1).collect());
+        let (_, at, group) = last.as_ref().expect("set above");
+        groups[*group].push(at.iter().map(|&i| row.0[i].1).collect());
     }
     for (set, rows) in groups {
         // Binary where every value has an exact binary form, else text.

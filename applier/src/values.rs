@@ -18,12 +18,11 @@ pub fn sql_text(raw: &RawValue, kind: ColumnKind) -> Option<String> {
     match (text.as_bytes().first(), kind) {
         (Some(b'n'), _) => None,
         (_, ColumnKind::Json) => Some(text.to_owned()),
-        (Some(b'"'), _) => string_of(raw).map(|s| s.into_owned()),
         (Some(b'['), ColumnKind::Array) => match serde_json::from_str::<Vec<Value>>(text) {
             Ok(items) => Some(array_literal(&items)),
             Err(_) => Some(text.to_owned()),
         },
-        _ => Some(text.to_owned()),
+        _ => scalar_text(raw).map(Cow::into_owned),
     }
 }
 
