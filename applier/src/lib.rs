@@ -3,11 +3,13 @@
 //! # Layout
 //!
 //! - [`values`]: JSON values to PostgreSQL input text (pure).
-//! - [`fold`]: the versions of a key in a chunk folded to one action (pure).
+//! - [`fold`]: the versions of a key in a chunk folded to one action, keys in the journal's order
+//!   (pure).
 //! - [`sql`]: set-based `unnest` upserts and deletes, and the text `COPY` (pure); `copy_binary`:
 //!   the binary `COPY` where every value has an exact binary form (pure).
 //! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction;
-//!   [`insert_first`]: an upsert's rows tried as a plain insert first, in a savepoint.
+//!   [`insert_first`]: an upsert's rows tried as a plain insert first, in a savepoint sent with it
+//!   and released by the next one.
 //! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries.
 //! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
 //! - [`error`]: errors classified into retry, give up the partition, and pause it.
