@@ -19,10 +19,9 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use tokio_util::sync::CancellationToken;
 use wharf_applier::{ApplierConfig, ApplyStats};
-
-use crate::cpu_cost::{self, Busy};
 use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, LocalClient, Partition, QueueService};
 
+use crate::cpu_cost::{self, Busy};
 use crate::harness::{InProcessIngest, IngestOptions, TargetDb, checkpoint};
 use crate::http::Sender;
 use crate::lag::{Pipeline, Workload};
