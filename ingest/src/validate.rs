@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 use wharf_queue::Row;
-use wharf_queue::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key, nesting_depth};
+use wharf_queue::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key};
 use wharf_targetdb::catalog::SchemaCatalog;
 
 use crate::decode::Message;
@@ -57,8 +57,8 @@ pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) 
         if key.len() > MAX_KEY_BYTES {
             return Err(RowError::KeyTooLong { index, table: table.name.clone(), bytes: key.len() });
         }
-        if let Some((raw, _)) = &m.after {
-            let depth = nesting_depth(raw.get());
+        if let Some((_, props)) = &m.after {
+            let depth = props.nesting_depth();
             if depth > MAX_NESTING {
                 return Err(RowError::TooDeep { index, part: "after value", depth });
             }

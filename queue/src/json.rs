@@ -24,6 +24,13 @@ impl<'a> Props<'a> {
         self.0.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
+    /// How deeply the object nests arrays and objects: [`nesting_depth`] of its text, counted
+    /// from its values so that only the nested ones are scanned again.
+    pub fn nesting_depth(&self) -> usize {
+        let nested = self.0.iter().map(|(_, v)| v.get()).filter(|text| text.starts_with(['[', '{']));
+        1 + nested.map(nesting_depth).max().unwrap_or(0)
+    }
+
     /// Sets `name`, replacing an earlier value of the same name.
     pub fn set(&mut self, name: Cow<'a, str>, value: &'a RawValue) {
         match self.0.iter_mut().find(|(n, _)| *n == name) {
@@ -147,6 +154,19 @@ mod tests {
         assert_eq!(props.get("b").unwrap().get(), "1.50");
         assert_eq!(string_of(props.get("aA").unwrap()).unwrap(), "x\ny");
         assert!(Props::parse("[1]").unwrap().is_none());
+    }
+
+    #[test]
+    fn an_objects_depth_counted_from_its_values_is_its_texts_depth() {
+        for text in [
+            r#"{}"#,
+            r#"{"a": 1, "b": "[{"}"#,
+            r#"{"a": [1, {"b": [[]]}], "c": {"d": {}}}"#,
+            r#"{"a": "}", "b": [[["\"]"]]]}"#,
+        ] {
+            let props = Props::parse(text).unwrap().unwrap();
+            assert_eq!(props.nesting_depth(), nesting_depth(text), "{text}");
+        }
     }
 
     #[test]

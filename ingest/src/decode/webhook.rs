@@ -1,7 +1,13 @@
 //! The webhook body: `{"payload":[…],"length":N}` or `{"resolved":"…"}`.
+//!
+//! A well-formed body is read in one pass: the top-level object, the payload's array and each
+//! message's fields at once, each `after` kept raw. A body that does not have that shape is read
+//! again, leniently, to name its defect; that costs a second pass only on bodies that are refused.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use wharf_queue::Hlc;
 use wharf_queue::json::{Props, string_of};
@@ -13,18 +19,101 @@ pub fn decode_webhook(bytes: &[u8]) -> Result<Body<'_>, DecodeError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Empty);
     }
-    let Some(top) = parse_object(utf8(bytes)?)? else { return Ok(Body::Empty) };
-    if top.get("__crdb__").is_some() {
-        return Err(DecodeError::BareEnvelope);
+    let text = utf8(bytes)?;
+    let envelope = match serde_json::from_str::<Envelope>(text) {
+        Ok(envelope) => envelope,
+        Err(_) => match parse_object(text)? {
+            Some(top) => Envelope::of_props(&top),
+            None => return Ok(Body::Empty),
+        },
+    };
+    envelope.decode()
+}
+
+/// The top-level fields of a body; the first of each name counts, as in [`Props::get`].
+#[derive(Default)]
+struct Envelope<'a> {
+    payload: Option<Payload<'a>>,
+    length: Option<&'a RawValue>,
+    resolved: Option<&'a RawValue>,
+    /// Whether there is a `__crdb__` field: a bare-envelope changefeed.
+    bare: bool,
+    /// The first field that is none of the above.
+    unknown: Option<Cow<'a, str>>,
+}
+
+enum Payload<'a> {
+    /// Read in the strict pass: an array of objects.
+    Messages(Vec<Props<'a>>),
+    /// Read leniently: any JSON value, checked message by message.
+    Raw(&'a RawValue),
+}
+
+impl<'a> Envelope<'a> {
+    fn of_props(top: &Props<'a>) -> Envelope<'a> {
+        Envelope {
+            payload: top.get("payload").map(Payload::Raw),
+            length: top.get("length"),
+            resolved: top.get("resolved"),
+            bare: top.get("__crdb__").is_some(),
+            unknown: top.0.iter().find(|(k, _)| !is_known(k)).map(|(k, _)| k.clone()),
+        }
     }
-    if let Some((field, _)) = top.0.iter().find(|(k, _)| !matches!(k.as_ref(), "payload" | "length" | "resolved")) {
-        return Err(DecodeError::UnknownField(field.to_string()));
+
+    fn decode(self) -> Result<Body<'a>, DecodeError> {
+        if self.bare {
+            return Err(DecodeError::BareEnvelope);
+        }
+        if let Some(field) = self.unknown {
+            return Err(DecodeError::UnknownField(field.into_owned()));
+        }
+        match (self.payload, self.resolved) {
+            (Some(_), Some(_)) => Err(DecodeError::PayloadAndResolved),
+            (None, Some(resolved)) => decode_resolved(resolved),
+            (Some(payload), None) => decode_payload(payload, self.length),
+            (None, None) => Err(DecodeError::NotObject),
+        }
     }
-    match (top.get("payload"), top.get("resolved")) {
-        (Some(_), Some(_)) => Err(DecodeError::PayloadAndResolved),
-        (None, Some(resolved)) => decode_resolved(resolved),
-        (Some(payload), None) => decode_payload(payload, top.get("length")),
-        (None, None) => Err(DecodeError::NotObject),
+}
+
+fn is_known(field: &str) -> bool {
+    matches!(field, "payload" | "length" | "resolved" | "__crdb__")
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Envelope<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EnvelopeVisitor(std::marker::PhantomData))
+    }
+}
+
+struct EnvelopeVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for EnvelopeVisitor<'a> {
+    type Value = Envelope<'a>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a webhook body")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Envelope<'a>, M::Error> {
+        let mut envelope = Envelope::default();
+        while let Some(field) = map.next_key::<Cow<'a, str>>()? {
+            match field.as_ref() {
+                "payload" if envelope.payload.is_none() => {
+                    envelope.payload = Some(Payload::Messages(map.next_value()?))
+                }
+                "length" if envelope.length.is_none() => envelope.length = Some(map.next_value()?),
+                "resolved" if envelope.resolved.is_none() => envelope.resolved = Some(map.next_value()?),
+                name => {
+                    envelope.bare |= name == "__crdb__";
+                    if !is_known(name) && envelope.unknown.is_none() {
+                        envelope.unknown = Some(field);
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(envelope)
     }
 }
 
@@ -34,25 +123,34 @@ fn decode_resolved(resolved: &RawValue) -> Result<Body<'static>, DecodeError> {
     Hlc::parse(&text).map(Body::Resolved).map_err(DecodeError::ResolvedHlc)
 }
 
-fn decode_payload<'a>(payload: &'a RawValue, length: Option<&'a RawValue>) -> Result<Body<'a>, DecodeError> {
-    if !payload.get().starts_with('[') {
-        return Err(DecodeError::PayloadNotArray);
-    }
-    let messages: Vec<&RawValue> = serde_json::from_str(payload.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
-    if let Some(length) = length {
-        let length: u64 = length.get().parse().map_err(|_| DecodeError::LengthNotInteger)?;
-        if length != messages.len() as u64 {
-            return Err(DecodeError::LengthMismatch { length, actual: messages.len() });
+fn decode_payload<'a>(payload: Payload<'a>, length: Option<&'a RawValue>) -> Result<Body<'a>, DecodeError> {
+    let messages: Vec<Option<Props>> = match payload {
+        Payload::Messages(messages) => messages.into_iter().map(Some).collect(),
+        Payload::Raw(raw) if raw.get().starts_with('[') => {
+            let messages: Vec<&RawValue> =
+                serde_json::from_str(raw.get()).map_err(|e| DecodeError::Json(e.to_string()))?;
+            messages.into_iter().map(|m| Props::parse(m.get()).ok().flatten()).collect()
         }
-    }
+        Payload::Raw(_) => return Err(DecodeError::PayloadNotArray),
+    };
+    check_length(length, &messages)?;
     let rows = messages.into_iter().enumerate().map(|(i, m)| decode_one(i, m)).collect::<Result<_, _>>()?;
     Ok(Body::Rows(rows))
 }
 
-fn decode_one(index: usize, message: &RawValue) -> Result<Message<'_>, DecodeError> {
-    let fields = match Props::parse(message.get()) {
-        Ok(Some(fields)) => fields,
-        _ => return Err(DecodeError::message(index, "message must be a JSON object")),
+fn check_length<T>(length: Option<&RawValue>, messages: &[T]) -> Result<(), DecodeError> {
+    let Some(length) = length else { return Ok(()) };
+    let length: u64 = length.get().parse().map_err(|_| DecodeError::LengthNotInteger)?;
+    if length != messages.len() as u64 {
+        return Err(DecodeError::LengthMismatch { length, actual: messages.len() });
+    }
+    Ok(())
+}
+
+/// One message's fields; `None` if the message is not a JSON object.
+fn decode_one(index: usize, fields: Option<Props<'_>>) -> Result<Message<'_>, DecodeError> {
+    let Some(fields) = fields else {
+        return Err(DecodeError::message(index, "message must be a JSON object"));
     };
     let table = match fields.get("topic") {
         Some(raw) => match string_of(raw) {
