@@ -4,8 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use wharf_queue::record::{
-    LogRecord, decode, decode_log, encode_key, encode_log_applied, encode_log_epoch, encode_log_resolved, encode_log_rows,
-    encode_value,
+    LogRecord, RowSource, decode, decode_log, encode_key, encode_log_applied, encode_log_epoch, encode_log_resolved,
+    encode_log_rows, encode_value,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(LogRecord::Rows { partition, entries }) => {
             let rows: Vec<_> = entries.iter().filter_map(|(k, v)| decode(k, v).ok()).collect();
             if rows.len() == entries.len() {
-                let refs: Vec<_> = rows.iter().collect();
+                let refs: Vec<_> = rows.iter().map(RowSource::row).collect();
                 assert_eq!(encode_log_rows(&partition, &refs), &data[1..]);
             }
         }

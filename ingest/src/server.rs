@@ -287,18 +287,21 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
         Ok(Body::Rows(messages)) => messages,
         Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    let mut catalog = match state.target.catalog(&partition.schema, false).await {
+    let catalog = match state.target.catalog(&partition.schema, false).await {
         Ok(catalog) => catalog,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    let mut rows = to_rows(&messages, &partition.schema, &catalog);
-    if rows.as_ref().is_err_and(|e| e.may_be_stale_catalog()) {
-        catalog = match state.target.catalog(&partition.schema, true).await {
-            Ok(catalog) => catalog,
-            Err(error) => return catalog_failure(state, partition, error),
-        };
-        rows = to_rows(&messages, &partition.schema, &catalog);
-    }
+    let fresher;
+    let rows = match to_rows(&messages, &partition.schema, &catalog) {
+        Err(error) if error.may_be_stale_catalog() => {
+            fresher = match state.target.catalog(&partition.schema, true).await {
+                Ok(catalog) => catalog,
+                Err(error) => return catalog_failure(state, partition, error),
+            };
+            to_rows(&messages, &partition.schema, &fresher)
+        }
+        rows => rows,
+    };
     let rows = match rows {
         Ok(rows) => rows,
         Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),

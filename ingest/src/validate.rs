@@ -1,7 +1,7 @@
 //! Checking decoded messages against the target catalog and turning them into journal rows. Pure.
 
 use thiserror::Error;
-use wharf_queue::Row;
+use wharf_queue::RowRef;
 use wharf_queue::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key};
 use wharf_targetdb::catalog::SchemaCatalog;
 
@@ -32,7 +32,11 @@ impl RowError {
 }
 
 /// Validates every message, then encodes them; nothing is returned unless all are valid.
-pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) -> Result<Vec<Row>, RowError> {
+pub fn to_rows<'a>(
+    messages: &'a [Message<'a>],
+    schema: &str,
+    catalog: &'a SchemaCatalog,
+) -> Result<Vec<RowRef<'a>>, RowError> {
     let mut rows = Vec::with_capacity(messages.len());
     for (index, m) in messages.iter().enumerate() {
         let table = catalog.table(&m.table).ok_or_else(|| RowError::UnknownTable {
@@ -53,7 +57,8 @@ pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) 
         {
             return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
         }
-        let key = canonical_key(&m.key).map_err(|e| RowError::TooDeep { index, part: "key", depth: e.depth })?;
+        let key =
+            canonical_key(m.key_text, &m.key).map_err(|e| RowError::TooDeep { index, part: "key", depth: e.depth })?;
         if key.len() > MAX_KEY_BYTES {
             return Err(RowError::KeyTooLong { index, table: table.name.clone(), bytes: key.len() });
         }
@@ -63,11 +68,11 @@ pub fn to_rows(messages: &[Message<'_>], schema: &str, catalog: &SchemaCatalog) 
                 return Err(RowError::TooDeep { index, part: "after value", depth });
             }
         }
-        rows.push(Row {
+        rows.push(RowRef {
             hlc: m.hlc,
-            table: table.name.clone(),
+            table: &table.name,
             key,
-            after: m.after.as_ref().map(|(raw, _)| raw.get().as_bytes().to_vec()),
+            after: m.after.as_ref().map(|(raw, _)| raw.get().as_bytes()),
         });
     }
     Ok(rows)

@@ -117,29 +117,37 @@ pub struct TooDeep {
 pub const MAX_KEY_BYTES: usize = 4096;
 
 /// The canonical bytes of a key array, so the same key always has the same journal identity
-/// whatever spacing or string escaping the sending CockroachDB version used.
-pub fn canonical_key(elements: &[&RawValue]) -> Result<Vec<u8>, TooDeep> {
-    let mut out = Vec::with_capacity(elements.iter().map(|e| e.get().len() + 1).sum::<usize>() + 2);
-    out.push(b'[');
-    for (i, element) in elements.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let text = element.get();
-        let depth = nesting_depth(text);
+/// whatever spacing or string escaping the sending CockroachDB version used. `text` is the array
+/// as sent and `elements` its elements; a compact array without escapes is its own canonical form
+/// and is borrowed.
+pub fn canonical_key<'a>(text: &'a str, elements: &[&RawValue]) -> Result<Cow<'a, [u8]>, TooDeep> {
+    for element in elements.iter().map(|e| e.get()).filter(|e| e.starts_with(['[', '{'])) {
+        let depth = nesting_depth(element);
         if depth > MAX_NESTING {
             return Err(TooDeep { depth });
         }
-        if text.contains(['\\', ' ', '\n', '\t', '\r']) {
-            // Within the nesting limit a RawValue always parses; the error arm is never taken.
-            let value: serde_json::Value = serde_json::from_str(text).map_err(|_| TooDeep { depth })?;
-            serde_json::to_writer(&mut out, &value).map_err(|_| TooDeep { depth })?;
+    }
+    let needs_rewrite = |text: &str| text.contains(['\\', ' ', '\n', '\t', '\r']);
+    if !needs_rewrite(text) {
+        return Ok(Cow::Borrowed(text.as_bytes()));
+    }
+    let mut out = Vec::with_capacity(text.len());
+    out.push(b'[');
+    for (i, element) in elements.iter().map(|e| e.get()).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if needs_rewrite(element) {
+            // Within the nesting limit a RawValue always parses and prints.
+            let value: serde_json::Value =
+                serde_json::from_str(element).expect("a key element within the nesting limit");
+            serde_json::to_writer(&mut out, &value).expect("a JSON value prints");
         } else {
-            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(element.as_bytes());
         }
     }
     out.push(b']');
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -171,21 +179,28 @@ mod tests {
 
     #[test]
     fn keys_are_canonical_across_sender_formats() {
-        let spaced: Vec<&RawValue> = serde_json::from_str(r#"[1, "a<b", 2.50]"#).unwrap();
-        let compact: Vec<&RawValue> = serde_json::from_str(r#"[1,"a\u003cb",2.50]"#).unwrap();
-        assert_eq!(canonical_key(&spaced), canonical_key(&compact));
-        assert_eq!(canonical_key(&spaced).unwrap(), br#"[1,"a<b",2.50]"#);
+        let key = |text: &'static str| {
+            let elements: Vec<&RawValue> = serde_json::from_str(text).unwrap();
+            canonical_key(text, &elements).map(Cow::into_owned)
+        };
+        assert_eq!(key(r#"[1, "a<b", 2.50]"#), key(r#"[1,"a\u003cb",2.50]"#));
+        assert_eq!(key(r#"[1, "a<b", 2.50]"#).unwrap(), br#"[1,"a<b",2.50]"#);
+        let compact = r#"[1,"a<b",{"c":[2]}]"#;
+        let elements: Vec<&RawValue> = serde_json::from_str(compact).unwrap();
+        assert!(matches!(canonical_key(compact, &elements), Ok(Cow::Borrowed(b)) if b == compact.as_bytes()));
     }
 
     #[test]
     fn nesting_is_counted_outside_strings_and_deep_keys_are_refused_not_panicked_on() {
         assert_eq!(nesting_depth("1"), 0);
         assert_eq!(nesting_depth(r#"{"a": [1, {"b": "[[[\"]]]"}]}"#), 3);
-        let deep = format!("{}1 {}", "[".repeat(200), "]".repeat(200));
-        let element: &RawValue = serde_json::from_str(&deep).unwrap();
-        assert_eq!(canonical_key(&[element]), Err(TooDeep { depth: 200 }));
-        let ok = format!("{}1 {}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
-        let element: &RawValue = serde_json::from_str(&ok).unwrap();
-        assert_eq!(canonical_key(&[element]).unwrap().len(), 2 * MAX_NESTING + 3);
+        for spacing in ["", " "] {
+            let deep = format!("[{}1{spacing}{}]", "[".repeat(200), "]".repeat(200));
+            let elements: Vec<&RawValue> = serde_json::from_str(&deep).unwrap();
+            assert_eq!(canonical_key(&deep, &elements), Err(TooDeep { depth: 200 }));
+            let ok = format!("[{}1{spacing}{}]", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
+            let elements: Vec<&RawValue> = serde_json::from_str(&ok).unwrap();
+            assert_eq!(canonical_key(&ok, &elements).unwrap().len(), 2 * MAX_NESTING + 3);
+        }
     }
 }

@@ -68,5 +68,5 @@ pub use journal::{
     WindowCursor,
 };
 pub use local::LocalClient;
-pub use record::{Partition, Row};
+pub use record::{Partition, Row, RowRef, RowSource};
 pub use service::{DEFAULT_LEASE_TIMEOUT, QueueService, ServiceStatus};

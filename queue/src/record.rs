@@ -37,6 +37,8 @@
 //! Partition names in errors and metrics: database + `0x00` + schema after `p/` (NUL cannot occur
 //! in a SQL identifier).
 
+use std::borrow::Cow;
+
 use thiserror::Error;
 
 use crate::hlc::{HLC_BYTES, Hlc};
@@ -118,17 +120,47 @@ pub enum RecordError {
     NoRows,
 }
 
+/// A row as the journal stores it, borrowed: from a [`Row`], or from a request body, so that
+/// ingest copies a row's bytes once, into the journal record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowRef<'a> {
+    pub hlc: Hlc,
+    pub table: &'a str,
+    /// The changefeed's `key` array as compact JSON: borrowed when the sender's text already is.
+    pub key: Cow<'a, [u8]>,
+    /// The `after` object as sent; `None` for a delete.
+    pub after: Option<&'a [u8]>,
+}
+
+/// Anything the journal can store as a row.
+pub trait RowSource {
+    fn row(&self) -> RowRef<'_>;
+}
+
+impl RowSource for Row {
+    fn row(&self) -> RowRef<'_> {
+        RowRef { hlc: self.hlc, table: &self.table, key: Cow::Borrowed(&self.key), after: self.after.as_deref() }
+    }
+}
+
+impl RowSource for RowRef<'_> {
+    fn row(&self) -> RowRef<'_> {
+        RowRef { hlc: self.hlc, table: self.table, key: Cow::Borrowed(&self.key), after: self.after }
+    }
+}
+
 pub fn encode_key(row: &Row) -> Vec<u8> {
-    let mut key = Vec::with_capacity(key_len(row));
-    write_key(&mut key, row);
+    let row = row.row();
+    let mut key = Vec::with_capacity(key_len(&row));
+    write_key(&mut key, &row);
     key
 }
 
-fn key_len(row: &Row) -> usize {
+fn key_len(row: &RowRef<'_>) -> usize {
     HLC_BYTES + 2 + row.table.len() + row.key.len()
 }
 
-fn write_key(out: &mut Vec<u8>, row: &Row) {
+fn write_key(out: &mut Vec<u8>, row: &RowRef<'_>) {
     out.extend_from_slice(&row.hlc.to_bytes());
     out.extend_from_slice(&(row.table.len() as u16).to_be_bytes());
     out.extend_from_slice(row.table.as_bytes());
@@ -137,27 +169,23 @@ fn write_key(out: &mut Vec<u8>, row: &Row) {
 
 /// Compares two rows as their encoded keys compare (timestamp, table name length, table name,
 /// primary key): the journal's read order.
-pub fn key_order(a: &Row, b: &Row) -> std::cmp::Ordering {
-    (a.hlc, a.table.len(), a.table.as_bytes(), a.key.as_slice()).cmp(&(
-        b.hlc,
-        b.table.len(),
-        b.table.as_bytes(),
-        b.key.as_slice(),
-    ))
+pub fn key_order(a: &RowRef<'_>, b: &RowRef<'_>) -> std::cmp::Ordering {
+    (a.hlc, a.table.len(), a.table.as_bytes(), &*a.key).cmp(&(b.hlc, b.table.len(), b.table.as_bytes(), &*b.key))
 }
 
 pub fn encode_value(row: &Row) -> Vec<u8> {
-    let mut value = Vec::with_capacity(value_len(row));
-    write_value(&mut value, row);
+    let row = row.row();
+    let mut value = Vec::with_capacity(value_len(&row));
+    write_value(&mut value, &row);
     value
 }
 
-fn value_len(row: &Row) -> usize {
-    2 + row.after.as_ref().map_or(0, Vec::len)
+fn value_len(row: &RowRef<'_>) -> usize {
+    2 + row.after.map_or(0, <[u8]>::len)
 }
 
-fn write_value(out: &mut Vec<u8>, row: &Row) {
-    match &row.after {
+fn write_value(out: &mut Vec<u8>, row: &RowRef<'_>) {
+    match row.after {
         Some(after) => {
             out.extend_from_slice(&[FORMAT_VERSION, OP_UPSERT]);
             out.extend_from_slice(after);
@@ -258,7 +286,7 @@ fn log_header(kind: u8, partition: &Partition, extra: usize) -> Vec<u8> {
 }
 
 /// The log record of one request's rows.
-pub fn encode_log_rows(partition: &Partition, rows: &[&Row]) -> Vec<u8> {
+pub fn encode_log_rows(partition: &Partition, rows: &[RowRef<'_>]) -> Vec<u8> {
     let size: usize = rows.iter().map(|r| 8 + key_len(r) + value_len(r)).sum();
     let mut out = log_header(LOG_ROWS, partition, 4 + size);
     out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
@@ -422,7 +450,7 @@ mod tests {
     fn log_records_round_trip() {
         let p = Partition::new("app", "public");
         let (a, b) = (row(Some(r#"{"id":1}"#)), row(None));
-        let bytes = encode_log_rows(&p, &[&a, &b]);
+        let bytes = encode_log_rows(&p, &[a.row(), b.row()]);
         let LogRecord::Rows { partition, entries } = decode_log(&bytes).unwrap() else { panic!("rows") };
         assert_eq!(partition, p);
         let decoded: Vec<Row> = entries.iter().map(|(k, v)| decode(k, v).unwrap()).collect();

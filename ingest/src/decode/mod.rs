@@ -22,7 +22,8 @@ pub struct Message<'a> {
     pub hlc: Hlc,
     /// The unqualified table name (the last part of `topic`).
     pub table: Cow<'a, str>,
-    /// The elements of the `key` array.
+    /// The `key` array as sent, and its elements.
+    pub key_text: &'a str,
     pub key: Vec<&'a RawValue>,
     /// The `after` object as sent, with its properties; `None` for a delete.
     pub after: Option<(&'a RawValue, Props<'a>)>,
@@ -90,7 +91,7 @@ fn decode_message<'a>(index: usize, fields: &Props<'a>, table: Cow<'a, str>) -> 
     if hlc == Hlc::ZERO {
         return Err(DecodeError::message(index, "\"updated\" is the zero timestamp"));
     }
-    let key = match fields.get("key") {
+    let (key_text, key) = match fields.get("key") {
         None => return Err(DecodeError::message(index, "no \"key\"; the primary key is required")),
         Some(raw) if raw.get().starts_with('[') => {
             let key: Vec<&RawValue> =
@@ -98,7 +99,7 @@ fn decode_message<'a>(index: usize, fields: &Props<'a>, table: Cow<'a, str>) -> 
             if key.is_empty() {
                 return Err(DecodeError::message(index, "\"key\" is an empty array"));
             }
-            key
+            (raw.get(), key)
         }
         Some(_) => return Err(DecodeError::message(index, "\"key\" must be an array of primary-key values")),
     };
@@ -110,7 +111,7 @@ fn decode_message<'a>(index: usize, fields: &Props<'a>, table: Cow<'a, str>) -> 
             _ => return Err(DecodeError::message(index, "\"after\" must be an object or null")),
         },
     };
-    Ok(Message { hlc, table, key, after })
+    Ok(Message { hlc, table, key_text, key, after })
 }
 
 /// Parses a JSON object into its properties; `Ok(None)` for a JSON `null`.

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use crate::hlc::Hlc;
-use crate::record::{Partition, Row};
+use crate::record::{Partition, RowRef};
 
 /// One request's rows in a segment: entries sorted by key, one per key.
 #[derive(Debug)]
@@ -66,10 +66,10 @@ pub(crate) struct RunShape {
 
 impl RunShape {
     /// `None` for no rows.
-    pub fn of<'a>(rows: impl IntoIterator<Item = &'a Row>) -> Option<RunShape> {
+    pub fn of(rows: &[RowRef<'_>]) -> Option<RunShape> {
         let mut shape: Option<RunShape> = None;
         for row in rows {
-            RunShape::include(&mut shape, row.hlc, &row.table, row.after.is_some());
+            RunShape::include(&mut shape, row.hlc, row.table, row.after.is_some());
         }
         shape
     }

@@ -237,7 +237,7 @@ mod tests {
     use super::*;
     use crate::hlc::Hlc;
     use crate::journal::index::RunShape;
-    use crate::record::{self, Partition, Row};
+    use crate::record::{self, Partition, Row, RowSource};
 
     /// Writes each run's rows (sorted) into one file as rows records and returns the runs.
     fn runs(dir: &std::path::Path, runs: &[Vec<Row>]) -> Vec<Arc<Run>> {
@@ -248,10 +248,10 @@ mod tests {
         let mut at = 0u64;
         let mut out = Vec::new();
         for (seq, rows) in runs.iter().enumerate() {
-            let refs: Vec<&Row> = rows.iter().collect();
+            let refs: Vec<_> = rows.iter().map(Row::row).collect();
             let payload = record::encode_log_rows(&partition, &refs);
             file.write_all(&payload).unwrap();
-            let shape = RunShape::of(rows.iter()).unwrap();
+            let shape = RunShape::of(&refs).unwrap();
             out.push(Arc::new(Run::new(seq as u64, 0, read.clone(), &partition, (at, payload.len()), shape)));
             at += payload.len() as u64;
         }

@@ -36,7 +36,7 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 use crate::hlc::Hlc;
-use crate::record::{self, Partition, RecordError, Row};
+use crate::record::{self, Partition, RecordError, RowRef, RowSource};
 use high_water::HighWater;
 use index::{Index, RunShape};
 pub use window::{Chunk, ChunkLimits, WindowCursor};
@@ -283,13 +283,19 @@ impl Journal {
 
     /// Journals `rows` of one request as one record and returns once it is on disk. Rows at or
     /// below the partition's applied checkpoint are dropped.
-    pub async fn append_durable(&self, partition: &Partition, rows: &[Row]) -> Result<Appended, AppendError> {
+    pub async fn append_durable<R: RowSource>(
+        &self,
+        partition: &Partition,
+        rows: &[R],
+    ) -> Result<Appended, AppendError> {
+        let rows: Vec<RowRef<'_>> = rows.iter().map(R::row).collect();
         let incoming: u64 =
-            rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.as_ref().map_or(0, Vec::len) + 24) as u64).sum();
+            rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.map_or(0, <[u8]>::len) + 24) as u64).sum();
         self.check_budget(partition, incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
-        let mut fresh: Vec<&Row> = rows.iter().filter(|r| r.hlc > applied).collect();
-        let outcome = Appended { journaled: fresh.len(), dropped_stale: rows.len() - fresh.len() };
+        let total = rows.len();
+        let mut fresh: Vec<RowRef<'_>> = rows.into_iter().filter(|r| r.hlc > applied).collect();
+        let outcome = Appended { journaled: fresh.len(), dropped_stale: total - fresh.len() };
         if outcome.dropped_stale > 0 {
             *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
                 outcome.dropped_stale as u64;
@@ -299,7 +305,7 @@ impl Journal {
         fresh.reverse();
         fresh.dedup_by(|later, earlier| record::key_order(later, earlier).is_eq());
         fresh.reverse();
-        let Some(shape) = RunShape::of(fresh.iter().copied()) else { return Ok(outcome) };
+        let Some(shape) = RunShape::of(&fresh) else { return Ok(outcome) };
         let payload = record::encode_log_rows(partition, &fresh);
         let ticket = self.inner.writer.enqueue(Item::Rows { partition: partition.clone(), payload, shape })?;
         self.inner.writer.wait(ticket).await?;
@@ -561,6 +567,7 @@ mod tests {
 #[cfg(test)]
 mod reopen_tests {
     use super::*;
+    use crate::Row;
 
     #[test]
     fn a_dropped_journal_can_be_reopened_at_once() {
