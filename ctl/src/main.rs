@@ -23,6 +23,7 @@ mod scale;
 mod security;
 mod sim;
 mod status;
+mod warm;
 
 use clap::{Parser, Subcommand};
 
