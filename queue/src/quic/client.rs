@@ -197,6 +197,8 @@ pub struct QuicWindow {
     /// A `Next` is already on its way: the service reads the following chunk while this client
     /// works on the current one (at most two chunks in flight per window).
     requested: bool,
+    /// The last chunk's frame, kept for the next one's bytes.
+    frame: Vec<u8>,
 }
 
 impl QueueClient for QuicClient {
@@ -230,7 +232,7 @@ impl QueueClient for QuicClient {
         };
         frames::write(&mut send, &open).await?;
         match check(&session.conn, frames::read(&mut recv).await?)? {
-            Message::Ok => Ok(QuicWindow { conn: session.conn, send, recv, requested: false }),
+            Message::Ok => Ok(QuicWindow { conn: session.conn, send, recv, requested: false, frame: Vec::new() }),
             other => Err(unexpected(other)),
         }
     }
@@ -276,7 +278,7 @@ impl WindowReader for QuicWindow {
             frames::write(&mut self.send, &next).await?;
         }
         self.requested = false;
-        match check(&self.conn, frames::read(&mut self.recv).await?)? {
+        match check(&self.conn, frames::read_into(&mut self.recv, &mut self.frame).await?)? {
             Message::Rows { complete_through, last, rows } => {
                 if last {
                     let _ = self.send.finish();

@@ -19,11 +19,23 @@ pub enum StreamError {
 }
 
 pub async fn read(recv: &mut RecvStream) -> Result<Message, StreamError> {
+    read_into(recv, &mut Vec::new()).await
+}
+
+/// [`read`] through a buffer the caller keeps: a window's chunks (up to 8 MiB each) then reuse
+/// one allocation instead of each taking fresh, zeroed pages from the allocator.
+pub async fn read_into(recv: &mut RecvStream, body: &mut Vec<u8>) -> Result<Message, StreamError> {
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix).await?;
-    let mut body = vec![0u8; wire::frame_len(prefix)?];
-    recv.read_exact(&mut body).await?;
-    Ok(wire::decode(&body)?)
+    let len = wire::frame_len(prefix)?;
+    body.clear();
+    body.reserve(len);
+    while body.len() < len {
+        let chunk = recv.read_chunk(len - body.len(), true).await.map_err(quinn::ReadExactError::ReadError)?;
+        let chunk = chunk.ok_or(quinn::ReadExactError::FinishedEarly(body.len()))?;
+        body.extend_from_slice(&chunk.bytes);
+    }
+    Ok(wire::decode(body)?)
 }
 
 /// Hands the encoded frame to quinn as it is (`write_all` would copy it into a buffer of its own).
