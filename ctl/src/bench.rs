@@ -82,10 +82,6 @@ pub struct BenchArgs {
     /// when capacity is not measured; 0 skips it).
     #[arg(long = "lagSeconds", default_value_t = 10)]
     pub lag_seconds: u64,
-    /// GiB of free memory touched once before measuring, so that a freshly booted virtual
-    /// machine's first-touch cost is not measured as wharf's (0 skips it).
-    #[arg(long = "warmGiB", default_value_t = 8)]
-    pub warm_gib: u64,
 }
 
 fn payload(id: usize) -> String {
@@ -161,8 +157,6 @@ async fn run_phases(
              CREATE TABLE bench.ref_copy (id bigint PRIMARY KEY, payload text);",
         )
         .await?;
-    let (warm_gib, warm_time) = crate::warm::touch_free_memory(args.warm_gib);
-    eprintln!("bench: touched {warm_gib} GiB of free memory in {:.1} s", warm_time.as_secs_f64());
     let bodies = bodies(args.rows, args.body_rows);
     let journal_dir = tempfile::tempdir()?;
     let (discard_first, memory_discard_first) =
@@ -312,8 +306,6 @@ async fn run_phases(
     let report = json!({
         "runs": runs,
         "rows": args.rows,
-        "warm_gib": warm_gib,
-        "warm_s": (warm_time.as_secs_f64() * 10.0).round() / 10.0,
         "body_rows": args.body_rows,
         "senders": args.senders,
         "ingest_durable_rows_per_s": durable_mean.round(),

@@ -23,7 +23,6 @@ mod scale;
 mod security;
 mod sim;
 mod status;
-mod warm;
 
 use clap::{Parser, Subcommand};
 
