@@ -4,10 +4,7 @@
 //!
 //! It is written by a thread of its own after the fact, never on the acknowledgement path: the
 //! value on disk can lag behind (a weaker check after a crash, never a false alarm), because a
-//! sequence number is only observed after the sync that made its record durable. It is synced at
-//! most once every [`PACE`], so it does not add a sync to every group commit of the journal's
-//! (on the bench machine those syncs competed with the journal's own on the acknowledgement
-//! path); closing the journal writes the last value.
+//! sequence number is only observed after the sync that made its record durable.
 //!
 //! File layout (16 bytes): `WHWM`, a format version `u32` (1), the sequence number `u64`, all
 //! big-endian, rewritten in place.
@@ -17,15 +14,12 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use super::{Fault, Shared};
 
 pub(super) const FILE_NAME: &str = "wharf-durable-seq";
 const MAGIC: &[u8; 4] = b"WHWM";
 const VERSION: u32 = 1;
-/// Shortest time between two syncs of the mark.
-const PACE: Duration = Duration::from_millis(50);
 
 /// Reads the mark; 0 when the file does not exist (a new journal, or one from before the mark).
 pub(super) fn read(dir: &Path) -> Result<u64, String> {
@@ -113,8 +107,6 @@ fn writer(file: &File, path: &Path, mut written: u64, state: &(Mutex<State>, Con
         if stop {
             return;
         }
-        let paused = lock.lock().expect("high-water lock");
-        drop(wake.wait_timeout_while(paused, PACE, |s| !s.stop).expect("high-water lock"));
     }
 }
 
