@@ -138,10 +138,11 @@ pub fn canonical_key<'a>(text: &'a str, elements: &[&RawValue]) -> Result<Cow<'a
             out.push(b',');
         }
         if needs_rewrite(element) {
-            // Within the nesting limit a RawValue always parses and prints.
-            let value: serde_json::Value =
-                serde_json::from_str(element).expect("a key element within the nesting limit");
-            serde_json::to_writer(&mut out, &value).expect("a JSON value prints");
+            // Within the nesting limit a RawValue always parses and prints; the error arms are
+            // never taken, and a request handler must not panic if they were.
+            let too_deep = |_| TooDeep { depth: nesting_depth(element) };
+            let value: serde_json::Value = serde_json::from_str(element).map_err(too_deep)?;
+            serde_json::to_writer(&mut out, &value).map_err(too_deep)?;
         } else {
             out.extend_from_slice(element.as_bytes());
         }
