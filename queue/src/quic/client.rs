@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quinn::{Connection, RecvStream, SendStream};
 
+use super::datagrams;
 use super::frames::{self, StreamError};
 use super::tls::{self, TlsError, TlsFiles};
 use crate::client::{Grant, QueueClient, QueueError, Release, WindowReader};
@@ -62,9 +63,8 @@ impl From<StreamError> for QueueError {
 impl QuicClient {
     pub fn new(settings: ClientSettings) -> Result<Self, TlsError> {
         let config = tls::client_config(&settings.tls)?;
-        let bind: SocketAddr = "[::]:0".parse().expect("address");
-        let mut endpoint = quinn::Endpoint::client(bind)
-            .or_else(|_| quinn::Endpoint::client("0.0.0.0:0".parse().expect("address")))
+        let mut endpoint = datagrams::client_socket()
+            .and_then(|socket| datagrams::endpoint(socket, None))
             .map_err(|e| TlsError::Quic(format!("cannot open a UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let inner = Inner { endpoint, settings, current: tokio::sync::Mutex::new(None) };

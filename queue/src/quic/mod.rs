@@ -4,6 +4,7 @@
 //!   its CA, the client verifies the server against the same CA.
 //! - [`server`]: serves a [`crate::service::QueueService`] to applier processes.
 //! - [`client`]: [`client::QuicClient`], the [`crate::client::QueueClient`] of `wharf-applier`.
+//! - [`datagrams`]: the UDP sockets under the endpoints, with buffers for a chunk in flight.
 //! - [`frames`]: reading and writing [`crate::wire`] frames on QUIC streams.
 //!
 //! One connection per applier process. Its first stream says hello (protocol version, name,
@@ -11,6 +12,7 @@
 //! one `Next` → `Rows` exchange per chunk, so the service never reads ahead of a slow applier.
 
 pub mod client;
+mod datagrams;
 mod frames;
 pub mod server;
 pub mod tls;

@@ -38,7 +38,9 @@ pub enum ServeError {
 /// Binds the UDP endpoint (so a bad address or certificate stops startup).
 pub fn bind(settings: &ServerSettings, lease_timeout: Duration) -> Result<quinn::Endpoint, ServeError> {
     let config = tls::server_config(&settings.tls, lease_timeout)?;
-    quinn::Endpoint::server(config, settings.addr).map_err(|source| ServeError::Bind { addr: settings.addr, source })
+    let bind_error = |source| ServeError::Bind { addr: settings.addr, source };
+    let socket = std::net::UdpSocket::bind(settings.addr).map_err(bind_error)?;
+    super::datagrams::endpoint(socket, Some(config)).map_err(bind_error)
 }
 
 /// Accepts applier connections until `shutdown` completes, then closes them all.
