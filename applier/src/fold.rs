@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
-use wharf_queue::Row;
+use wharf_queue::BatchRow;
 
 use wharf_queue::json::Props;
 
@@ -33,13 +33,13 @@ pub struct FoldError {
 /// Folds rows given in HLC order: later properties override earlier ones (a sparse update keeps the
 /// columns it does not mention), a delete discards what came before, an upsert after a delete
 /// starts afresh.
-pub fn fold(rows: &[Row]) -> Result<HashMap<&str, TableChanges<'_>>, FoldError> {
+pub fn fold<'a>(rows: &[BatchRow<'a>]) -> Result<HashMap<&'a str, TableChanges<'a>>, FoldError> {
     let mut tables: HashMap<&str, TableChanges<'_>> = HashMap::new();
     for row in rows {
-        let bad = |reason: String| FoldError { table: row.table.clone(), reason };
-        let changes = tables.entry(row.table.as_str()).or_default();
-        let key = row.key.as_slice();
-        match &row.after {
+        let bad = |reason: String| FoldError { table: row.table.to_owned(), reason };
+        let changes = tables.entry(row.table).or_default();
+        let key = row.key;
+        match row.after {
             Some(after) => {
                 let text = std::str::from_utf8(after).map_err(|e| bad(e.to_string()))?;
                 let after =
@@ -68,13 +68,8 @@ mod tests {
     use super::*;
     use wharf_queue::Hlc;
 
-    fn row(t: u64, key: &str, after: Option<&str>) -> Row {
-        Row {
-            hlc: Hlc::new(t, 0),
-            table: "t".into(),
-            key: key.as_bytes().to_vec(),
-            after: after.map(|a| a.as_bytes().to_vec()),
-        }
+    fn row<'a>(t: u64, key: &'a str, after: Option<&'a str>) -> BatchRow<'a> {
+        BatchRow { hlc: Hlc::new(t, 0), table: "t", key: key.as_bytes(), after: after.map(str::as_bytes) }
     }
 
     #[test]
@@ -106,7 +101,7 @@ mod tests {
     #[test]
     fn keys_keep_the_journal_order() {
         let keys: Vec<String> = (0..500).map(|k| format!("[{k}]")).collect();
-        let rows: Vec<Row> = keys.iter().map(|k| row(1, k, Some(r#"{"k":0}"#))).collect();
+        let rows: Vec<BatchRow> = keys.iter().map(|k| row(1, k, Some(r#"{"k":0}"#))).collect();
         let out = fold(&rows).unwrap();
         let order: Vec<&[u8]> = out["t"].upserts.keys().copied().collect();
         assert_eq!(order, keys.iter().map(|k| k.as_bytes()).collect::<Vec<_>>());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use wharf_queue::{Chunk, ChunkLimits, Grant, Hlc, QueueClient, QueueError, Row, WindowReader};
+use wharf_queue::{BatchRow, Chunk, ChunkLimits, Grant, Hlc, QueueClient, QueueError, WindowReader};
 use wharf_targetdb::catalog::SchemaCatalog;
 use wharf_targetdb::checkpoint;
 
@@ -137,14 +137,15 @@ async fn produce<W: WindowReader>(
 
 fn prepare_chunk(chunk: Chunk, catalog: &SchemaCatalog, by_timestamp: bool) -> Result<Ready, ApplyError> {
     let mut statements = Vec::new();
-    for run in runs(&chunk.rows, by_timestamp) {
+    let rows: Vec<BatchRow> = chunk.rows.iter().collect();
+    for run in runs(&rows, by_timestamp) {
         statements.extend(prepare(catalog, fold(run)?)?);
     }
     Ok(Ready { rows: chunk.rows.len(), statements, complete_through: chunk.complete_through, last: chunk.last })
 }
 
 /// The whole chunk, or its runs of rows with one timestamp each.
-fn runs(chunk: &[Row], by_timestamp: bool) -> Vec<&[Row]> {
+fn runs<'c, 'a>(chunk: &'c [BatchRow<'a>], by_timestamp: bool) -> Vec<&'c [BatchRow<'a>]> {
     if !by_timestamp {
         return vec![chunk];
     }

@@ -5,6 +5,8 @@
 //! - [`hlc`]: CockroachDB HLC timestamps, parsed strictly.
 //! - [`json`]: borrowed views of changefeed JSON, and the canonical key encoding used in journal keys.
 //! - [`record`]: the record format (with a version byte), pure functions.
+//! - [`batch`]: a chunk's rows packed in one buffer, as the journal reads them, the wire carries
+//!   them and appliers fold them.
 //! - [`journal`]: segment files of our own (CRC-framed records, group commit), an in-memory index
 //!   of runs, resolved timestamps, windowed reads in bounded chunks, deletion of applied segments.
 //! - [`lease`]: the lease table (holders, epochs, expiry, pauses, rebalancing), pure.
@@ -47,6 +49,7 @@
 //!   journal recovers from what is really on disk. A panicking journal thread is the same kind of
 //!   fault ([`journal::Fault::Fatal`]).
 
+pub mod batch;
 pub mod client;
 pub mod hlc;
 pub mod journal;
@@ -61,6 +64,7 @@ pub mod service;
 pub mod version;
 pub mod wire;
 
+pub use batch::{BatchRow, RowBatch};
 pub use client::{Grant, QueueClient, QueueError, Release, WindowReader};
 pub use hlc::{Hlc, HlcError};
 pub use journal::{

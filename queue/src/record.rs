@@ -41,6 +41,7 @@ use std::borrow::Cow;
 
 use thiserror::Error;
 
+use crate::batch::BatchRow;
 use crate::hlc::{HLC_BYTES, Hlc};
 
 /// Version byte written at the front of every value; readers refuse other versions.
@@ -156,6 +157,11 @@ pub fn encode_key(row: &Row) -> Vec<u8> {
     key
 }
 
+/// Bytes of a row's journal key and value together.
+pub fn stored_len(table: &str, key: &[u8], after: Option<&[u8]>) -> usize {
+    HLC_BYTES + 2 + table.len() + key.len() + 2 + after.map_or(0, <[u8]>::len)
+}
+
 fn key_len(row: &RowRef<'_>) -> usize {
     HLC_BYTES + 2 + row.table.len() + row.key.len()
 }
@@ -199,6 +205,12 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<Row, RecordError> {
     let (hlc, table, primary_key) = decode_key(key)?;
     let after = upsert_data(value)?.map(<[u8]>::to_vec);
     Ok(Row { hlc, table: table.to_owned(), key: primary_key.to_vec(), after })
+}
+
+/// [`decode`], borrowed.
+pub fn decode_parts<'a>(key: &'a [u8], value: &'a [u8]) -> Result<BatchRow<'a>, RecordError> {
+    let (hlc, table, primary_key) = decode_key(key)?;
+    Ok(BatchRow { hlc, table, key: primary_key, after: upsert_data(value)? })
 }
 
 /// [`decode`] of an entry read into vectors of its own: the row's key and `after` are their
@@ -427,6 +439,10 @@ mod tests {
         for r in [row(Some(r#"{"id":1}"#)), row(None)] {
             assert_eq!(decode(&encode_key(&r), &encode_value(&r)).unwrap(), r);
             assert_eq!(decode_owned(encode_key(&r), encode_value(&r)).unwrap(), r);
+            let (key, value) = (encode_key(&r), encode_value(&r));
+            let parts = decode_parts(&key, &value).unwrap();
+            assert_eq!(parts.to_row(), r);
+            assert_eq!(stored_len(parts.table, parts.key, parts.after), key.len() + value.len());
         }
         let r = row(None);
         assert_eq!(decode_owned(encode_key(&r), vec![1, 1, b'x']), Err(RecordError::DeleteWithData(1)));

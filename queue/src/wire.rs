@@ -6,16 +6,20 @@
 
 use thiserror::Error;
 
+use crate::batch::{RowBatch, Span};
 use crate::hlc::{HLC_BYTES, Hlc};
-use crate::record::{Partition, Row};
+use crate::record::Partition;
 
 /// Version of the protocol spoken here; the peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// ALPN name of the protocol, so a TLS client of another protocol is refused in the handshake.
 pub const ALPN: &[u8] = b"wharf-queue";
 /// Largest frame accepted: a chunk is bounded by the reader's byte limit, plus one row that may be
 /// as large as the ingest's body limit.
 pub const MAX_FRAME: usize = 256 << 20;
+
+/// A row's span in a `Rows` frame: timestamp, table number, key and `after` lengths.
+const SPAN_BYTES: usize = HLC_BYTES + 12;
 
 /// Error codes carried by [`Message::Error`].
 pub mod code {
@@ -64,7 +68,7 @@ pub enum Message {
     Rows {
         complete_through: Option<Hlc>,
         last: bool,
-        rows: Vec<Row>,
+        rows: RowBatch,
     },
     Committed {
         worker: u32,
@@ -162,8 +166,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u8(8);
             w.opt_hlc(*complete_through);
             w.u8(*last as u8);
-            w.u32(rows.len() as u32);
-            rows.iter().for_each(|r| w.row(r));
+            w.rows(rows);
         }
         Message::Committed { worker, partition, epoch, checkpoint, rows } => {
             w.u8(9);
@@ -238,9 +241,7 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         7 => Message::Next { max_rows: r.u32()?, max_bytes: r.u32()? },
         8 => {
             let (complete_through, last) = (r.opt_hlc()?, r.bool()?);
-            let count = r.count(HLC_BYTES + 9)?;
-            let rows = (0..count).map(|_| r.row()).collect::<Result<_, _>>()?;
-            Message::Rows { complete_through, last, rows }
+            Message::Rows { complete_through, last, rows: r.rows()? }
         }
         9 => Message::Committed {
             worker: r.u32()?,
@@ -310,17 +311,19 @@ impl Writer {
         self.str(&p.database);
         self.str(&p.schema);
     }
-    fn row(&mut self, row: &Row) {
-        self.hlc(row.hlc);
-        self.str(&row.table);
-        self.bytes(&row.key);
-        match &row.after {
-            Some(after) => {
-                self.u8(0);
-                self.bytes(after);
-            }
-            None => self.u8(1),
+    /// Table names, then each row's span, then the bytes of every key and `after`.
+    fn rows(&mut self, rows: &RowBatch) {
+        let (tables, spans, bytes) = rows.parts();
+        self.u32(tables.len() as u32);
+        tables.iter().for_each(|t| self.str(t));
+        self.u32(spans.len() as u32);
+        for span in spans {
+            self.hlc(span.hlc);
+            self.u32(span.table);
+            self.u32(span.key_len);
+            self.u32(span.after_len);
         }
+        self.bytes(bytes);
     }
 }
 
@@ -379,22 +382,22 @@ impl<'a> Reader<'a> {
     fn partition(&mut self) -> Result<Partition, WireError> {
         Ok(Partition::new(self.str()?, self.str()?))
     }
-    fn row(&mut self) -> Result<Row, WireError> {
-        let hlc = self.hlc()?;
-        let table = self.str()?;
-        let key = self.bytes()?.to_vec();
-        let after = match self.u8()? {
-            0 => Some(self.bytes()?.to_vec()),
-            1 => None,
-            _ => return Err(WireError::BadValue("row operation")),
-        };
-        Ok(Row { hlc, table, key, after })
+    fn rows(&mut self) -> Result<RowBatch, WireError> {
+        let count = self.count(4)?;
+        let tables = (0..count).map(|_| self.str()).collect::<Result<_, _>>()?;
+        let count = self.count(SPAN_BYTES)?;
+        let spans = (0..count)
+            .map(|_| Ok(Span { hlc: self.hlc()?, table: self.u32()?, key_len: self.u32()?, after_len: self.u32()? }))
+            .collect::<Result<_, WireError>>()?;
+        let bytes = self.bytes()?.to_vec();
+        RowBatch::from_parts(tables, spans, bytes).map_err(|_| WireError::BadValue("rows that do not fit their bytes"))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Row;
 
     fn p() -> Partition {
         Partition::new("app", "public")
@@ -402,7 +405,7 @@ mod tests {
 
     fn every_message() -> Vec<Message> {
         let row = Row { hlc: Hlc::new(5, 1), table: "t".into(), key: b"[1]".to_vec(), after: Some(b"{}".to_vec()) };
-        let gone = Row { after: None, ..row.clone() };
+        let gone = Row { after: None, table: "u".into(), ..row.clone() };
         vec![
             Message::Hello { version: 1, name: "w".into(), workers: 4 },
             Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
@@ -418,8 +421,12 @@ mod tests {
                 tables: vec!["a".into(), "b".into()],
             },
             Message::Next { max_rows: 10, max_bytes: 100 },
-            Message::Rows { complete_through: Some(Hlc::new(5, 1)), last: false, rows: vec![row, gone] },
-            Message::Rows { complete_through: None, last: true, rows: vec![] },
+            Message::Rows {
+                complete_through: Some(Hlc::new(5, 1)),
+                last: false,
+                rows: [row, gone].into_iter().collect(),
+            },
+            Message::Rows { complete_through: None, last: true, rows: RowBatch::new() },
             Message::Committed { worker: 1, partition: p(), epoch: 3, checkpoint: Hlc::new(9, 0), rows: 2 },
             Message::Keep { keep: true },
             Message::Release {
@@ -468,5 +475,21 @@ mod tests {
         body.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(decode(&body), Err(WireError::Truncated));
         assert_eq!(frame_len((MAX_FRAME as u32 + 1).to_be_bytes()), Err(WireError::TooLarge(MAX_FRAME + 1)));
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_their_bytes_are_refused() {
+        let row = Row { hlc: Hlc::new(5, 1), table: "t".into(), key: b"[1]".to_vec(), after: Some(b"{}".to_vec()) };
+        let frame = encode(&Message::Rows { complete_through: None, last: true, rows: [row].into_iter().collect() });
+        // The key length, 3, is the last span field but one: say 4 instead.
+        let mut body = frame[4..].to_vec();
+        let key_len_at = body.len() - 4 - 5 - 4 - 4;
+        assert_eq!(body[key_len_at..key_len_at + 4], 3u32.to_be_bytes());
+        body[key_len_at + 3] = 4;
+        assert_eq!(decode(&body), Err(WireError::BadValue("rows that do not fit their bytes")));
+        // A table number past the table list.
+        let mut body = frame[4..].to_vec();
+        body[key_len_at - 1] = 1;
+        assert_eq!(decode(&body), Err(WireError::BadValue("rows that do not fit their bytes")));
     }
 }

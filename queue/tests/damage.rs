@@ -56,7 +56,7 @@ fn read_all(journal: &Journal) -> Result<Vec<Row>, String> {
         let chunk = journal
             .read_chunk(&partition(), &mut cursor, ChunkLimits { max_rows: 10_000, max_bytes: 64 << 20 })
             .map_err(|e| e.to_string())?;
-        rows.extend(chunk.rows);
+        rows.extend(chunk.rows.to_rows());
         if chunk.last {
             return Ok(rows);
         }

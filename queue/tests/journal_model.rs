@@ -61,7 +61,7 @@ fn read_all(journal: &Journal, p: &Partition, after: Hlc, upto: Hlc) -> Vec<Row>
     loop {
         let chunk = journal.read_chunk(p, &mut cursor, limits).unwrap();
         assert!(chunk.rows.len() <= MAX_ROWS, "chunk of {} rows", chunk.rows.len());
-        out.extend(chunk.rows);
+        out.extend(chunk.rows.to_rows());
         match chunk.complete_through {
             Some(t) => assert!(out.iter().all(|r| r.hlc <= t), "rows above complete_through {t}"),
             None => split.extend(out.last().map(|r| r.hlc)),

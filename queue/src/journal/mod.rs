@@ -403,11 +403,7 @@ impl Journal {
         while !cursor.is_done() {
             let chunk = self.read_chunk(partition, &mut cursor, limits)?;
             rows += chunk.rows.len() as u64;
-            bytes += chunk
-                .rows
-                .iter()
-                .map(|r| (record::encode_key(r).len() + record::encode_value(r).len()) as u64)
-                .sum::<u64>();
+            bytes += chunk.rows.iter().map(|r| record::stored_len(r.table, r.key, r.after) as u64).sum::<u64>();
         }
         Ok((rows, bytes))
     }

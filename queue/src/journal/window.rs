@@ -20,8 +20,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::index::Run;
-use super::merge::{Merge, ReadFailure};
+use super::merge::{Entry, Merge, ReadFailure};
 use super::{ReadError, Shared};
+use crate::batch::{BatchRow, RowBatch};
 use crate::hlc::Hlc;
 use crate::record::{self, Partition, Row};
 
@@ -35,7 +36,7 @@ pub struct ChunkLimits {
 /// One chunk of a window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Chunk {
-    pub rows: Vec<Row>,
+    pub rows: RowBatch,
     /// Every row at or below this timestamp has been delivered; `None` inside a large timestamp.
     pub complete_through: Option<Hlc>,
     /// The window is exhausted; `complete_through` is then its `upto`.
@@ -92,25 +93,61 @@ impl WindowCursor {
     }
 }
 
+/// Most rows and bytes a chunk reserves room for before it holds any.
+const MAX_RESERVED_ROWS: usize = 1 << 16;
+const MAX_RESERVED_BYTES: usize = 8 << 20;
+
 /// Rows and bytes gathered so far in one chunk.
 struct Gather {
-    rows: Vec<Row>,
+    rows: RowBatch,
     bytes: usize,
     limits: ChunkLimits,
 }
 
 impl Gather {
     fn new(limits: ChunkLimits) -> Self {
-        Gather { rows: Vec::new(), bytes: 0, limits }
+        // Untouched capacity costs address space only.
+        let rows =
+            RowBatch::with_capacity(limits.max_rows.min(MAX_RESERVED_ROWS), limits.max_bytes.min(MAX_RESERVED_BYTES));
+        Gather { rows, bytes: 0, limits }
     }
 
     fn full(&self) -> bool {
         !self.rows.is_empty() && (self.rows.len() >= self.limits.max_rows || self.bytes >= self.limits.max_bytes)
     }
 
-    fn push(&mut self, row: Row) {
-        self.bytes += row.table.len() + row.key.len() + row.after.as_ref().map_or(0, Vec::len) + 16;
+    fn push(&mut self, row: BatchRow<'_>) {
+        self.bytes += row.table.len() + row.key.len() + row.after.map_or(0, <[u8]>::len) + 16;
         self.rows.push(row);
+    }
+
+    fn push_taken(&mut self, taken: &Taken) {
+        match taken {
+            Taken::Carried(row) => self.push(row.view()),
+            Taken::Read(_, (key, value)) => self.push(record::decode_parts(key, value).expect("checked when read")),
+        }
+    }
+}
+
+/// A row taken from the window: carried over from the last chunk, or just read (and checked).
+enum Taken {
+    Carried(Row),
+    Read(Hlc, Entry),
+}
+
+impl Taken {
+    fn hlc(&self) -> Hlc {
+        match self {
+            Taken::Carried(row) => row.hlc,
+            Taken::Read(hlc, _) => *hlc,
+        }
+    }
+
+    fn into_row(self) -> Row {
+        match self {
+            Taken::Carried(row) => row,
+            Taken::Read(_, (key, value)) => record::decode_owned(key, value).expect("checked when read"),
+        }
     }
 }
 
@@ -150,7 +187,7 @@ pub(super) fn read_chunk(
     let upto = cursor.upto;
     let chunk = match &mut cursor.state {
         State::Start => unreachable!("started above"),
-        State::Done => return Ok(Chunk { rows: Vec::new(), complete_through: Some(upto), last: true }),
+        State::Done => return Ok(Chunk { rows: RowBatch::new(), complete_through: Some(upto), last: true }),
         State::Reading(reading) if reading.ordered.is_some() => read_ordered(reading, upto, limits, &failing)?,
         State::Reading(reading) => read_merged(reading, &cursor.table_order, upto, limits, &failing)?,
     };
@@ -161,16 +198,19 @@ pub(super) fn read_chunk(
 }
 
 impl Reading {
-    fn next_row(&mut self, failing: &Failing) -> Result<Option<Row>, ReadError> {
+    fn next_row(&mut self, failing: &Failing) -> Result<Option<Taken>, ReadError> {
         loop {
             let row = match self.carry.pop_front() {
-                Some(row) => row,
+                Some(row) => Taken::Carried(row),
                 None => match self.main.next().map_err(|f| failing.read(f))? {
-                    Some((key, value)) => record::decode_owned(key, value).map_err(|e| failing.decode(e))?,
+                    Some(entry) => {
+                        let row = record::decode_parts(&entry.0, &entry.1).map_err(|e| failing.decode(e))?;
+                        Taken::Read(row.hlc, entry)
+                    }
                     None => return Ok(None),
                 },
             };
-            if self.skip_through.is_none_or(|skip| row.hlc > skip) {
+            if self.skip_through.is_none_or(|skip| row.hlc() > skip) {
                 return Ok(Some(row));
             }
         }
@@ -187,20 +227,20 @@ fn read_merged(
     let mut gather = Gather::new(limits);
     while let Some(row) = reading.next_row(failing)? {
         if !gather.full() {
-            gather.push(row);
+            gather.push_taken(&row);
             continue;
         }
-        let newest = gather.rows.last().expect("a full chunk has rows").hlc;
-        if row.hlc != newest {
-            reading.carry.push_front(row);
+        let newest = gather.rows.last_hlc().expect("a full chunk has rows");
+        if row.hlc() != newest {
+            reading.carry.push_front(row.into_row());
             return Ok(Chunk { rows: gather.rows, complete_through: Some(newest), last: false });
         }
-        let split = gather.rows.partition_point(|r| r.hlc < newest);
+        let split = gather.rows.hlcs().take_while(|hlc| *hlc < newest).count();
         if split > 0 {
-            let through = gather.rows[split - 1].hlc;
+            let through = gather.rows.hlcs().nth(split - 1).expect("split within the chunk");
             let tail = gather.rows.split_off(split);
-            reading.carry.push_front(row);
-            for row in tail.into_iter().rev() {
+            reading.carry.push_front(row.into_row());
+            for row in tail.to_rows().into_iter().rev() {
                 reading.carry.push_front(row);
             }
             return Ok(Chunk { rows: gather.rows, complete_through: Some(through), last: false });
@@ -240,7 +280,7 @@ fn read_ordered(reading: &mut Reading, upto: Hlc, limits: ChunkLimits, failing: 
                 return Ok(Chunk { rows: gather.rows, complete_through: None, last: false });
             }
             let Some((key, value)) = merge.next().map_err(|f| failing.read(f))? else { break };
-            let row = record::decode_owned(key, value).map_err(|e| failing.decode(e))?;
+            let row = record::decode_parts(&key, &value).map_err(|e| failing.decode(e))?;
             if row.after.is_none() == deletes {
                 gather.push(row);
             }
