@@ -464,7 +464,9 @@ fn a_protocol_version_mismatch_is_a_clear_error_on_both_sides() {
     let Message::Error { code, message } = reply else { panic!("expected an error frame, got {reply:?}") };
     assert_eq!(code, wire::code::VERSION);
     assert!(
-        message.contains("version mismatch") && message.contains("speaks version 1") && message.contains("999"),
+        message.contains("version mismatch")
+            && message.contains(&format!("speaks version {}", wire::PROTOCOL_VERSION))
+            && message.contains("999"),
         "{message}"
     );
     let log = std::fs::read_to_string(ingest.log.as_ref().unwrap()).unwrap();
@@ -604,7 +606,7 @@ fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
         private_key: pki.path("queue.key").into(),
         ca: pki.path("ca.crt").into(),
     };
-    // A queue service of a later release: it welcomes with version 2.
+    // A queue service of a later release: it welcomes with the next version.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let config = wharf_queue::quic::tls::server_config(&files, Duration::from_secs(10)).unwrap();
     let endpoint = rt.block_on(async { quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap() });
@@ -619,7 +621,8 @@ fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
             }
             let mut body = vec![0u8; wire::frame_len(prefix).unwrap()];
             let _ = recv.read_exact(&mut body).await;
-            let welcome = Message::Welcome { version: 2, session: 1, lease_timeout_ms: 10_000 };
+            let welcome =
+                Message::Welcome { version: wire::PROTOCOL_VERSION + 1, session: 1, lease_timeout_ms: 10_000 };
             let _ = send.write_all(&wire::encode(&welcome)).await;
             let _ = send.finish();
             let _ = conn.closed().await;
@@ -633,7 +636,9 @@ fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
     });
     assert!(!status.unwrap().success(), "a version mismatch must stop the process with an error");
     let log = applier.log_text();
-    assert!(log.contains("queue protocol version mismatch: this client speaks version 1, the service 2"), "{log}");
+    let (ours, theirs) = (wire::PROTOCOL_VERSION, wire::PROTOCOL_VERSION + 1);
+    let expected = format!("queue protocol version mismatch: this client speaks version {ours}, the service {theirs}");
+    assert!(log.contains(&expected), "{log}");
 }
 
 #[test]
