@@ -478,6 +478,22 @@ mod tests {
     }
 
     #[test]
+    fn the_fuzz_seed_of_a_rows_frame_is_one() {
+        let seed = include_bytes!("../../fuzz/seeds/queue_frame/rows");
+        let Ok(Message::Rows { complete_through, last, rows }) = decode(seed) else { panic!("not a Rows frame") };
+        let wall = 0x180b_7c58_3871_4000;
+        assert_eq!((complete_through, last), (Some(Hlc::new(wall, 0)), false));
+        let child = Row {
+            hlc: Hlc::new(wall, 0),
+            table: "child".into(),
+            key: b"[1]".to_vec(),
+            after: Some(br#"{"id":1}"#.to_vec()),
+        };
+        let parent = Row { table: "parent".into(), key: b"[2]".to_vec(), after: None, ..child.clone() };
+        assert_eq!(rows.to_rows(), [child, parent]);
+    }
+
+    #[test]
     fn rows_that_do_not_fit_their_bytes_are_refused() {
         let row = Row { hlc: Hlc::new(5, 1), table: "t".into(), key: b"[1]".to_vec(), after: Some(b"{}".to_vec()) };
         let frame = encode(&Message::Rows { complete_through: None, last: true, rows: [row].into_iter().collect() });
