@@ -22,6 +22,10 @@ say() { echo "compose-test: $*"; }
 
 cleanup() {
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
+  # The wharf image carries this build's binaries (over 600 MB in a debug build): drop it and the
+  # build cache it left, or every run keeps another copy on the disk the journal tests need.
+  docker image rm -f wharf:local >/dev/null 2>&1 || true
+  docker builder prune -f >/dev/null 2>&1 || true
   if [ "$started_dockerd" = 1 ]; then
     kill "$(cat "$work/dockerd.pid")" 2>/dev/null || true
     for _ in $(seq 1 100); do [ -S /var/run/docker.sock ] && docker info >/dev/null 2>&1 || break; sleep 0.1; done
