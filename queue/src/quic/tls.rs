@@ -10,10 +10,20 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
+use super::datagrams::MAX_UDP_PAYLOAD;
 use crate::wire::ALPN;
 
 /// Flow-control window for one window stream: a chunk of up to 8 MiB plus its largest rows.
 const CHUNK_WINDOW: u64 = 16 << 20;
+
+/// Transport settings both ends share: path MTU discovery up to [`MAX_UDP_PAYLOAD`].
+fn transport() -> quinn::TransportConfig {
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(MAX_UDP_PAYLOAD);
+    let mut transport = quinn::TransportConfig::default();
+    transport.mtu_discovery_config(Some(mtu));
+    transport
+}
 
 /// A certificate chain, its key, and the CA the peer's certificate must chain to.
 #[derive(Clone, Debug)]
@@ -91,7 +101,7 @@ pub fn server_config(files: &TlsFiles, idle_timeout: Duration) -> Result<quinn::
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = transport();
     transport.max_idle_timeout(Some(idle_timeout.try_into().map_err(|_| TlsError::Quic("idle timeout".into()))?));
     // One chunk (up to 8 MiB) goes out at once; the protocol never has more than one in flight
     // per window, so this does not let a slow applier make the service buffer more.
@@ -110,7 +120,7 @@ pub fn client_config(files: &TlsFiles) -> Result<quinn::ClientConfig, TlsError> 
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| TlsError::Quic(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(crypto));
-    let mut transport = quinn::TransportConfig::default();
+    let mut transport = transport();
     // Keeps an idle but healthy connection open; the server's idle timeout (the lease timeout)
     // then only ends connections whose peer is gone.
     transport.keep_alive_interval(Some(Duration::from_secs(1)));
