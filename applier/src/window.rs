@@ -126,16 +126,20 @@ async fn produce<W: WindowReader>(
         };
         let last = chunk.last;
         let catalog = catalog.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare_chunk(chunk, &catalog, by_timestamp))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let (prepared, rows) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare_chunk(&chunk, &catalog, by_timestamp);
+            (prepared, chunk.rows)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        reader.recycle(rows);
         if out.send(prepared).await.is_err() || last {
             return;
         }
     }
 }
 
-fn prepare_chunk(chunk: Chunk, catalog: &SchemaCatalog, by_timestamp: bool) -> Result<Ready, ApplyError> {
+fn prepare_chunk(chunk: &Chunk, catalog: &SchemaCatalog, by_timestamp: bool) -> Result<Ready, ApplyError> {
     let mut statements = Vec::new();
     let rows: Vec<BatchRow> = chunk.rows.iter().collect();
     for run in runs(&rows, by_timestamp) {

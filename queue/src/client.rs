@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::batch::RowBatch;
 use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, ReadError};
 use crate::record::Partition;
@@ -96,4 +97,8 @@ pub trait QueueClient: Clone + Send + Sync + 'static {
 /// A window being read. Each call returns the next chunk; the last one has `last` set.
 pub trait WindowReader: Send + 'static {
     fn next_chunk(&mut self, limits: ChunkLimits) -> impl Future<Output = Result<Chunk, QueueError>> + Send;
+
+    /// Takes back a chunk's rows once they are used, so a reader can read the next chunk into
+    /// the same memory.
+    fn recycle(&mut self, _rows: RowBatch) {}
 }

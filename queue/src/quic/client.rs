@@ -10,6 +10,7 @@ use quinn::{Connection, RecvStream, SendStream};
 use super::datagrams;
 use super::frames::{self, StreamError};
 use super::tls::{self, TlsError, TlsFiles};
+use crate::batch::RowBatch;
 use crate::client::{Grant, QueueClient, QueueError, Release, WindowReader};
 use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits};
@@ -197,7 +198,8 @@ pub struct QuicWindow {
     /// A `Next` is already on its way: the service reads the following chunk while this client
     /// works on the current one (at most two chunks in flight per window).
     requested: bool,
-    /// The last chunk's frame, kept for the next one's bytes.
+    /// The buffer the next frame is read into: a `Rows` frame takes it with its rows, and
+    /// [`WindowReader::recycle`] brings one back.
     frame: Vec<u8>,
 }
 
@@ -289,6 +291,12 @@ impl WindowReader for QuicWindow {
                 Ok(Chunk { rows, complete_through, last })
             }
             other => Err(unexpected(other)),
+        }
+    }
+
+    fn recycle(&mut self, rows: RowBatch) {
+        if self.frame.capacity() == 0 {
+            self.frame = rows.into_buffer();
         }
     }
 }

@@ -23,7 +23,11 @@ pub async fn read(recv: &mut RecvStream) -> Result<Message, StreamError> {
 }
 
 /// [`read`] through a buffer the caller keeps: a window's chunks (up to 8 MiB each) then reuse
-/// one allocation instead of each taking fresh, zeroed pages from the allocator.
+/// one allocation instead of each taking fresh, zeroed pages from the allocator. A `Rows` frame
+/// takes the buffer with it (its rows stay where they arrived); [`RowBatch::into_buffer`] gives
+/// it back.
+///
+/// [`RowBatch::into_buffer`]: crate::RowBatch::into_buffer
 pub async fn read_into(recv: &mut RecvStream, body: &mut Vec<u8>) -> Result<Message, StreamError> {
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix).await?;
@@ -35,11 +39,21 @@ pub async fn read_into(recv: &mut RecvStream, body: &mut Vec<u8>) -> Result<Mess
         let chunk = chunk.ok_or(quinn::ReadExactError::FinishedEarly(body.len()))?;
         body.extend_from_slice(&chunk.bytes);
     }
-    Ok(wire::decode(body)?)
+    Ok(wire::decode_owned(body)?)
 }
 
 /// Hands the encoded frame to quinn as it is (`write_all` would copy it into a buffer of its own).
 pub async fn write(send: &mut SendStream, message: &Message) -> Result<(), StreamError> {
     send.write_chunk(wire::encode(message).into()).await?;
+    Ok(())
+}
+
+/// [`write`] of a message given up: a `Rows` frame's keys and rows go to quinn in the buffer the
+/// journal read them into, not copied behind the rest of the frame.
+pub async fn write_owned(send: &mut SendStream, message: Message) -> Result<(), StreamError> {
+    match wire::encode_owned(message) {
+        (head, Some(bytes)) => send.write_all_chunks(&mut [head.into(), bytes.into()]).await?,
+        (head, None) => send.write_chunk(head.into()).await?,
+    }
     Ok(())
 }

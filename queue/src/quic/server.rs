@@ -213,8 +213,11 @@ async fn window(
         };
         cursor = next;
         let last = chunk.last;
-        frames::write(&mut send, &Message::Rows { complete_through: chunk.complete_through, last, rows: chunk.rows })
-            .await?;
+        frames::write_owned(
+            &mut send,
+            Message::Rows { complete_through: chunk.complete_through, last, rows: chunk.rows },
+        )
+        .await?;
         if last {
             break;
         }
