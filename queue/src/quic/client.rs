@@ -9,6 +9,7 @@ use quinn::{Connection, RecvStream, SendStream};
 
 use super::datagrams;
 use super::frames::{self, StreamError};
+use super::io_thread::IoThread;
 use super::tls::{self, TlsError, TlsFiles};
 use crate::batch::RowBatch;
 use crate::client::{Grant, QueueClient, QueueError, Release, WindowReader};
@@ -64,8 +65,9 @@ impl From<StreamError> for QueueError {
 impl QuicClient {
     pub fn new(settings: ClientSettings) -> Result<Self, TlsError> {
         let config = tls::client_config(&settings.tls)?;
+        let io = IoThread::start().map_err(|e| TlsError::Quic(format!("cannot start the QUIC thread: {e}")))?;
         let mut endpoint = datagrams::client_socket()
-            .and_then(|socket| datagrams::endpoint(socket, None))
+            .and_then(|socket| datagrams::endpoint(socket, None, Arc::new(io)))
             .map_err(|e| TlsError::Quic(format!("cannot open a UDP socket: {e}")))?;
         endpoint.set_default_client_config(config);
         let inner = Inner { endpoint, settings, current: tokio::sync::Mutex::new(None) };

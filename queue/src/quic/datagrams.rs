@@ -21,12 +21,16 @@ const SOCKET_BUFFER: usize = 8 << 20;
 /// kernel refuses every full batch, quinn counts it as loss and falls back to 1,200 bytes.
 pub(super) const MAX_UDP_PAYLOAD: u16 = 6_500;
 
-/// A QUIC endpoint on `socket`, its buffers sized first.
-pub(super) fn endpoint(socket: UdpSocket, server: Option<quinn::ServerConfig>) -> std::io::Result<quinn::Endpoint> {
+/// A QUIC endpoint on `socket`, its buffers sized first, driven by `runtime`.
+pub(super) fn endpoint(
+    socket: UdpSocket,
+    server: Option<quinn::ServerConfig>,
+    runtime: Arc<dyn quinn::Runtime>,
+) -> std::io::Result<quinn::Endpoint> {
     size_buffers(&socket);
     let mut config = quinn::EndpointConfig::default();
     config.max_udp_payload_size(MAX_UDP_PAYLOAD).expect("within QUIC's bounds");
-    quinn::Endpoint::new(config, server, socket, Arc::new(quinn::TokioRuntime))
+    quinn::Endpoint::new(config, server, socket, runtime)
 }
 
 /// A client socket: dual-stack where the host has IPv6, IPv4 otherwise.
@@ -79,6 +83,10 @@ mod tests {
         assert_eq!(socket.send_buffer_size().unwrap(), 2 * SOCKET_BUFFER.min(sysctl("wmem_max")));
     }
 
+    fn tokio() -> Arc<dyn quinn::Runtime> {
+        Arc::new(quinn::TokioRuntime)
+    }
+
     fn tls_files(dir: &std::path::Path) -> super::super::TlsFiles {
         use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -103,9 +111,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = tls_files(dir.path());
         let server_config = super::super::tls::server_config(&files, std::time::Duration::from_secs(10)).unwrap();
-        let server = endpoint(UdpSocket::bind("127.0.0.1:0").unwrap(), Some(server_config)).unwrap();
+        let server = endpoint(UdpSocket::bind("127.0.0.1:0").unwrap(), Some(server_config), tokio()).unwrap();
         let addr = server.local_addr().unwrap();
-        let mut client = endpoint(client_socket().unwrap(), None).unwrap();
+        let mut client = endpoint(client_socket().unwrap(), None, tokio()).unwrap();
         client.set_default_client_config(super::super::tls::client_config(&files).unwrap());
         let receiving = tokio::spawn(async move {
             let connection = client.connect(addr, "localhost").unwrap().await.unwrap();

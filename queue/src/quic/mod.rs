@@ -14,6 +14,7 @@
 pub mod client;
 mod datagrams;
 mod frames;
+mod io_thread;
 pub mod server;
 pub mod tls;
 

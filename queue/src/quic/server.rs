@@ -40,7 +40,7 @@ pub fn bind(settings: &ServerSettings, lease_timeout: Duration) -> Result<quinn:
     let config = tls::server_config(&settings.tls, lease_timeout)?;
     let bind_error = |source| ServeError::Bind { addr: settings.addr, source };
     let socket = std::net::UdpSocket::bind(settings.addr).map_err(bind_error)?;
-    super::datagrams::endpoint(socket, Some(config)).map_err(bind_error)
+    super::datagrams::endpoint(socket, Some(config), std::sync::Arc::new(quinn::TokioRuntime)).map_err(bind_error)
 }
 
 /// Accepts applier connections until `shutdown` completes, then closes them all.
