@@ -152,21 +152,15 @@ impl RowBatch {
 
     /// A batch from its parts, checked to fit together.
     pub(crate) fn from_parts(tables: Vec<String>, spans: Vec<Span>, bytes: Vec<u8>) -> Result<Self, BatchError> {
-        check_parts(&tables, &spans, bytes.len())?;
+        if let Some(bad) = spans.iter().find(|s| s.table as usize >= tables.len()) {
+            return Err(BatchError::Table(bad.table));
+        }
+        let total: u64 = spans.iter().map(|s| s.len() as u64).sum();
+        if total != bytes.len() as u64 {
+            return Err(BatchError::Length { spans: total, bytes: bytes.len() });
+        }
         Ok(RowBatch { tables, spans, bytes })
     }
-}
-
-/// Whether `spans` name only `tables` and add up to `bytes` bytes.
-pub(crate) fn check_parts(tables: &[String], spans: &[Span], bytes: usize) -> Result<(), BatchError> {
-    if let Some(bad) = spans.iter().find(|s| s.table as usize >= tables.len()) {
-        return Err(BatchError::Table(bad.table));
-    }
-    let total: u64 = spans.iter().map(|s| s.len() as u64).sum();
-    if total != bytes as u64 {
-        return Err(BatchError::Length { spans: total, bytes });
-    }
-    Ok(())
 }
 
 impl Row {

@@ -6,7 +6,7 @@
 
 use thiserror::Error;
 
-use crate::batch::{RowBatch, Span, check_parts};
+use crate::batch::{RowBatch, Span};
 use crate::hlc::{HLC_BYTES, Hlc};
 use crate::record::Partition;
 
@@ -296,22 +296,23 @@ pub fn decode_owned(body: &mut Vec<u8>) -> Result<Message, WireError> {
     if body.first() != Some(&8) || body.len() > MAX_FRAME {
         return decode(body);
     }
-    let (complete_through, last, tables, spans, len) = {
+    let (complete_through, last, tables, spans, rows_at, trailing) = {
         let mut r = Reader(&body[1..]);
         let (complete_through, last) = (r.opt_hlc()?, r.bool()?);
         let (tables, spans, bytes) = r.rows_parts()?;
-        // In `decode`'s order: the rows are checked before what follows them.
-        check_parts(&tables, &spans, bytes.len()).map_err(|_| BAD_ROWS)?;
-        if !r.0.is_empty() {
-            return Err(WireError::Trailing(r.0.len()));
-        }
-        (complete_through, last, tables, spans, bytes.len())
+        let trailing = r.0.len();
+        (complete_through, last, tables, spans, body.len() - trailing - bytes.len()..body.len() - trailing, trailing)
     };
     let mut bytes = std::mem::take(body);
-    let start = bytes.len() - len;
-    bytes.copy_within(start.., 0);
+    let len = rows_at.len();
+    bytes.copy_within(rows_at, 0);
     bytes.truncate(len);
-    Ok(Message::Rows { complete_through, last, rows: batch(tables, spans, bytes)? })
+    // In `decode`'s order: the rows are checked before what follows them.
+    let rows = batch(tables, spans, bytes)?;
+    if trailing > 0 {
+        return Err(WireError::Trailing(trailing));
+    }
+    Ok(Message::Rows { complete_through, last, rows })
 }
 
 const BAD_ROWS: WireError = WireError::BadValue("rows that do not fit their bytes");

@@ -4,8 +4,11 @@
 //!   its CA, the client verifies the server against the same CA.
 //! - [`server`]: serves a [`crate::service::QueueService`] to applier processes.
 //! - [`client`]: [`client::QuicClient`], the [`crate::client::QueueClient`] of `wharf-applier`.
-//! - [`datagrams`]: the UDP sockets under the endpoints, with buffers for a chunk in flight.
-//! - [`frames`]: reading and writing [`crate::wire`] frames on QUIC streams.
+//! - [`datagrams`]: the UDP sockets under the endpoints, with buffers for a chunk in flight, and
+//!   the largest packet size.
+//! - [`io_thread`]: the client's packet work on a thread of its own.
+//! - [`frames`]: reading and writing [`crate::wire`] frames on QUIC streams, a chunk's rows
+//!   without copying them.
 //!
 //! One connection per applier process. Its first stream says hello (protocol version, name,
 //! worker count); each later call is a stream of its own, and each window a stream that carries
