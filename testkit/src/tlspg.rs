@@ -58,14 +58,16 @@ impl TlsPg {
     }
 }
 
-fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+/// A self-signed CA named `name`.
+pub fn new_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("no names");
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.distinguished_name.push(DnType::CommonName, name);
     CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA certificate")
 }
 
-fn issue(ca: &CertifiedIssuer<'_, KeyPair>, names: &[&str], cn: &str) -> (String, String) {
+/// A certificate for `names` (and common name `cn`) signed by `ca`, and its key, both as PEM.
+pub fn issue(ca: &CertifiedIssuer<'_, KeyPair>, names: &[&str], cn: &str) -> (String, String) {
     let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("names");
     params.distinguished_name.push(DnType::CommonName, cn);
     let key = KeyPair::generate().expect("key");

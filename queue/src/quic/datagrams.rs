@@ -88,19 +88,13 @@ mod tests {
     }
 
     fn tls_files(dir: &std::path::Path) -> super::super::TlsFiles {
-        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&key, &ca).unwrap();
-        std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-        std::fs::write(dir.join("node.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.join("node.key"), key.serialize_pem()).unwrap();
+        use wharf_testkit::tlspg::{issue, new_ca, write};
+        let ca = new_ca("test CA");
+        let (cert, key) = issue(&ca, &["localhost"], "localhost");
         super::super::TlsFiles {
-            ca: dir.join("ca.crt"),
-            certificate: dir.join("node.crt"),
-            private_key: dir.join("node.key"),
+            ca: write(dir, "ca.crt", &ca.pem()).unwrap(),
+            certificate: write(dir, "node.crt", &cert).unwrap(),
+            private_key: write(dir, "node.key", &key).unwrap(),
         }
     }
 
