@@ -4,7 +4,7 @@
 //! keeps no page cache of its own that could outlive a cut.
 
 use std::ffi::OsStr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::consts::FOPEN_DIRECT_IO;
@@ -20,6 +20,28 @@ const TTL: Duration = Duration::from_secs(60);
 
 pub(crate) struct PowerCutFs {
     pub(crate) model: Arc<Mutex<Model>>,
+    pub(crate) hang: Arc<Hang>,
+}
+
+/// Makes file syncs hang (a device that stops answering) until released.
+#[derive(Default)]
+pub(crate) struct Hang {
+    hung: Mutex<bool>,
+    released: Condvar,
+}
+
+impl Hang {
+    pub(crate) fn set(&self, hung: bool) {
+        *self.hung.lock().expect("hang lock") = hung;
+        self.released.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut hung = self.hung.lock().expect("hang lock");
+        while *hung {
+            hung = self.released.wait(hung).expect("hang lock");
+        }
+    }
 }
 
 impl PowerCutFs {
@@ -212,6 +234,8 @@ impl Filesystem for PowerCutFs {
     }
 
     fn fsync(&mut self, _req: &Request<'_>, ino: u64, _fh: u64, _datasync: bool, reply: ReplyEmpty) {
+        // The whole filesystem waits, as every request behind a hung device's queue does.
+        self.hang.wait();
         empty(reply, self.model().sync_file(ino));
     }
 
@@ -235,9 +259,10 @@ impl Filesystem for PowerCutFs {
     }
 
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        // Plenty of room: disk-space checks in the program under test must not trip.
-        let blocks = 1 << 30;
-        reply.statfs(blocks, blocks, blocks, 1 << 20, 1 << 20, 4096, 255, 4096);
+        // Plenty of room unless the test set a capacity.
+        let (total, free) = self.model().space();
+        let (blocks, free) = (total / 4096, free / 4096);
+        reply.statfs(blocks, free, free, 1 << 20, 1 << 20, 4096, 255, 4096);
     }
 
     fn access(&mut self, _req: &Request<'_>, _ino: u64, _mask: i32, reply: ReplyEmpty) {

@@ -2,13 +2,23 @@
 //!
 //! Every change lands in the current layer. `fsync`/`fdatasync` of a file copies that file's
 //! changed pages and its length to the durable layer; `fsync` of a directory copies its entries
-//! (new names, removed names, renames into and out of it). A power cut replaces the current layer
-//! with the durable one and forgets every inode no durable directory entry reaches. This is the
-//! strictest reading of POSIX: a new file is only there after a cut if its directory was synced,
-//! and data written but not synced is gone, even if the program closed the file.
+//! (new names, removed names, renames into and out of it). What a power cut leaves is chosen in
+//! [`crash`]: the strictest reading of POSIX ([`Model::cut`]: exactly the durable layer), or any
+//! state a real disk may leave ([`Model::cut_with`]: some of the unsynced pages, a length between
+//! the synced and the written one, zeros under a grown size, a prefix of each directory's unsynced
+//! operations). Injected failures and a capacity are in [`faults`].
+//!
+//! Every mutating operation is numbered ([`Model::ops`]); a crash may be armed for a given
+//! operation ([`Model::arm_crash`]), so a test can cut the power at each step of a program.
+
+mod crash;
+mod faults;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{OsStr, OsString};
+
+pub use crash::{Chooser, Granularity};
+pub use faults::{Fault, Op};
 
 /// Inode number of the root directory (FUSE's fixed root id).
 pub const ROOT: u64 = 1;
@@ -25,26 +35,36 @@ pub enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Errno(pub i32);
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct File {
     current: Vec<u8>,
     durable: Vec<u8>,
     dirty: BTreeSet<u64>,
 }
 
-#[derive(Debug, Default)]
+/// One change to a directory's entries since its last sync, in the order made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DirOp {
+    Insert(OsString, u64),
+    Remove(OsString),
+    /// A rename inside this directory: atomic, replacing what `to` named.
+    Rename { from: OsString, to: OsString, ino: u64 },
+}
+
+#[derive(Debug, Default, Clone)]
 struct Dir {
     current: BTreeMap<OsString, u64>,
     durable: BTreeMap<OsString, u64>,
+    unsynced: Vec<DirOp>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Body {
     File(File),
     Dir(Dir),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Node {
     body: Body,
     mode: u16,
@@ -70,16 +90,30 @@ pub struct CutReport {
     pub inodes_forgotten: usize,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Model {
     nodes: HashMap<u64, Node>,
     next_ino: u64,
+    /// Mutating operations so far.
+    ops: u64,
+    /// A crash armed for an operation: before that operation runs, the state a cut would leave is
+    /// kept in `crashed`.
+    armed: Option<(u64, Chooser)>,
+    crashed: Option<Box<Model>>,
+    faults: faults::Faults,
 }
 
 impl Default for Model {
     fn default() -> Self {
         let root = Node { body: Body::Dir(Dir::default()), mode: 0o755 };
-        Model { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1 }
+        Model {
+            nodes: HashMap::from([(ROOT, root)]),
+            next_ino: ROOT + 1,
+            ops: 0,
+            armed: None,
+            crashed: None,
+            faults: faults::Faults::default(),
+        }
     }
 }
 
@@ -112,6 +146,7 @@ impl Model {
     }
 
     pub fn create(&mut self, parent: u64, name: &OsStr, kind: Kind, mode: u16) -> Result<Stat, Errno> {
+        self.step(Op::Create, Some(name))?;
         if self.dir(parent)?.current.contains_key(name) {
             return Err(EEXIST);
         }
@@ -122,7 +157,9 @@ impl Model {
             Kind::Dir => Body::Dir(Dir::default()),
         };
         self.nodes.insert(ino, Node { body, mode });
-        self.dir_mut(parent)?.current.insert(name.to_owned(), ino);
+        let dir = self.dir_mut(parent)?;
+        dir.current.insert(name.to_owned(), ino);
+        dir.unsynced.push(DirOp::Insert(name.to_owned(), ino));
         self.stat(ino)
     }
 
@@ -139,8 +176,12 @@ impl Model {
     }
 
     pub fn write(&mut self, ino: u64, offset: u64, bytes: &[u8]) -> Result<(), Errno> {
-        let file = self.file_mut(ino)?;
+        let name = self.name_of(ino);
+        self.step(Op::Write, name.as_deref())?;
         let end = offset as usize + bytes.len();
+        let grows = end.saturating_sub(self.file(ino)?.current.len()) as u64;
+        self.faults.check_room(self.used_bytes(), grows)?;
+        let file = self.file_mut(ino)?;
         if file.current.len() < end {
             file.current.resize(end, 0);
         }
@@ -150,6 +191,10 @@ impl Model {
     }
 
     pub fn set_len(&mut self, ino: u64, len: u64) -> Result<(), Errno> {
+        let name = self.name_of(ino);
+        self.step(Op::Truncate, name.as_deref())?;
+        let grows = len.saturating_sub(self.file(ino)?.current.len() as u64);
+        self.faults.check_room(self.used_bytes(), grows)?;
         let file = self.file_mut(ino)?;
         let old = file.current.len() as u64;
         file.current.resize(len as usize, 0);
@@ -157,8 +202,15 @@ impl Model {
         Ok(())
     }
 
-    /// `fsync`/`fdatasync` of a file: its content and length survive a cut from now on.
+    /// `fsync`/`fdatasync` of a file: its content and length survive a cut from now on. An
+    /// injected failure does what Linux does: the changed pages are marked clean without being
+    /// written, so a later sync succeeds and a cut still loses them.
     pub fn sync_file(&mut self, ino: u64) -> Result<(), Errno> {
+        let name = self.name_of(ino);
+        if let Err(errno) = self.step(Op::Fsync, name.as_deref()) {
+            self.file_mut(ino)?.dirty.clear();
+            return Err(errno);
+        }
         let file = self.file_mut(ino)?;
         let len = file.current.len();
         file.durable.resize(len, 0);
@@ -172,31 +224,35 @@ impl Model {
 
     /// `fsync` of a directory: its entries survive a cut from now on.
     pub fn sync_dir(&mut self, ino: u64) -> Result<(), Errno> {
+        let name = self.name_of(ino);
+        self.step(Op::FsyncDir, name.as_deref())?;
         let dir = self.dir_mut(ino)?;
         dir.durable = dir.current.clone();
+        dir.unsynced.clear();
         Ok(())
     }
 
     pub fn unlink(&mut self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        self.step(Op::Unlink, Some(name))?;
         let target = self.lookup(parent, name)?;
         if target.kind == Kind::Dir {
             return Err(EISDIR);
         }
-        self.dir_mut(parent)?.current.remove(name);
-        Ok(())
+        self.remove_entry(parent, name)
     }
 
     pub fn rmdir(&mut self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        self.step(Op::Unlink, Some(name))?;
         let target = self.lookup(parent, name)?;
         if !self.dir(target.ino)?.current.is_empty() {
             return Err(ENOTEMPTY);
         }
-        self.dir_mut(parent)?.current.remove(name);
-        Ok(())
+        self.remove_entry(parent, name)
     }
 
     /// `rename(2)` without flags: replaces a file (or an empty directory) of the new name.
     pub fn rename(&mut self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr) -> Result<(), Errno> {
+        self.step(Op::Rename, Some(name))?;
         let moving = self.lookup(parent, name)?;
         self.dir(new_parent)?;
         if let Ok(existing) = self.lookup(new_parent, new_name) {
@@ -213,36 +269,99 @@ impl Model {
         if moving.kind == Kind::Dir && self.is_within(new_parent, moving.ino) {
             return Err(EINVAL);
         }
-        self.dir_mut(parent)?.current.remove(name);
-        self.dir_mut(new_parent)?.current.insert(new_name.to_owned(), moving.ino);
+        if parent == new_parent {
+            let dir = self.dir_mut(parent)?;
+            dir.current.remove(name);
+            dir.current.insert(new_name.to_owned(), moving.ino);
+            dir.unsynced.push(DirOp::Rename { from: name.to_owned(), to: new_name.to_owned(), ino: moving.ino });
+            return Ok(());
+        }
+        self.remove_entry(parent, name)?;
+        let to = self.dir_mut(new_parent)?;
+        to.current.insert(new_name.to_owned(), moving.ino);
+        to.unsynced.push(DirOp::Insert(new_name.to_owned(), moving.ino));
         Ok(())
     }
 
-    /// The power cut: every unsynced change is gone.
-    pub fn cut(&mut self) -> CutReport {
-        let mut report = CutReport::default();
-        for node in self.nodes.values_mut() {
-            match &mut node.body {
-                Body::File(f) => {
-                    if f.current != f.durable {
-                        report.files_reverted += 1;
-                        f.current = f.durable.clone();
-                    }
-                    f.dirty.clear();
-                }
-                Body::Dir(d) => {
-                    if d.current != d.durable {
-                        report.dirs_reverted += 1;
-                        d.current = d.durable.clone();
-                    }
-                }
-            }
+    /// Mutating operations so far (the number the next one gets).
+    pub fn ops(&self) -> u64 {
+        self.ops
+    }
+
+    /// Arms a crash: just before operation `op` runs (see [`Model::ops`]), the state a power cut
+    /// would leave, chosen by `chooser`, is kept (see [`Model::take_crashed`]). An operation
+    /// already past keeps the state now.
+    pub fn arm_crash(&mut self, op: u64, chooser: Chooser) {
+        self.crashed = None;
+        self.armed = Some((op, chooser));
+        if op <= self.ops {
+            self.crash_now();
         }
-        let reachable = self.reachable();
-        let before = self.nodes.len();
-        self.nodes.retain(|ino, _| reachable.contains(ino));
-        report.inodes_forgotten = before - self.nodes.len();
-        report
+    }
+
+    /// The state kept by an armed crash, if its operation came.
+    pub fn take_crashed(&mut self) -> Option<Model> {
+        self.armed = None;
+        self.crashed.take().map(|m| *m)
+    }
+
+    /// Fails matching operations from now on (see [`Fault`]).
+    pub fn inject(&mut self, fault: Fault) {
+        self.faults.inject(fault);
+    }
+
+    /// Removes every injected failure.
+    pub fn clear_faults(&mut self) {
+        self.faults.clear();
+    }
+
+    /// Limits the bytes files may hold (`None`: unlimited); writes past it fail with `ENOSPC`.
+    pub fn set_capacity(&mut self, bytes: Option<u64>) {
+        self.faults.capacity = bytes;
+    }
+
+    /// Total and free bytes, for `statfs`.
+    pub fn space(&self) -> (u64, u64) {
+        let total = self.faults.capacity.unwrap_or(1 << 42);
+        (total, total.saturating_sub(self.used_bytes()))
+    }
+
+    /// Bytes of every file's current content.
+    fn used_bytes(&self) -> u64 {
+        self.nodes.values().map(|n| if let Body::File(f) = &n.body { f.current.len() as u64 } else { 0 }).sum()
+    }
+
+    /// Numbers a mutating operation, keeps the armed crash state before it, and fails it if an
+    /// injected fault matches.
+    fn step(&mut self, op: Op, name: Option<&OsStr>) -> Result<(), Errno> {
+        if self.armed.as_ref().is_some_and(|(at, _)| *at == self.ops) && self.crashed.is_none() {
+            self.crash_now();
+        }
+        self.ops += 1;
+        self.faults.check(op, name)
+    }
+
+    fn crash_now(&mut self) {
+        let Some((_, chooser)) = &mut self.armed else { return };
+        let mut chooser = chooser.clone();
+        let mut copy = Model { armed: None, crashed: None, faults: faults::Faults::default(), ..self.clone() };
+        copy.cut_with(&mut chooser);
+        self.crashed = Some(Box::new(copy));
+    }
+
+    fn remove_entry(&mut self, parent: u64, name: &OsStr) -> Result<(), Errno> {
+        let dir = self.dir_mut(parent)?;
+        dir.current.remove(name);
+        dir.unsynced.push(DirOp::Remove(name.to_owned()));
+        Ok(())
+    }
+
+    /// A name of `ino` (for matching faults), if a directory holds one.
+    fn name_of(&self, ino: u64) -> Option<OsString> {
+        self.nodes.values().find_map(|node| match &node.body {
+            Body::Dir(d) => d.current.iter().find(|(_, i)| **i == ino).map(|(n, _)| n.clone()),
+            Body::File(_) => None,
+        })
     }
 
     fn reachable(&self) -> BTreeSet<u64> {
