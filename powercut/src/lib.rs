@@ -122,6 +122,11 @@ impl PowerCut {
         total - free
     }
 
+    /// Bytes files may still grow by (see [`PowerCut::set_capacity`]).
+    pub fn space_free(&self) -> u64 {
+        self.model().space().1
+    }
+
     /// While `true`, every file sync waits (and the whole filesystem behind it), as on a device
     /// that stopped answering.
     pub fn hang_syncs(&self, hung: bool) {

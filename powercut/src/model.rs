@@ -326,9 +326,15 @@ impl Model {
         (total, total.saturating_sub(self.used_bytes()))
     }
 
-    /// Bytes of every file's current content.
+    /// Bytes of the current content of every file a name reaches (an unlinked file gives its
+    /// space back at once: open handles are not modelled).
     fn used_bytes(&self) -> u64 {
-        self.nodes.values().map(|n| if let Body::File(f) = &n.body { f.current.len() as u64 } else { 0 }).sum()
+        let reachable = self.reachable();
+        let file_bytes = |(ino, n): (&u64, &Node)| match &n.body {
+            Body::File(f) if reachable.contains(ino) => f.current.len() as u64,
+            _ => 0,
+        };
+        self.nodes.iter().map(file_bytes).sum()
     }
 
     /// Numbers a mutating operation, keeps the armed crash state before it, and fails it if an

@@ -274,3 +274,99 @@ fn a_journal_written_by_the_sled_format_is_refused_with_what_to_do() {
     assert!(text.contains("earlier wharf (sled format"), "{text}");
     assert!(text.contains("empty --journalDir"), "{text}");
 }
+
+#[test]
+fn a_moved_first_segment_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let first = segments(dir.path()).remove(0);
+    std::fs::rename(&first, dir.path().join("aside")).unwrap();
+    let text = refused_or_complete(dir.path());
+    assert!(text.contains(&first.display().to_string()), "the error must name the missing segment: {text}");
+    assert!(text.contains("missing"), "{text}");
+}
+
+#[test]
+fn a_moved_mark_file_is_refused_with_or_without_the_last_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let mark = dir.path().join("wharf-durable-seq");
+    std::fs::rename(&mark, dir.path().join("mark-aside")).unwrap();
+    let text = refused_or_complete(dir.path());
+    assert!(text.contains("wharf-durable-seq") && text.contains("missing"), "{text}");
+    let last = segments(dir.path()).pop().unwrap();
+    std::fs::rename(&last, dir.path().join("aside")).unwrap();
+    let text = refused_or_complete(dir.path());
+    assert!(text.contains("wharf-durable-seq") && text.contains("missing"), "{text}");
+}
+
+#[test]
+fn a_damaged_mark_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let mark = dir.path().join("wharf-durable-seq");
+    let pristine = std::fs::read(&mark).unwrap();
+    for at in [0, 5, pristine.len() / 2, pristine.len() - 1] {
+        let mut damaged = pristine.clone();
+        damaged[at] ^= 0x40;
+        std::fs::write(&mark, &damaged).unwrap();
+        // One copy of the mark may be damaged (the other is the previous value); never both
+        // silently.
+        let text = refused_or_complete(dir.path());
+        if text != "complete" {
+            assert!(text.contains("wharf-durable-seq"), "{text}");
+        }
+        std::fs::write(&mark, &pristine).unwrap();
+    }
+    std::fs::write(&mark, vec![0x55; pristine.len()]).unwrap();
+    let text = refused_or_complete(dir.path());
+    assert!(text.contains("wharf-durable-seq"), "{text}");
+}
+
+/// A last segment whose magic is unreadable is never deleted at open, whatever the mark says.
+#[test]
+fn a_last_segment_with_a_damaged_magic_is_never_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path());
+    let last = segments(dir.path()).pop().unwrap();
+    let first_seq: u64 = last.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    // The mark of an earlier wharf (format 1) that lags behind the last segment's records.
+    let mut old_mark = b"WHWM".to_vec();
+    old_mark.extend_from_slice(&1u32.to_be_bytes());
+    old_mark.extend_from_slice(&(first_seq - 1).to_be_bytes());
+    std::fs::write(dir.path().join("wharf-durable-seq"), &old_mark).unwrap();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&last, &bytes).unwrap();
+    let _ = Journal::open(&config(dir.path())).map(|j| j.verified());
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with(last.file_name().unwrap().to_str().unwrap()))
+        .filter(|p| !p.to_str().unwrap().ends_with(".sum"))
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(kept, vec![bytes], "the damaged segment must stay on disk, as it is or set aside");
+}
+
+#[test]
+fn an_empty_first_segment_without_a_mark_opens_as_a_new_journal() {
+    // What an earlier wharf left when the power went while it created the very first segment.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000001.wal"), b"").unwrap();
+    let journal = Journal::open(&config(dir.path())).expect("nothing was ever acknowledged");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(journal.resolve_durable(&partition(), Hlc::new(5, 0))).unwrap();
+    drop(journal);
+    let journal = Journal::open(&config(dir.path())).unwrap();
+    assert_eq!(journal.resolved(&partition()), Some(Hlc::new(5, 0)));
+}
+
+#[test]
+fn a_segment_numbered_zero_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("00000000000000000000.wal"), b"WHARFJ1\n").unwrap();
+    let opened = std::panic::catch_unwind(|| Journal::open(&config(dir.path())).map(|_| ()));
+    let text = opened.expect("no panic").expect_err("refused").to_string();
+    assert!(text.contains("00000000000000000000.wal"), "{text}");
+}

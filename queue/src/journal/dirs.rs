@@ -1,4 +1,4 @@
-//! Creating the journal directory so that it survives a power cut.
+//! The journal directory: created so that it survives a power cut, and its free space.
 
 use std::fs::File;
 use std::path::Path;
@@ -26,6 +26,17 @@ pub(super) fn create_durably(dir: &Path) -> std::io::Result<()> {
         File::open(parent)?.sync_all()?;
     }
     Ok(())
+}
+
+/// Bytes available to unprivileged writers on the file system holding `dir`.
+pub(super) fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `statvfs` is plain integers, for which all-zero bytes are a valid value.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a NUL-terminated string and `stat` a properly sized, writable struct.
+    let result = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
+    (result == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 #[cfg(test)]

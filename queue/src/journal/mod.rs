@@ -14,8 +14,9 @@
 //! (checksums, consecutive sequence numbers) are checked in the background ([`verify`]); rows are
 //! read only from segments that passed.
 
+mod bounds;
 mod dirs;
-mod high_water;
+mod group;
 mod index;
 mod merge;
 mod recover;
@@ -28,7 +29,6 @@ mod writer;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -37,7 +37,6 @@ use tokio::sync::watch;
 
 use crate::hlc::Hlc;
 use crate::record::{self, Partition, RecordError, RowRef, RowSource};
-use high_water::HighWater;
 use index::{Index, RunShape};
 pub use window::{Chunk, ChunkLimits, WindowCursor};
 pub use writer::Poisoned;
@@ -52,6 +51,10 @@ pub const DEFAULT_DISK_RESERVE: u64 = 1 << 30;
 /// Size at which a segment file is closed and the next one started: small enough that applied
 /// rows give their disk space back soon, large enough that files stay few.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
+/// How long a write or sync may take before health reports the journal stalled: far above any
+/// sync of a working disk, short enough that an operator hears of a hung device within a probe
+/// or two.
+pub const DEFAULT_SYNC_STALL: std::time::Duration = std::time::Duration::from_secs(10);
 /// How stale the cached free disk space may be when the budget is checked.
 const SIZE_REFRESH: std::time::Duration = std::time::Duration::from_millis(250);
 /// Held (with `flock`) while a process has the journal open.
@@ -64,6 +67,8 @@ pub struct JournalConfig {
     pub disk_reserve: u64,
     /// A segment file is closed once it holds this many bytes.
     pub segment_bytes: u64,
+    /// Health reports a stall while a write or sync has not returned for this long.
+    pub sync_stall: std::time::Duration,
 }
 
 impl JournalConfig {
@@ -73,6 +78,7 @@ impl JournalConfig {
             byte_budget: DEFAULT_BYTE_BUDGET,
             disk_reserve: DEFAULT_DISK_RESERVE,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            sync_stall: DEFAULT_SYNC_STALL,
         }
     }
 }
@@ -93,7 +99,7 @@ pub enum OpenError {
     Corrupt { dir: PathBuf, detail: String },
     #[error(
         "journal at {dir} is missing acknowledged records: records up to {durable} were acknowledged as durable (recorded in {dir}/{}), but its segments hold only up to {found}; a segment was truncated, damaged or deleted. {DAMAGED_ADVICE}",
-        high_water::FILE_NAME
+        bounds::FILE_NAME
     )]
     Missing { dir: PathBuf, durable: u64, found: u64 },
     /// A closed segment failed its background check (see [`Journal::verified`]); the text names
@@ -115,6 +121,11 @@ pub enum AppendError {
         "the journal's disk has {free} bytes free, under the {reserve}-byte reserve; free disk space or move the journal"
     )]
     DiskLow { free: u64, reserve: u64 },
+    /// More than one record may hold; the same request can never be journaled (413).
+    #[error(
+        "the request's rows take {bytes} bytes in the journal, more than one record may hold ({limit} bytes); send smaller batches (webhook_sink_config Flush.Bytes) or lower --bodyLimit"
+    )]
+    TooLarge { bytes: u64, limit: u64 },
     #[error(transparent)]
     Poisoned(#[from] Poisoned),
     #[error("{0}")]
@@ -224,10 +235,10 @@ struct Inner {
     writer: Writer,
     budget: u64,
     disk_reserve: u64,
+    sync_stall: std::time::Duration,
     dir: PathBuf,
-    /// Free bytes on the journal's file system, refreshed at most every [`SIZE_REFRESH`].
-    free: AtomicU64,
-    free_checked: Mutex<Option<Instant>>,
+    /// Free bytes on the journal's file system, read at most every [`SIZE_REFRESH`].
+    free: Mutex<FreeSpace>,
     /// Rows acknowledged and dropped per partition because they were at or below its applied
     /// checkpoint (since this process started).
     dropped: Mutex<HashMap<Partition, u64>>,
@@ -243,8 +254,7 @@ impl Journal {
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
         dirs::create_durably(dir).map_err(io_err)?;
         let lock = lock(dir)?;
-        let durable = high_water::read(dir).map_err(|detail| OpenError::Corrupt { dir: dir.clone(), detail })?;
-        let recovered = recover::recover(dir, durable)?;
+        let (recovered, bounds) = recover::recover(dir)?;
         let shared = Arc::new(Shared {
             index: Mutex::new(recovered.index),
             changes: watch::channel(0).0,
@@ -254,16 +264,17 @@ impl Journal {
         let described = dir.clone();
         let describe = move |detail| OpenError::Corrupt { dir: described.clone(), detail }.to_string();
         let verifier = verify::Verifier::start(shared.clone(), recovered.checks, describe).map_err(io_err)?;
-        let found = recovered.next_seq - 1;
-        let high_water = HighWater::start(dir, durable.max(found), shared.clone()).map_err(io_err)?;
         let writer = Writer::start(writer::Context {
             dir: dir.clone(),
             shared: shared.clone(),
-            high_water,
+            bounds,
             active: recovered.active,
             next_seq: recovered.next_seq,
             disk_bytes: recovered.disk_bytes,
             segment_bytes: config.segment_bytes,
+            disk_reserve: config.disk_reserve,
+            rotate_first: recovered.repaired,
+            rotation_postponed: false,
         })
         .map_err(io_err)?;
         let inner = Inner {
@@ -272,9 +283,9 @@ impl Journal {
             writer,
             budget: config.byte_budget,
             disk_reserve: config.disk_reserve,
+            sync_stall: config.sync_stall,
             dir: dir.clone(),
-            free: AtomicU64::new(free_bytes(dir).unwrap_or(u64::MAX)),
-            free_checked: Mutex::new(None),
+            free: Mutex::new(FreeSpace { read_at: None, free: u64::MAX, used_then: 0 }),
             dropped: Mutex::new(HashMap::new()),
             _lock: lock,
         };
@@ -307,6 +318,9 @@ impl Journal {
         fresh.reverse();
         let Some(shape) = RunShape::of(&fresh) else { return Ok(outcome) };
         let payload = record::encode_log_rows(partition, &fresh);
+        if payload.len() > segment::MAX_PAYLOAD as usize {
+            return Err(AppendError::TooLarge { bytes: payload.len() as u64, limit: segment::MAX_PAYLOAD.into() });
+        }
         let ticket = self.inner.writer.enqueue(Item::Rows { partition: partition.clone(), payload, shape })?;
         self.inner.writer.wait(ticket).await?;
         Ok(outcome)
@@ -316,6 +330,7 @@ impl Journal {
     /// becomes visible to appliers with the rows journaled before it.
     pub async fn resolve_durable(&self, partition: &Partition, hlc: Hlc) -> Result<Resolved, AppendError> {
         self.refuse_if_damaged()?;
+        self.check_bookkeeping_room()?;
         let floor = self.applied(partition).unwrap_or(Hlc::ZERO).max(self.resolved(partition).unwrap_or(Hlc::ZERO));
         let item = Item::Resolved { partition: partition.clone(), hlc };
         let outcome = self.inner.writer.enqueue_unless(item, |queue| {
@@ -413,20 +428,34 @@ impl Journal {
         self.inner.shared.index().partitions.get(partition).map_or(0, |p| p.epoch)
     }
 
-    /// Stores the newest lease epoch issued for `partition` (written with the next group).
+    /// Stores the newest lease epoch issued for `partition` (written with the next group, unless
+    /// the disk is under half its reserve: the target still refuses a reused epoch).
     pub fn set_lease_epoch(&self, partition: &Partition, epoch: u64) -> Result<(), ReadError> {
         self.inner.shared.index().raise_epoch(partition, epoch);
-        self.inner.writer.enqueue(Item::Epoch { partition: partition.clone(), epoch })?;
+        if self.check_bookkeeping_room().is_ok() {
+            self.inner.writer.enqueue(Item::Epoch { partition: partition.clone(), epoch })?;
+        }
         Ok(())
     }
 
     /// Records that everything up to `checkpoint` is committed on the target; the rows it covers
-    /// are forgotten at once and their segments deleted once nothing else in them is waiting. Not
-    /// synced: if the process dies first, the rows come back and are skipped, because windows
-    /// start after the target's own checkpoint.
+    /// are forgotten at once and their segments deleted once nothing else in them is waiting.
+    /// Never past the partition's resolved timestamp: rows above it cannot have been applied,
+    /// whoever says so. Not synced: if the process dies first, the rows come back and are
+    /// skipped, because windows start after the target's own checkpoint.
     pub fn mark_applied(&self, partition: &Partition, checkpoint: Hlc) -> Result<(), ReadError> {
-        if self.inner.shared.index().raise_applied(partition, checkpoint) {
-            self.inner.writer.enqueue(Item::Applied { partition: partition.clone(), hlc: checkpoint })?;
+        let raised = {
+            let mut index = self.inner.shared.index();
+            let resolved = index.partitions.get(partition).and_then(|p| p.resolved);
+            let Some(resolved) = resolved else { return Ok(()) };
+            let applied = checkpoint.min(resolved);
+            index.raise_applied(partition, applied).then_some(applied)
+        };
+        let Some(applied) = raised else { return Ok(()) };
+        if self.check_bookkeeping_room().is_ok() {
+            self.inner.writer.enqueue(Item::Applied { partition: partition.clone(), hlc: applied })?;
+        } else {
+            self.inner.writer.compact();
         }
         Ok(())
     }
@@ -442,12 +471,20 @@ impl Journal {
     }
 
     /// `Err` with the reason when the journal cannot make progress: a failed write or sync
-    /// (fatal) or a dead thread (fatal).
+    /// (fatal), a dead thread (fatal), a write or sync that has not returned for
+    /// [`JournalConfig::sync_stall`] or a full disk (stalled: it goes on by itself when the disk
+    /// does).
     pub fn health(&self) -> Result<(), Fault> {
         if self.inner.writer.is_poisoned() {
             return Err(Fault::Fatal(
                 "journal sync failed; the journal is read-only until the process restarts".into(),
             ));
+        }
+        if let Some(busy) = self.inner.writer.busy_for().filter(|b| *b >= self.inner.sync_stall) {
+            return Err(Fault::Stalled(format!(
+                "a journal write or fsync has not returned for {:.1} s (a hung or failing disk?); nothing is acknowledged until it does",
+                busy.as_secs_f64()
+            )));
         }
         match self.inner.shared.fault.lock().expect("fault lock").clone() {
             Some(fault) => Err(fault),
@@ -464,8 +501,7 @@ impl Journal {
     /// deadlock). Resolved timestamps themselves are never refused for the budget.
     fn check_budget(&self, partition: &Partition, incoming: u64) -> Result<(), AppendError> {
         self.refuse_if_damaged()?;
-        self.refresh_free();
-        let free = self.inner.free.load(Ordering::Relaxed);
+        let free = self.free_bytes();
         if free < self.inner.disk_reserve.saturating_add(incoming) {
             return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
         }
@@ -485,28 +521,54 @@ impl Journal {
         Ok(())
     }
 
-    /// Refuses appends once the journal is poisoned or a segment failed its check.
+    /// Refuses appends once the journal is poisoned, a segment failed its check or a journal
+    /// thread failed.
     fn refuse_if_damaged(&self) -> Result<(), AppendError> {
         if self.inner.writer.is_poisoned() {
             return Err(Poisoned.into());
         }
-        match self.inner.shared.verification.failure() {
-            Some(reason) => Err(AppendError::Damaged(reason)),
-            None => Ok(()),
+        if let Some(reason) = self.inner.shared.verification.failure() {
+            return Err(AppendError::Damaged(reason));
+        }
+        match self.inner.shared.fault.lock().expect("fault lock").as_ref() {
+            Some(Fault::Fatal(reason)) => Err(AppendError::Damaged(reason.clone())),
+            _ => Ok(()),
         }
     }
 
-    /// Re-reads the free disk space at most every [`SIZE_REFRESH`].
-    fn refresh_free(&self) {
-        let mut checked = self.inner.free_checked.lock().expect("free space lock");
-        if checked.is_some_and(|at| at.elapsed() <= SIZE_REFRESH) {
-            return;
+    /// Bookkeeping (resolved timestamps, applied marks, epochs) may use the lower half of the
+    /// disk reserve, which rows may not: the feed's resolved timestamps keep the appliers going,
+    /// and their deletions give space back, while rows wait.
+    fn check_bookkeeping_room(&self) -> Result<(), AppendError> {
+        let free = self.free_bytes();
+        if free < self.inner.disk_reserve / 2 {
+            return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
         }
-        *checked = Some(Instant::now());
-        if let Some(free) = free_bytes(&self.inner.dir) {
-            self.inner.free.store(free, Ordering::Relaxed);
-        }
+        Ok(())
     }
+
+    /// Free bytes on the journal's disk: read at most every [`SIZE_REFRESH`], less what the
+    /// journal wrote or queued since.
+    fn free_bytes(&self) -> u64 {
+        let used = self.inner.writer.used_bytes();
+        let mut space = self.inner.free.lock().expect("free space lock");
+        if space.read_at.is_none_or(|at| at.elapsed() > SIZE_REFRESH) {
+            *space = FreeSpace {
+                read_at: Some(Instant::now()),
+                free: dirs::free_bytes(&self.inner.dir).unwrap_or(u64::MAX),
+                used_then: used,
+            };
+        }
+        space.free.saturating_sub(used.saturating_sub(space.used_then))
+    }
+}
+
+/// The last reading of the journal's free disk space.
+struct FreeSpace {
+    read_at: Option<Instant>,
+    free: u64,
+    /// The journal's bytes (on disk and queued) at that reading.
+    used_then: u64,
 }
 
 /// Takes the journal's lock file, refusing a journal another process has open.
@@ -525,17 +587,6 @@ fn lock(dir: &std::path::Path) -> Result<File, OpenError> {
         return Err(OpenError::Locked { dir: dir.to_owned() });
     }
     Ok(file)
-}
-
-/// Bytes available to unprivileged writers on the file system holding `dir`.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: `statvfs` is plain integers, for which all-zero bytes are a valid value.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a NUL-terminated string and `stat` a properly sized, writable struct.
-    let result = unsafe { libc::statvfs(path.as_ptr(), &mut stat) };
-    (result == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 #[cfg(test)]

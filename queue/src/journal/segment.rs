@@ -21,7 +21,7 @@ use std::path::Path;
 pub(super) const MAGIC: &[u8; 8] = b"WHARFJ1\n";
 pub(super) const FRAME_HEADER: u64 = 16;
 /// Larger payloads are treated as damage: no request body comes near it.
-const MAX_PAYLOAD: u32 = 1 << 30;
+pub(super) const MAX_PAYLOAD: u32 = 1 << 30;
 const EXTENSION: &str = ".wal";
 
 pub(super) fn file_name(first_seq: u64) -> String {
