@@ -12,6 +12,8 @@ use crate::tls::{CertSource, TlsSettings};
 /// CockroachDB batches up to `webhook_sink_config.Flush.Bytes`; MOLT docs use 1 MiB. 64 MiB leaves
 /// room for large initial scans while bounding the memory one request can take.
 pub const DEFAULT_BODY_LIMIT: u64 = 64 << 20;
+/// The journal refuses records over 1 GiB, so a larger body could never be journaled.
+pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 /// Time allowed to finish in-flight requests on SIGTERM before the process exits anyway.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -146,7 +148,7 @@ pub enum ConfigError {
     TlsBoth,
     #[error("--tlsClientCA needs TLS: add --tlsCertificate and --tlsPrivateKey (or --tlsSelfSigned)")]
     ClientCaWithoutTls,
-    #[error("--bodyLimit must be at least 1 byte")]
+    #[error("--bodyLimit must be between 1 byte and 1GiB (the largest record the journal holds)")]
     BodyLimit,
     #[error("--queueAddr {0:?} is not HOST:PORT or :PORT")]
     QueueAddr(String),
@@ -182,7 +184,7 @@ impl StartArgs {
         if self.jwt_refresh < Duration::from_secs(1) {
             return Err(ConfigError::JwtRefresh);
         }
-        if self.body_limit == 0 {
+        if self.body_limit == 0 || self.body_limit > MAX_BODY_LIMIT {
             return Err(ConfigError::BodyLimit);
         }
         let queue =
@@ -301,6 +303,13 @@ mod tests {
         let mut argv = vec!["x", "--targetConn", "postgresql://h/db", "--disableAuthentication"];
         argv.extend_from_slice(extra);
         <Cli as clap::Parser>::parse_from(argv).start.validate()
+    }
+
+    #[test]
+    fn a_body_limit_the_journal_cannot_hold_is_refused() {
+        assert_eq!(args(&["--bodyLimit", "1GiB"]).unwrap().body_limit, 1 << 30);
+        assert_eq!(args(&["--bodyLimit", "2GiB"]).err(), Some(ConfigError::BodyLimit));
+        assert_eq!(args(&["--bodyLimit", "0"]).err(), Some(ConfigError::BodyLimit));
     }
 
     #[test]

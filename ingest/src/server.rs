@@ -372,6 +372,9 @@ fn warn_dropped(state: &State, partition: &Partition, journal: &wharf_queue::Jou
 const DROPPED_WARNING_EVERY: Duration = Duration::from_secs(10);
 
 fn journal_failure(state: &State, error: &wharf_queue::AppendError) -> Reply {
+    if let wharf_queue::AppendError::TooLarge { .. } = error {
+        return reply(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string());
+    }
     state.metrics.refused(Refusal::Journal);
     if error.is_transient() {
         tracing::warn!(%error, "journal refused a request");

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use fuser::{BackgroundSession, MountOption};
 
-pub use model::{Chooser, CutReport, Fault, Granularity, Op};
 use model::Model;
+pub use model::{Chooser, CutReport, Fault, Granularity, Op};
 
 /// Why mounting or cutting failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,12 +47,8 @@ pub struct PowerCut {
 impl PowerCut {
     /// Mounts an empty filesystem at `mountpoint` (an existing, empty directory).
     pub fn mount(mountpoint: &Path) -> Result<PowerCut, Error> {
-        let mut cut = PowerCut {
-            model: Arc::default(),
-            hang: Arc::default(),
-            mountpoint: mountpoint.to_owned(),
-            session: None,
-        };
+        let mut cut =
+            PowerCut { model: Arc::default(), hang: Arc::default(), mountpoint: mountpoint.to_owned(), session: None };
         cut.session = Some(cut.start_session()?);
         Ok(cut)
     }

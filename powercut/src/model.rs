@@ -48,7 +48,11 @@ enum DirOp {
     Insert(OsString, u64),
     Remove(OsString),
     /// A rename inside this directory: atomic, replacing what `to` named.
-    Rename { from: OsString, to: OsString, ino: u64 },
+    Rename {
+        from: OsString,
+        to: OsString,
+        ino: u64,
+    },
 }
 
 #[derive(Debug, Default, Clone)]

@@ -224,5 +224,4 @@ fn check_newest(journal: &Journal, acks: &Acks) {
             .max();
         assert!(journal.resolved(&partition).max(Some(applied)) >= newest_resolved.max(Some(Hlc::ZERO)));
     }
-    
 }

@@ -27,7 +27,8 @@ fn read(journal: &Journal, partition: &Partition, after: Hlc, upto: Hlc) -> Vec<
     let mut cursor = WindowCursor::new(after, upto, Vec::new());
     let mut rows = Vec::new();
     loop {
-        let chunk = journal.read_chunk(partition, &mut cursor, ChunkLimits { max_rows: 1000, max_bytes: 1 << 20 }).unwrap();
+        let chunk =
+            journal.read_chunk(partition, &mut cursor, ChunkLimits { max_rows: 1000, max_bytes: 1 << 20 }).unwrap();
         rows.extend(chunk.rows.to_rows());
         if chunk.last {
             return rows;

@@ -68,9 +68,10 @@ impl Faults {
     /// The errno of the first fault that matches, spending one of its times.
     pub fn check(&mut self, op: Op, name: Option<&OsStr>) -> Result<(), Errno> {
         let name = name.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let hit = self.active.iter().position(|f| {
-            f.op == op && f.name_contains.as_ref().is_none_or(|text| name.contains(text.as_str()))
-        });
+        let hit = self
+            .active
+            .iter()
+            .position(|f| f.op == op && f.name_contains.as_ref().is_none_or(|text| name.contains(text.as_str())));
         let Some(at) = hit else { return Ok(()) };
         let errno = self.active[at].errno;
         if let Some(times) = &mut self.active[at].times {

@@ -44,8 +44,13 @@ pub(super) enum Found {
     /// No file: a new journal (or one whose file was moved away).
     Missing,
     /// Version 1: a mark that may lag, no log start.
-    Legacy { durable: u64 },
-    Exact { bounds: Bounds, generation: u64 },
+    Legacy {
+        durable: u64,
+    },
+    Exact {
+        bounds: Bounds,
+        generation: u64,
+    },
 }
 
 /// Reads the file; `Err` with the reason if it is damaged.

@@ -22,7 +22,7 @@ pub(super) fn is_no_space(error: &std::io::Error) -> bool {
 /// Writes `items` as consecutive records, syncs them and raises the durable mark over them;
 /// returns the first one's sequence number and each one's payload offset and length. The
 /// payloads go to the kernel as they are (one vectored write), not copied into a buffer first.
-/// Nothing in `context` moves unless all of it succeeded.
+/// Nothing in `context` moves unless the records are durable.
 pub(super) fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, Vec<(u64, usize)>)> {
     if context.rotate_first || (context.active.len >= context.segment_bytes && room_to_rotate(context)) {
         rotate(context)?;
@@ -47,16 +47,17 @@ pub(super) fn write_group(context: &mut Context, items: &[Item]) -> std::io::Res
     // Covers a power loss after the write: the records are in the page cache only.
     context.active.file.sync_data()?;
     let last = first_seq + items.len() as u64 - 1;
-    context.bounds.write(Bounds { durable: last, ..context.bounds.written() })?;
+    // Durable from here on, acknowledged or not: a failure below must not cut it back.
     context.next_seq = last + 1;
     context.disk_bytes += at - context.active.len;
     context.active.len = at;
+    context.bounds.write(Bounds { durable: last, ..context.bounds.written() })?;
     Ok((first_seq, places))
 }
 
-/// Cuts the segment being written back to its last acknowledged length and syncs it, so what a
-/// failed group left in the page cache is not read back by the next open (best effort: it runs
-/// after a failure).
+/// Cuts the segment being written back to the end of its last durable record and syncs it, so
+/// what a failed group left in the page cache is not read back by the next open (best effort:
+/// it runs after a failure).
 pub(super) fn cut_back(context: &mut Context) {
     let active = &context.active;
     let cut = active.file.set_len(active.len).and_then(|()| active.file.sync_all());
@@ -117,7 +118,11 @@ fn room_to_rotate(context: &mut Context) -> bool {
     let free = dirs::free_bytes(&context.dir).unwrap_or(u64::MAX);
     let room = free >= context.disk_reserve / 2;
     if !room && !context.rotation_postponed {
-        tracing::warn!(free, reserve = context.disk_reserve, "the journal's disk is low: the next segment waits for space");
+        tracing::warn!(
+            free,
+            reserve = context.disk_reserve,
+            "the journal's disk is low: the next segment waits for space"
+        );
     }
     context.rotation_postponed = !room;
     room

@@ -21,8 +21,9 @@
 //!    `mark`, and its marks are copies of records in the segments before it) is renamed aside
 //!    (`*.damaged`), with an error in the log; one no longer than its magic is removed. A file is
 //!    never deleted at recovery otherwise.
-//! 6. The last segment's records are synced before the mark is raised to cover them (they may
-//!    have been in the page cache only, written by a process that crashed before its sync).
+//! 6. The last segment's records and the directory are synced before the mark is raised to cover
+//!    them (they may have been in the page cache only, written by a process that crashed before
+//!    its sync).
 //! 7. After a repair at the end (4 or 5), and after a version-1 bounds file, the next write
 //!    starts a new segment with every partition's marks, so no mark lives only in a segment that
 //!    was cut (or that an earlier version created in place, a crash possibly cutting its marks).
@@ -36,11 +37,11 @@ use std::sync::Arc;
 
 use super::OpenError;
 use super::bounds::{self, Bounds, BoundsFile, Found};
+use super::group::create_segment;
 use super::index::{Index, Run, RunShape, Segment};
 use super::segment::{self, End, Frame};
 use super::summary::{self, Effect, Entry};
 use super::verify::Check;
-use super::group::create_segment;
 use super::writer::Active;
 use crate::record::{self, LogRecord};
 
@@ -87,7 +88,10 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, BoundsFile), OpenError> 
                 "{} is missing: the log starts at record {start} ({} says so), but {}; acknowledged records may be lost with it",
                 dir.join(segment::file_name(start)).display(),
                 dir.join(bounds::FILE_NAME).display(),
-                segments.first().map_or(String::new(), |first| format!("the oldest segment there is {}", segment::file_name(*first)))
+                segments.first().map_or(String::new(), |first| format!(
+                    "the oldest segment there is {}",
+                    segment::file_name(*first)
+                ))
             )));
         }
     }
@@ -113,8 +117,10 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, BoundsFile), OpenError> 
     if found_end < known.mark {
         return Err(OpenError::Missing { dir: dir.to_owned(), durable: known.mark, found: found_end });
     }
-    // Rule 6: records past the mark may be in the page cache only.
+    // Rule 6: records past the mark may be in the page cache only, and the last segment's name
+    // too (a crash between its rename and the directory's sync).
     recovered.active.file.sync_data().map_err(io_err)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)?;
     // Rule 7: an earlier version created segments in place, so the last one's marks may be
     // incomplete; a new segment carries them all before older ones can be deleted.
     recovered.repaired |= known.start.is_none();
@@ -123,7 +129,12 @@ pub(super) fn recover(dir: &Path) -> Result<(Recovered, BoundsFile), OpenError> 
 }
 
 /// Writes the bounds the open established (a new file for a missing or version-1 one).
-fn finish(dir: &Path, found: Found, recovered: Recovered, bounds: Bounds) -> Result<(Recovered, BoundsFile), OpenError> {
+fn finish(
+    dir: &Path,
+    found: Found,
+    recovered: Recovered,
+    bounds: Bounds,
+) -> Result<(Recovered, BoundsFile), OpenError> {
     let io_err = |source| OpenError::Io { dir: dir.to_owned(), source };
     let file = match found {
         Found::Exact { bounds: old, generation } => {

@@ -12,9 +12,9 @@
 //!
 //! **A failed write or sync** (of a segment, of the bounds, of the directory) poisons the journal
 //! for good: after a failed fsync the kernel may have marked the unwritten pages clean, so
-//! retrying could report success for data that is gone. The segment is cut back to the length
-//! last acknowledged before the thread ends (best effort), so a restart does not read records
-//! that were never acknowledged from the page cache.
+//! retrying could report success for data that is gone. The segment is cut back to the end of
+//! its last synced record before the thread ends (best effort), so a restart does not read
+//! records whose sync failed from the page cache.
 //!
 //! **No space** (`ENOSPC`, `EDQUOT` from a write, which comes before any data is lost) is not a
 //! poison: the segment is cut back, health reports the stall, and the same group is tried again
@@ -83,7 +83,7 @@ pub(super) struct Queue {
 pub(super) struct Active {
     pub first_seq: u64,
     pub file: File,
-    /// Its length up to the last record acknowledged.
+    /// Its length up to the end of the last record synced.
     pub len: u64,
     /// Its records so far, for the summary written when it is closed.
     pub summary: summary::Builder,
