@@ -3,20 +3,24 @@
 //!
 //! An append encodes the request's rows as **one** record, sorted by key, and hands it to the
 //! [`writer`] thread, which writes everything queued with one `write` and one `fdatasync` (group
-//! commit) and only then publishes the records in the [`index`] and wakes the appenders. Reads
-//! merge the runs (journaled requests) of a window straight from the segment files ([`window`]).
-//! The index holds a few dozen bytes per request, so memory does not grow with the rows waiting.
-//! A segment is deleted once every row in it is applied, oldest first.
+//! commit), raises the durable mark ([`bounds`]) over it, and only then publishes the records in
+//! the [`index`] and wakes the appenders. Reads merge the runs (journaled requests) of a window
+//! straight from the segment files ([`window`]). The index holds about 150–200 bytes per
+//! journaled request and nothing per row, so memory does not grow with the rows waiting (it does
+//! with the requests: the byte budget does not bound it). A segment is deleted once every row in
+//! it is applied, oldest first, after the log start has moved past it.
 //!
-//! Opening rebuilds the index ([`recover`]) from each closed segment's [`summary`] and from the
-//! records of the segment being written, and checks that at least as many records are there as
-//! were acknowledged (the high-water mark, kept in a file of its own). The closed segments' records
-//! (checksums, consecutive sequence numbers) are checked in the background ([`verify`]); rows are
-//! read only from segments that passed.
+//! Opening ([`recover`], whose rules are listed there) rebuilds the index from each closed
+//! segment's [`summary`] and from the records of the segment being written, and checks them
+//! against the bounds: the log's first segment must be there, and every record up to the durable
+//! mark. The closed segments' records (checksums, consecutive sequence numbers) are checked in the
+//! background ([`verify`]); rows are read only from segments that passed.
 
 mod bounds;
 mod dirs;
 mod group;
+#[doc(hidden)]
+pub mod image;
 mod index;
 mod merge;
 mod recover;
