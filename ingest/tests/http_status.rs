@@ -156,14 +156,20 @@ fn over_budget_only_resolved_work_gets_503_so_a_scan_larger_than_the_budget_comp
 }
 
 #[test]
-fn below_the_disk_reserve_every_append_gets_503_and_nothing_is_journaled() {
+fn below_the_disk_reserve_rows_and_resolved_timestamps_get_503_and_nothing_is_journaled() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &["--diskReserve", "1000000000000000000"]);
     let response = raw_response(ingest.port, ROW.as_bytes());
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
     assert!(response.contains("under the 1000000000000000000-byte reserve"), "{response}");
-    // Nothing was journaled: a resolved timestamp applies no row.
+    // Under half the reserve, resolved timestamps wait too.
+    let (status, text) = ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("reserve"), "{text}");
+    drop(ingest);
+    // Nothing was journaled: with room again, a resolved timestamp applies no row.
+    let ingest = Ingest::start(&target.url(), journal.path(), &[]);
     assert_eq!(ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#).0, 200);
     common::wait_for("checkpoint", std::time::Duration::from_secs(30), || {
         target.checkpoint().as_deref() == Some("1732615300000000000.0000000000")
