@@ -1,6 +1,6 @@
 //! The file work of one group commit (see [`super::writer`] for the order): closing a full
-//! segment and creating the next atomically, writing and syncing the records, raising the durable
-//! mark, publishing, and deleting applied segments after the log start has moved past them.
+//! segment and creating the next atomically, writing and syncing the records, publishing, and
+//! deleting applied segments after the log start has moved past them.
 
 use std::fs::{File, OpenOptions};
 use std::io::{IoSlice, Write};
@@ -19,10 +19,10 @@ pub(super) fn is_no_space(error: &std::io::Error) -> bool {
     matches!(error.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// Writes `items` as consecutive records, syncs them and raises the durable mark over them;
-/// returns the first one's sequence number and each one's payload offset and length. The
-/// payloads go to the kernel as they are (one vectored write), not copied into a buffer first.
-/// Nothing in `context` moves unless the records are durable.
+/// Writes `items` as consecutive records and syncs them; returns the first one's sequence number
+/// and each one's payload offset and length. The payloads go to the kernel as they are (one
+/// vectored write), not copied into a buffer first. Nothing in `context` moves unless the records
+/// are durable.
 pub(super) fn write_group(context: &mut Context, items: &[Item]) -> std::io::Result<(u64, Vec<(u64, usize)>)> {
     if context.rotate_first || (context.active.len >= context.segment_bytes && room_to_rotate(context)) {
         rotate(context)?;
@@ -46,12 +46,9 @@ pub(super) fn write_group(context: &mut Context, items: &[Item]) -> std::io::Res
     write_all_vectored(&mut context.active.file, &mut slices)?;
     // Covers a power loss after the write: the records are in the page cache only.
     context.active.file.sync_data()?;
-    let last = first_seq + items.len() as u64 - 1;
-    // Durable from here on, acknowledged or not: a failure below must not cut it back.
-    context.next_seq = last + 1;
+    context.next_seq = first_seq + items.len() as u64;
     context.disk_bytes += at - context.active.len;
     context.active.len = at;
-    context.bounds.write(Bounds { durable: last, ..context.bounds.written() })?;
     Ok((first_seq, places))
 }
 
@@ -213,7 +210,9 @@ pub(super) fn delete_dead_segments(context: &mut Context) -> std::io::Result<()>
         return Ok(());
     }
     // Every record before `next_seq` is synced (groups and the marks of a new segment).
-    context.bounds.write(Bounds { log_start: start, durable: context.next_seq - 1 })?;
+    let moved =
+        context.bounds.lock().expect("bounds lock").write(Bounds { log_start: start, durable: context.next_seq - 1 });
+    moved?;
     for first_seq in dead {
         let path = context.dir.join(segment::file_name(first_seq));
         let len = context.shared.index().segments.get(&first_seq).and_then(|s| s.file.metadata().ok()).map(|m| m.len());

@@ -13,7 +13,6 @@ use crate::hlc::Hlc;
 const SEGMENT: u8 = 0;
 const SUMMARY: u8 = 1;
 const BOUNDS: u8 = 2;
-const OTHER: u8 = 3;
 
 /// Writes the files of `image` into `dir` (empty); a later file of the same name replaces one.
 pub fn unpack(image: &[u8], dir: &Path) -> std::io::Result<()> {
@@ -27,6 +26,7 @@ pub fn unpack(image: &[u8], dir: &Path) -> std::io::Result<()> {
             SEGMENT => segment::file_name(seq.into()),
             SUMMARY => summary::path(dir, seq.into()).file_name().expect("a name").to_string_lossy().into_owned(),
             BOUNDS => bounds::FILE_NAME.to_owned(),
+            // 3: a temporary or set-aside file.
             _ => match seq % 3 {
                 0 => format!("{}.tmp", segment::file_name(seq.into())),
                 1 => bounds::TEMPORARY_NAME.to_owned(),

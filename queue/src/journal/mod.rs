@@ -3,8 +3,8 @@
 //!
 //! An append encodes the request's rows as **one** record, sorted by key, and hands it to the
 //! [`writer`] thread, which writes everything queued with one `write` and one `fdatasync` (group
-//! commit), raises the durable mark ([`bounds`]) over it, and only then publishes the records in
-//! the [`index`] and wakes the appenders. Reads merge the runs (journaled requests) of a window
+//! commit) and publishes the records in the [`index`]; the [`acknowledger`] then raises the
+//! durable mark ([`bounds`]) over them and only then wakes the appenders. Reads merge the runs (journaled requests) of a window
 //! straight from the segment files ([`window`]). The index holds about 150–200 bytes per
 //! journaled request and nothing per row, so memory does not grow with the rows waiting (it does
 //! with the requests: the byte budget does not bound it). A segment is deleted once every row in
@@ -16,6 +16,7 @@
 //! mark. The closed segments' records (checksums, consecutive sequence numbers) are checked in the
 //! background ([`verify`]); rows are read only from segments that passed.
 
+mod acknowledger;
 mod bounds;
 mod dirs;
 mod group;
@@ -271,7 +272,7 @@ impl Journal {
         let writer = Writer::start(writer::Context {
             dir: dir.clone(),
             shared: shared.clone(),
-            bounds,
+            bounds: Arc::new(Mutex::new(bounds)),
             active: recovered.active,
             next_seq: recovered.next_seq,
             disk_bytes: recovered.disk_bytes,

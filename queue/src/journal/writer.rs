@@ -4,11 +4,12 @@
 //! group ([`super::group`]):
 //! 1. closes the segment if it is full and starts the next with every partition's marks;
 //! 2. writes the records with one vectored `write` and makes them durable with one `fdatasync`;
-//! 3. raises the durable mark over them ([`super::bounds`]) and syncs it;
-//! 4. publishes them in the index (a resolved timestamp becomes visible after every row logged
+//! 3. publishes them in the index (a resolved timestamp becomes visible after every row logged
 //!    before it, because records are published in order);
-//! 5. deletes the oldest segments whose rows are all applied (the log start first);
-//! 6. wakes their appenders.
+//! 4. deletes the oldest segments whose rows are all applied (the log start first);
+//! 5. hands them to the [`super::acknowledger`], which raises the durable mark over them
+//!    ([`super::bounds`]), syncs it and only then wakes their appenders, while this thread goes on
+//!    with the next group.
 //!
 //! **A failed write or sync** (of a segment, of the bounds, of the directory) poisons the journal
 //! for good: after a failed fsync the kernel may have marked the unwritten pages clean, so
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::acknowledger::Acknowledger;
 use super::bounds::BoundsFile;
 use super::index::RunShape;
 use super::{Fault, Shared, group, summary};
@@ -96,9 +98,36 @@ struct State {
     metrics: SyncMetrics,
     /// Bytes of all segment files.
     disk_bytes: AtomicU64,
-    /// When the write or sync under way began, in nanoseconds after `clock` plus one; 0 if none.
-    busy_since: AtomicU64,
+    /// The writer's file work under way, and the acknowledger's.
+    busy: [Arc<Busy>; 2],
+}
+
+/// How long one thread's write or sync under way has taken (for the hung-device watch).
+#[derive(Debug)]
+pub(super) struct Busy {
+    /// When the work began, in nanoseconds after `clock` plus one; 0 if none.
+    since: AtomicU64,
     clock: Instant,
+}
+
+impl Busy {
+    fn new() -> Busy {
+        Busy { since: AtomicU64::new(0), clock: Instant::now() }
+    }
+
+    /// Runs `work` with the clock running.
+    pub fn timed<T>(&self, work: impl FnOnce() -> T) -> T {
+        let since = self.clock.elapsed().as_nanos() as u64 + 1;
+        self.since.store(since, Ordering::Relaxed);
+        let out = work();
+        self.since.store(0, Ordering::Relaxed);
+        out
+    }
+
+    fn running_for(&self) -> Option<Duration> {
+        let since = self.since.load(Ordering::Relaxed);
+        (since > 0).then(|| self.clock.elapsed().saturating_sub(Duration::from_nanos(since - 1)))
+    }
 }
 
 /// Handle to the writer thread; dropping it writes what is queued and stops the thread.
@@ -116,7 +145,8 @@ pub struct Poisoned;
 pub(super) struct Context {
     pub dir: PathBuf,
     pub shared: Arc<Shared>,
-    pub bounds: BoundsFile,
+    /// Shared with the acknowledger, which raises the mark; the writer moves the log start.
+    pub bounds: Arc<Mutex<BoundsFile>>,
     pub active: Active,
     pub next_seq: u64,
     pub disk_bytes: u64,
@@ -146,13 +176,16 @@ impl Writer {
             durable,
             metrics: SyncMetrics::default(),
             disk_bytes: AtomicU64::new(context.disk_bytes),
-            busy_since: AtomicU64::new(0),
-            clock: Instant::now(),
+            busy: [Arc::new(Busy::new()), Arc::new(Busy::new())],
         });
+        let mut acknowledger =
+            Acknowledger::start(context.bounds.clone(), state.durable.clone(), state.busy[1].clone())?;
         let thread_state = state.clone();
         let thread = std::thread::Builder::new().name("wharf-journal-writer".into()).spawn(move || {
             let shared = context.shared.clone();
-            super::supervised(&shared, "writer", || run(&thread_state, context));
+            super::supervised(&shared, "writer", || run(&thread_state, context, &acknowledger));
+            // What was synced is answered before the thread (and then the journal's lock) goes.
+            acknowledger.finish();
             // Whatever ended the loop, nobody may wait for a write that will not come.
             let mut durable = *thread_state.durable.borrow();
             if durable.ticket < thread_state.queue.lock().expect("journal queue lock").last_ticket {
@@ -234,10 +267,10 @@ impl Writer {
         self.state.queue.lock().expect("journal queue lock").accepted.get(partition).copied()
     }
 
-    /// How long the write or sync under way has taken so far; `None` if the thread is not in one.
+    /// How long the write or sync under way (of the writer or the acknowledger) has taken so
+    /// far; `None` if neither is in one.
     pub fn busy_for(&self) -> Option<Duration> {
-        let since = self.state.busy_since.load(Ordering::Relaxed);
-        (since > 0).then(|| self.state.clock.elapsed().saturating_sub(Duration::from_nanos(since - 1)))
+        self.state.busy.iter().filter_map(|b| b.running_for()).max()
     }
 }
 
@@ -252,21 +285,13 @@ impl Drop for Writer {
 }
 
 impl State {
-    /// Runs one piece of file work with the clock of [`Writer::busy_for`] running.
+    /// Runs one piece of the writer's file work with the clock of [`Writer::busy_for`] running.
     fn timed<T>(&self, work: impl FnOnce() -> T) -> T {
-        let since = self.clock.elapsed().as_nanos() as u64 + 1;
-        self.busy_since.store(since, Ordering::Relaxed);
-        let out = work();
-        self.busy_since.store(0, Ordering::Relaxed);
-        out
-    }
-
-    fn poison(&self, ticket: u64) {
-        self.durable.send_replace(Durable { ticket, poisoned: true });
+        self.busy[0].timed(work)
     }
 }
 
-fn run(state: &State, mut context: Context) {
+fn run(state: &State, mut context: Context, acknowledger: &Acknowledger) {
     loop {
         let (items, last_ticket) = {
             let mut queue = state.queue.lock().expect("journal queue lock");
@@ -279,20 +304,24 @@ fn run(state: &State, mut context: Context) {
             queue.compact = false;
             (std::mem::take(&mut queue.items), queue.last_ticket)
         };
-        let acknowledged = state.durable.borrow().ticket;
-        if !items.is_empty() && !write_until_it_fits(state, &mut context, items) {
-            group::cut_back(&mut context);
-            state.poison(acknowledged);
+        // The acknowledger failed to write the mark: nothing more is answered.
+        if state.durable.borrow().poisoned {
             return;
         }
-        // Before waking anyone, so a caller that waited sees the disk space given back.
+        if !items.is_empty() && !write_until_it_fits(state, &mut context, items) {
+            group::cut_back(&mut context);
+            acknowledger.poison();
+            return;
+        }
+        // Before answering anyone, so a caller that waited sees the disk space given back.
         if let Err(error) = state.timed(|| group::delete_dead_segments(&mut context)) {
             tracing::error!(%error, "deleting applied journal segments failed; refusing all further writes (restart to recover from the last durable state)");
-            state.poison(last_ticket);
+            acknowledger.synced(context.next_seq - 1, last_ticket);
+            acknowledger.poison();
             return;
         }
         state.disk_bytes.store(context.disk_bytes, Ordering::Relaxed);
-        state.durable.send_replace(Durable { ticket: last_ticket, poisoned: false });
+        acknowledger.synced(context.next_seq - 1, last_ticket);
     }
 }
 
