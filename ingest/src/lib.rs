@@ -167,7 +167,10 @@ pub async fn run_with_listener(
     };
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
     let target = target::Target::connect(&config.target_conn).await?;
-    let queue = journal.as_ref().map(|j| QueueService::new(j.clone(), config.lease_timeout));
+    let witness: Arc<dyn wharf_queue::service::CommitWitness> =
+        Arc::new(wharf_targetdb::witness::CheckpointWitness::new(&config.target_conn, &config.staging_schema));
+    let queue =
+        journal.as_ref().map(|j| QueueService::with_witness(j.clone(), config.lease_timeout, Some(witness.clone())));
     let queue_stop = CancellationToken::new();
     let queue_server = match (&queue, &config.queue) {
         (Some(service), Some(settings)) => {

@@ -95,11 +95,12 @@ impl Hlc {
         Some(Hlc { wall, logical })
     }
 
-    /// The smallest timestamp after this one.
+    /// The smallest timestamp after this one (the largest timestamp is its own).
     pub fn next(self) -> Hlc {
         match self.logical.checked_add(1) {
             Some(logical) => Hlc { wall: self.wall, logical },
-            None => Hlc { wall: self.wall + 1, logical: 0 },
+            // The largest timestamp has no successor; it stays its own bound.
+            None => Hlc { wall: self.wall.saturating_add(1), logical: if self.wall == u64::MAX { u32::MAX } else { 0 } },
         }
     }
 }

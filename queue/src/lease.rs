@@ -8,7 +8,12 @@
 //!   (see `wharf_targetdb::checkpoint`): this table only decides who *should* work.
 //! - A worker holds at most `ceil(P / N)` partitions (`P` partitions known, `N` workers of all
 //!   live sessions). Holding more (a worker joined) it hands the surplus back between windows.
-//! - A partition whose apply failed permanently is paused for a while, whoever asks.
+//! - A partition whose apply failed permanently is paused for a while (at most
+//!   [`MAX_PAUSE`]).
+//! - Nothing here trusts a worker further than its lease: a worker index must be one its session
+//!   declared (at most [`MAX_WORKERS`]), only the holder may release or report a fence, epochs
+//!   stay below `i64::MAX` (the target stores them as `bigint`), and a holder that makes no
+//!   progress on a partition with work for the progress timeout loses it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -16,6 +21,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::record::Partition;
+
+/// Most workers one session may declare: far above any real applier process, far below what
+/// makes the quota arithmetic meaningless.
+pub const MAX_WORKERS: u32 = 1024;
+/// Longest a partition stays paused after a failed apply.
+pub const MAX_PAUSE: Duration = Duration::from_secs(3600);
+/// The highest epoch ever granted: the target keeps epochs in a `bigint`.
+pub const MAX_EPOCH: u64 = i64::MAX as u64;
 
 /// One worker task of one session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -47,6 +60,8 @@ struct Slot {
     holder: Option<WorkerId>,
     epoch: u64,
     granted_at: Option<Instant>,
+    /// The holder's last sign of progress: a grant, a chunk read, a commit (or no work to do).
+    progress_at: Option<Instant>,
     paused_until: Option<Instant>,
     pause_reason: Option<String>,
 }
@@ -55,6 +70,8 @@ struct Slot {
 #[derive(Debug)]
 pub struct LeaseTable {
     timeout: Duration,
+    /// A holder with work and no progress for this long loses the partition.
+    progress_timeout: Duration,
     next_session: u64,
     sessions: HashMap<u64, Session>,
     slots: BTreeMap<Partition, Slot>,
@@ -67,6 +84,9 @@ pub struct LeaseInfo {
     pub holder: Option<String>,
     pub epoch: u64,
     pub paused: Option<String>,
+    /// Seconds since the holder last made progress, while it has a holder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_s: Option<u64>,
 }
 
 /// A connected session as `wharfctl status` shows it.
@@ -80,18 +100,27 @@ pub struct SessionInfo {
 
 impl LeaseTable {
     pub fn new(timeout: Duration) -> Self {
-        LeaseTable { timeout, next_session: 1, sessions: HashMap::new(), slots: BTreeMap::new() }
+        let progress_timeout = (timeout * 30).max(Duration::from_secs(300));
+        LeaseTable { timeout, progress_timeout, next_session: 1, sessions: HashMap::new(), slots: BTreeMap::new() }
+    }
+
+    /// How long a holder with work may go without progress (default: 30 lease timeouts, at
+    /// least 5 minutes: a window of one large timestamp commits only at its end).
+    pub fn with_progress_timeout(mut self, progress_timeout: Duration) -> Self {
+        self.progress_timeout = progress_timeout;
+        self
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// Registers a session of `workers` workers; `expires: false` for in-process workers.
+    /// Registers a session of `workers` workers (1 to [`MAX_WORKERS`]); `expires: false` for
+    /// in-process workers.
     pub fn open_session(&mut self, name: &str, workers: u32, expires: bool, now: Instant) -> u64 {
         let id = self.next_session;
         self.next_session += 1;
-        let session = Session { name: name.to_owned(), workers: workers.max(1), last_seen: now, expires };
+        let session = Session { name: name.to_owned(), workers: workers.clamp(1, MAX_WORKERS), last_seen: now, expires };
         self.sessions.insert(id, session);
         id
     }
@@ -143,9 +172,20 @@ impl LeaseTable {
     /// Whether some live worker holds fewer than its even share (it joined, or lost partitions).
     fn someone_below_floor(&self) -> bool {
         let floor = self.fair_floor();
-        self.sessions
-            .iter()
-            .any(|(id, s)| (0..s.workers).any(|index| self.held_by(WorkerId { session: *id, index }) < floor))
+        if floor == 0 {
+            return false;
+        }
+        let mut held: HashMap<WorkerId, usize> = HashMap::new();
+        for worker in self.slots.values().filter_map(|s| s.holder) {
+            *held.entry(worker).or_default() += 1;
+        }
+        let workers_at_floor = held.values().filter(|n| **n >= floor).count();
+        workers_at_floor < self.worker_count()
+    }
+
+    /// Whether `worker` is one its session declared.
+    pub fn is_worker(&self, worker: WorkerId) -> bool {
+        self.sessions.get(&worker.session).is_some_and(|s| worker.index < s.workers)
     }
 
     /// A partition for `worker` to apply next, between its windows: a free one with work while it
@@ -157,9 +197,10 @@ impl LeaseTable {
         has_work: impl Fn(&Partition) -> bool,
     ) -> Option<Granted> {
         self.expire(now);
-        if !self.sessions.contains_key(&worker.session) {
+        if !self.is_worker(worker) {
             return None;
         }
+        self.revoke_stalled(now, &has_work);
         self.hand_back_surplus(worker, &has_work);
         let held = self.held_by(worker);
         // While some worker holds less than its even share, free partitions go to such workers.
@@ -168,11 +209,17 @@ impl LeaseTable {
             && let Some((partition, slot)) = self
                 .slots
                 .iter_mut()
-                .find(|(p, s)| s.holder.is_none() && s.paused_until.is_none_or(|until| now >= until) && has_work(p))
+                .find(|(p, s)| {
+                    s.holder.is_none()
+                        && s.paused_until.is_none_or(|until| now >= until)
+                        && s.epoch < MAX_EPOCH
+                        && has_work(p)
+                })
         {
             slot.holder = Some(worker);
             slot.epoch += 1;
             slot.granted_at = Some(now);
+            slot.progress_at = Some(now);
             slot.paused_until = None;
             slot.pause_reason = None;
             return Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: true });
@@ -183,7 +230,39 @@ impl LeaseTable {
             .filter(|(p, s)| s.holder == Some(worker) && has_work(p))
             .min_by_key(|(_, s)| s.granted_at)?;
         slot.granted_at = Some(now);
+        slot.progress_at = Some(now);
         Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: false })
+    }
+
+    /// Notes progress of the holder of `partition` at `epoch` (a chunk read); `false` if `worker`
+    /// does not hold it.
+    pub fn progress(&mut self, worker: WorkerId, partition: &Partition, epoch: u64, now: Instant) -> bool {
+        match self.slots.get_mut(partition) {
+            Some(slot) if slot.holder == Some(worker) && slot.epoch == epoch => {
+                slot.progress_at = Some(now);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Frees partitions with work whose holder made no progress for the progress timeout (a
+    /// client that takes leases and never commits would otherwise hold them, and the journal
+    /// behind them, for as long as it heartbeats).
+    fn revoke_stalled(&mut self, now: Instant, has_work: &impl Fn(&Partition) -> bool) {
+        let limit = self.progress_timeout;
+        let mut revoked = Vec::new();
+        for (partition, slot) in self.slots.iter_mut().filter(|(_, s)| s.holder.is_some()) {
+            if !has_work(partition) {
+                slot.progress_at = Some(now);
+            } else if slot.progress_at.is_some_and(|at| now.duration_since(at) > limit) {
+                revoked.push((partition.clone(), slot.holder.take()));
+            }
+        }
+        for (partition, holder) in revoked {
+            let holder = holder.map(|w| self.worker_name(w)).unwrap_or_default();
+            tracing::warn!(%partition, %holder, seconds = limit.as_secs(), "lease revoked: its holder made no progress on waiting work for the progress timeout");
+        }
     }
 
     /// Whether `worker` holds `partition` at `epoch`.
@@ -194,7 +273,7 @@ impl LeaseTable {
     /// After a commit: whether `worker` keeps `partition` (false: it was taken, or it is surplus
     /// now that more workers share the partitions; a surplus one is freed here).
     pub fn keep_after_commit(&mut self, worker: WorkerId, partition: &Partition, epoch: u64) -> bool {
-        if !self.holds(worker, partition, epoch) {
+        if !self.progress(worker, partition, epoch, Instant::now()) {
             return false;
         }
         let held = self.held_by(worker);
@@ -224,12 +303,18 @@ impl LeaseTable {
         true
     }
 
-    /// The target holds epoch `seen` for `partition` (a worker found itself fenced): the next
-    /// grant must go above it.
-    pub fn observe_epoch(&mut self, partition: &Partition, seen: u64) {
+    /// The holder of `partition` at `epoch` found the target at epoch `seen` (it was fenced): it
+    /// gives the partition up, and the next grant goes above `seen`. Anyone else's report, or an
+    /// epoch the target cannot hold, changes nothing (`false`).
+    pub fn fenced(&mut self, worker: WorkerId, partition: &Partition, epoch: u64, seen: u64) -> bool {
+        if !self.holds(worker, partition, epoch) || seen >= MAX_EPOCH {
+            return false;
+        }
+        self.free(partition);
         if let Some(slot) = self.slots.get_mut(partition) {
             slot.epoch = slot.epoch.max(seen);
         }
+        true
     }
 
     pub fn epoch(&self, partition: &Partition) -> u64 {
@@ -246,6 +331,7 @@ impl LeaseTable {
                 paused: s.paused_until.filter(|until| now < *until).map(|until| {
                     format!("{} (for {} s more)", s.pause_reason.clone().unwrap_or_default(), (until - now).as_secs())
                 }),
+                idle_s: s.holder.and(s.progress_at).map(|at| now.saturating_duration_since(at).as_secs()),
             })
             .collect()
     }
@@ -430,7 +516,54 @@ mod tests {
     fn a_fenced_worker_report_moves_the_next_epoch_above_the_target() {
         let (mut t, now) = table(1);
         let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
-        t.observe_epoch(&p(0), 41);
+        assert_eq!(t.acquire(a, now, |_| true).unwrap().epoch, 1);
+        assert!(t.fenced(a, &p(0), 1, 41));
         assert_eq!(t.acquire(a, now, |_| true).unwrap().epoch, 42);
+    }
+
+    #[test]
+    fn only_the_holder_reports_a_fence_and_epochs_stay_below_the_targets_limit() {
+        let (mut t, now) = table(1);
+        let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
+        let b = WorkerId { session: t.open_session("b", 1, true, now), index: 0 };
+        assert_eq!(t.acquire(a, now, |_| true).unwrap().epoch, 1);
+        assert!(!t.fenced(b, &p(0), 1, 1 << 63), "not the holder");
+        assert!(!t.release(b, &p(0), 1, Some((now + Duration::from_secs(60), "x".into()))));
+        assert!(!t.fenced(a, &p(0), 1, u64::MAX), "no epoch the target cannot store");
+        assert!(t.fenced(a, &p(0), 1, MAX_EPOCH - 1));
+        assert_eq!(t.acquire(b, now, |_| true).unwrap().epoch, MAX_EPOCH);
+        assert!(t.release(b, &p(0), MAX_EPOCH, None));
+        assert_eq!(t.acquire(a, now, |_| true), None, "no epoch left to grant: never one above the limit");
+    }
+
+    #[test]
+    fn a_worker_index_the_session_did_not_declare_gets_nothing() {
+        let (mut t, now) = table(4);
+        let s = t.open_session("a", 1, true, now);
+        assert!(t.acquire(WorkerId { session: s, index: 0 }, now, |_| true).is_some());
+        for index in 1..10 {
+            assert_eq!(t.acquire(WorkerId { session: s, index }, now, |_| true), None, "index {index}");
+        }
+        let huge = t.open_session("b", u32::MAX, true, now);
+        assert_eq!(t.sessions().iter().find(|x| x.session == huge).unwrap().workers, MAX_WORKERS);
+    }
+
+    #[test]
+    fn a_holder_that_makes_no_progress_on_waiting_work_loses_the_partition() {
+        let (t, now) = table(1);
+        let mut t = t.with_progress_timeout(Duration::from_secs(60));
+        let grabber = WorkerId { session: t.open_session("grab", 1, false, now), index: 0 };
+        let worker = WorkerId { session: t.open_session("w", 1, false, now), index: 0 };
+        assert!(t.acquire(grabber, now, |_| true).is_some());
+        // Idle partitions are not revoked, however long: the clock starts with work.
+        assert_eq!(t.acquire(worker, now + Duration::from_secs(600), |_| false), None);
+        assert_eq!(t.acquire(worker, now + Duration::from_secs(630), |_| true), None);
+        assert!(t.leases(now + Duration::from_secs(630))[0].idle_s.is_some());
+        let g = t.acquire(worker, now + Duration::from_secs(700), |_| true).expect("revoked from the grabber");
+        assert_eq!(g.epoch, 2);
+        assert!(!t.keep_after_commit(grabber, &p(0), 1));
+        // Reading chunks is progress.
+        assert!(t.progress(worker, &p(0), 2, now + Duration::from_secs(750)));
+        assert!(t.acquire(grabber, now + Duration::from_secs(800), |_| true).is_none());
     }
 }

@@ -36,7 +36,9 @@ impl LocalClient {
 
 pub struct LocalWindow {
     service: QueueService,
+    worker: WorkerId,
     partition: Partition,
+    epoch: u64,
     cursor: Option<WindowCursor>,
 }
 
@@ -58,11 +60,17 @@ impl QueueClient for LocalClient {
             .service
             .open_window(self.worker(worker), &grant.partition, grant.epoch, after, grant.upto, tables)
             .ok_or_else(|| QueueError::NotHolder(grant.partition.to_string()))?;
-        Ok(LocalWindow { service: self.service.clone(), partition: grant.partition.clone(), cursor: Some(cursor) })
+        Ok(LocalWindow {
+            service: self.service.clone(),
+            worker: self.worker(worker),
+            partition: grant.partition.clone(),
+            epoch: grant.epoch,
+            cursor: Some(cursor),
+        })
     }
 
     async fn committed(&self, worker: u32, grant: &Grant, checkpoint: Hlc, rows: u64) -> Result<bool, QueueError> {
-        Ok(self.service.committed(self.worker(worker), &grant.partition, grant.epoch, checkpoint, rows)?)
+        Ok(self.service.committed(self.worker(worker), &grant.partition, grant.epoch, checkpoint, rows).await?)
     }
 
     async fn release(&self, worker: u32, grant: &Grant, how: Release) -> Result<(), QueueError> {
@@ -74,6 +82,8 @@ impl QueueClient for LocalClient {
 impl WindowReader for LocalWindow {
     async fn next_chunk(&mut self, limits: ChunkLimits) -> Result<Chunk, QueueError> {
         let cursor = self.cursor.take().ok_or_else(|| QueueError::Protocol("window read after an error".into()))?;
+        // Reading is progress; a lease lost meanwhile shows at the commit, which is fenced.
+        self.service.progress(self.worker, &self.partition, self.epoch);
         let (cursor, chunk) = self.service.read(self.partition.clone(), cursor, limits).await?;
         self.cursor = Some(cursor);
         Ok(chunk)

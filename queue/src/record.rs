@@ -284,8 +284,13 @@ pub enum LogRecord<'a> {
     },
 }
 
+/// Longest database, schema or table name: PostgreSQL's (`NAMEDATALEN` − 1). Names come from
+/// the target's catalog or, bounded to this, off the queue protocol's wire.
+pub const MAX_NAME_BYTES: usize = 63;
+
 fn push_name(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    let len = u16::try_from(name.len()).expect("names are bounded long before 65,535 bytes");
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(name.as_bytes());
 }
 

@@ -3,7 +3,14 @@
 //! One instance lives in the ingest process. In-process workers call it through
 //! [`crate::local::LocalClient`]; separate `wharf-applier` processes reach it over QUIC
 //! ([`crate::quic`]), whose server calls the same methods. Lease state lives here only.
+//!
+//! Whoever calls, a report changes the journal only as far as it can be true: a commit moves the
+//! applied mark only when it comes from the partition's holder at its epoch, never past the
+//! partition's resolved timestamp, and, with a [`CommitWitness`], never past what the target's
+//! own checkpoint row says for that epoch. A window reads at most up to the resolved timestamp.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,8 +21,24 @@ use tokio::sync::Notify;
 use crate::client::{Grant, Release};
 use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, WindowCursor};
-use crate::lease::{LeaseInfo, LeaseTable, SessionInfo, WorkerId};
+use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, SessionInfo, WorkerId};
 use crate::record::Partition;
+
+/// The target's own checkpoint row of a partition: its applied timestamp and lease epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetCheckpoint {
+    pub resolved: Hlc,
+    pub epoch: u64,
+}
+
+/// Reads the target's checkpoint row, the truth a commit report is checked against before the
+/// journal forgets rows (`None` if there is none, or the target cannot say now).
+pub trait CommitWitness: Send + Sync {
+    fn checkpoint<'a>(
+        &'a self,
+        partition: &'a Partition,
+    ) -> Pin<Box<dyn Future<Output = Option<TargetCheckpoint>> + Send + 'a>>;
+}
 
 /// Default lease timeout: a worker silent this long loses its partitions.
 pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +59,7 @@ pub struct QueueService {
 struct Inner {
     journal: Journal,
     leases: Mutex<LeaseTable>,
+    witness: Option<Arc<dyn CommitWitness>>,
     /// Woken when a lease is freed, so waiting workers look again at once.
     freed: Notify,
     stats: ServiceStats,
@@ -64,9 +88,15 @@ pub struct ServiceStatus {
 
 impl QueueService {
     pub fn new(journal: Journal, lease_timeout: Duration) -> Self {
+        Self::with_witness(journal, lease_timeout, None)
+    }
+
+    /// A service whose commit reports are checked against the target's checkpoint rows.
+    pub fn with_witness(journal: Journal, lease_timeout: Duration, witness: Option<Arc<dyn CommitWitness>>) -> Self {
         let inner = Inner {
             journal,
             leases: Mutex::new(LeaseTable::new(lease_timeout)),
+            witness,
             freed: Notify::new(),
             stats: ServiceStats::default(),
         };
@@ -154,7 +184,8 @@ impl QueueService {
         Ok(Some(Grant { partition: granted.partition, epoch: granted.epoch, fresh: granted.fresh, upto }))
     }
 
-    /// Starts reading `(after, grant.upto]` for the grant's holder.
+    /// Starts reading `(after, upto]` for the partition's holder; `upto` no further than the
+    /// partition's resolved timestamp (rows above it are not final).
     pub fn open_window(
         &self,
         worker: WorkerId,
@@ -167,12 +198,19 @@ impl QueueService {
         if !self.holds(worker, partition, epoch) {
             return None;
         }
-        Some(WindowCursor::new(after, upto, tables))
+        let upto = upto.min(self.inner.journal.resolved(partition).unwrap_or(Hlc::ZERO));
+        Some(WindowCursor::new(after.min(upto), upto, tables))
     }
 
     /// Whether `worker` still holds `partition` at `epoch`.
     pub fn holds(&self, worker: WorkerId, partition: &Partition, epoch: u64) -> bool {
         self.leases().holds(worker, partition, epoch)
+    }
+
+    /// Whether `worker` still holds `partition` at `epoch`, noting that it makes progress (it
+    /// reads a chunk).
+    pub fn progress(&self, worker: WorkerId, partition: &Partition, epoch: u64) -> bool {
+        self.leases().progress(worker, partition, epoch, Instant::now())
     }
 
     /// Reads the next chunk on a blocking thread (segment reads block).
@@ -191,9 +229,11 @@ impl QueueService {
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
     }
 
-    /// A commit on the target up to `checkpoint`: the journal may compact; answers whether
-    /// `worker` keeps the partition.
-    pub fn committed(
+    /// A commit on the target up to `checkpoint` by `worker`: answers whether it keeps the
+    /// partition. The journal may forget the rows only if `worker` holds the partition at `epoch`,
+    /// and only up to what the target's checkpoint row says for that epoch (with a witness) and
+    /// the partition's resolved timestamp.
+    pub async fn committed(
         &self,
         worker: WorkerId,
         partition: &Partition,
@@ -201,8 +241,21 @@ impl QueueService {
         checkpoint: Hlc,
         rows: u64,
     ) -> Result<bool, ReadError> {
-        // A fact about the target, whoever reports it: compaction may proceed.
-        self.inner.journal.mark_applied(partition, checkpoint)?;
+        if !self.holds(worker, partition, epoch) {
+            tracing::debug!(%partition, epoch, "commit report from a worker that does not hold the partition: ignored");
+            return Ok(false);
+        }
+        let confirmed = match &self.inner.witness {
+            None => Some(checkpoint),
+            Some(witness) => match witness.checkpoint(partition).await {
+                Some(target) if target.epoch == epoch => Some(checkpoint.min(target.resolved)),
+                // Another epoch or no row: nothing this report says can be trusted yet.
+                _ => None,
+            },
+        };
+        if let Some(applied) = confirmed {
+            self.inner.journal.mark_applied(partition, applied)?;
+        }
         self.inner.stats.rows_applied.fetch_add(rows, Ordering::Relaxed);
         self.inner.stats.commits.fetch_add(1, Ordering::Relaxed);
         let keep = self.leases().keep_after_commit(worker, partition, epoch);
@@ -212,18 +265,25 @@ impl QueueService {
         Ok(keep)
     }
 
+    /// The holder gives the partition up: done, paused (at most [`MAX_PAUSE`]) or fenced (the
+    /// next grant goes above the target's epoch). From anyone else, nothing happens.
     pub fn release(&self, worker: WorkerId, partition: &Partition, epoch: u64, how: &Release) {
         let mut leases = self.leases();
-        let pause = match how {
-            Release::Paused { pause, reason } => Some((Instant::now() + *pause, reason.clone())),
-            Release::Fenced { target_epoch } => {
-                leases.observe_epoch(partition, *target_epoch);
-                self.inner.stats.fenced.fetch_add(1, Ordering::Relaxed);
-                None
+        let freed = match how {
+            Release::Paused { pause, reason } => {
+                let until = Instant::now() + (*pause).min(MAX_PAUSE);
+                leases.release(worker, partition, epoch, Some((until, reason.clone())))
             }
-            Release::Done => None,
+            Release::Fenced { target_epoch } => {
+                let fenced = leases.fenced(worker, partition, epoch, *target_epoch);
+                if fenced {
+                    self.inner.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                }
+                fenced
+            }
+            Release::Done => leases.release(worker, partition, epoch, None),
         };
-        if leases.release(worker, partition, epoch, pause) {
+        if freed {
             drop(leases);
             self.inner.freed.notify_waiters();
         }

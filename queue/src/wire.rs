@@ -244,7 +244,7 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
     }
     let mut r = Reader(body);
     let message = match r.u8()? {
-        1 => Message::Hello { version: r.u32()?, name: r.str()?, workers: r.u32()? },
+        1 => Message::Hello { version: r.u32()?, name: r.session_name()?, workers: r.u32()? },
         2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
         3 => Message::Acquire { worker: r.u32()?, wait_ms: r.u32()? },
         4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, fresh: r.bool()?, upto: r.hlc()? },
@@ -252,7 +252,7 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         6 => {
             let (worker, partition, epoch, after, upto) = (r.u32()?, r.partition()?, r.u64()?, r.hlc()?, r.hlc()?);
             let count = r.count(2)?;
-            let tables = (0..count).map(|_| r.str()).collect::<Result<_, _>>()?;
+            let tables = (0..count).map(|_| r.name()).collect::<Result<_, _>>()?;
             Message::Open { worker, partition, epoch, after, upto, tables }
         }
         7 => Message::Next { max_rows: r.u32()?, max_bytes: r.u32()? },
@@ -437,7 +437,23 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.hlc()?) } else { None })
     }
     fn partition(&mut self) -> Result<Partition, WireError> {
-        Ok(Partition::new(self.str()?, self.str()?))
+        Ok(Partition::new(self.name()?, self.name()?))
+    }
+    /// A session's name (logged and shown by status): at most 255 bytes.
+    fn session_name(&mut self) -> Result<String, WireError> {
+        let name = self.str()?;
+        if name.len() > 255 {
+            return Err(WireError::BadValue("a session name longer than 255 bytes"));
+        }
+        Ok(name)
+    }
+    /// A database, schema or table name: no longer than PostgreSQL allows.
+    fn name(&mut self) -> Result<String, WireError> {
+        let name = self.str()?;
+        if name.len() > crate::record::MAX_NAME_BYTES {
+            return Err(WireError::BadValue("a name longer than 63 bytes"));
+        }
+        Ok(name)
     }
     fn rows(&mut self) -> Result<RowBatch, WireError> {
         let (tables, spans, bytes) = self.rows_parts()?;
@@ -446,7 +462,7 @@ impl<'a> Reader<'a> {
     /// A `Rows` frame's tables, spans and (still borrowed) bytes.
     fn rows_parts(&mut self) -> Result<RowsParts<'a>, WireError> {
         let count = self.count(4)?;
-        let tables = (0..count).map(|_| self.str()).collect::<Result<_, _>>()?;
+        let tables = (0..count).map(|_| self.name()).collect::<Result<_, _>>()?;
         let count = self.count(SPAN_BYTES)?;
         // Sized up front: collecting through `Result` would grow it by doubling.
         let mut spans = Vec::with_capacity(count);

@@ -8,6 +8,7 @@
 //! - [`catalog`]: tables, columns and types, primary keys, foreign-key order of one schema.
 //! - [`staging`]: the staging schema's own tables (checkpoints, JWT keys and revocations).
 //! - [`checkpoint`]: the fenced checkpoint row committed with the data.
+//! - [`witness`]: those rows as the queue service's witness of commit reports.
 
 pub mod catalog;
 pub mod checkpoint;
@@ -15,6 +16,7 @@ pub mod connect;
 pub mod conninfo;
 pub mod staging;
 pub mod tls;
+pub mod witness;
 
 pub use catalog::{CatalogError, SchemaCatalog, quote_ident};
 pub use checkpoint::{CheckpointError, CheckpointRow};

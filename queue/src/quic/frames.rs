@@ -18,8 +18,28 @@ pub enum StreamError {
     Wire(#[from] WireError),
 }
 
+/// Largest frame a client may send the service: no request needs more (`Open` with 16,000
+/// table names is under it), and the service never holds more for one stream.
+pub const MAX_REQUEST: usize = 1 << 20;
+/// Buffer reserved before a frame's bytes arrive; the rest grows as they do.
+const UPFRONT: usize = 64 << 10;
+
 pub async fn read(recv: &mut RecvStream) -> Result<Message, StreamError> {
     read_into(recv, &mut Vec::new()).await
+}
+
+/// [`read`] of a client's request on the service's side: refused past [`MAX_REQUEST`].
+pub async fn read_request(recv: &mut RecvStream) -> Result<Message, StreamError> {
+    let mut prefix = [0u8; 4];
+    recv.read_exact(&mut prefix).await?;
+    let len = wire::frame_len(prefix)?;
+    if len > MAX_REQUEST {
+        return Err(WireError::TooLarge(len).into());
+    }
+    // Reserved as the bytes arrive: a length alone costs the service little.
+    let mut body = Vec::with_capacity(len.min(UPFRONT));
+    read_body(recv, &mut body, len).await?;
+    Ok(wire::decode(&body)?)
 }
 
 /// [`read`] through a buffer the caller keeps: a window's chunks (up to 8 MiB each) then reuse
@@ -33,13 +53,20 @@ pub async fn read_into(recv: &mut RecvStream, body: &mut Vec<u8>) -> Result<Mess
     recv.read_exact(&mut prefix).await?;
     let len = wire::frame_len(prefix)?;
     body.clear();
+    // The service's frames, whose size the client trusts: one allocation for the whole chunk.
     body.reserve(len);
+    read_body(recv, body, len).await?;
+    Ok(wire::decode_owned(body)?)
+}
+
+/// Reads the `len` bytes of a frame's body into `body`.
+async fn read_body(recv: &mut RecvStream, body: &mut Vec<u8>, len: usize) -> Result<(), StreamError> {
     while body.len() < len {
         let chunk = recv.read_chunk(len - body.len(), true).await.map_err(quinn::ReadExactError::ReadError)?;
         let chunk = chunk.ok_or(quinn::ReadExactError::FinishedEarly(body.len()))?;
         body.extend_from_slice(&chunk.bytes);
     }
-    Ok(wire::decode_owned(body)?)
+    Ok(())
 }
 
 /// Hands the encoded frame to quinn as it is (`write_all` would copy it into a buffer of its own).

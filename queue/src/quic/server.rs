@@ -93,7 +93,11 @@ async fn connection(incoming: quinn::Incoming, service: QueueService) {
 async fn hello(conn: &Connection, service: &QueueService) -> Option<u64> {
     let peer = conn.remote_address();
     let (mut send, mut recv) = conn.accept_bi().await.ok()?;
-    let (reply, session) = match frames::read(&mut recv).await {
+    let (reply, session) = match frames::read_request(&mut recv).await {
+        Ok(Message::Hello { workers, .. }) if workers > crate::lease::MAX_WORKERS => {
+            let message = format!("a session may declare at most {} workers", crate::lease::MAX_WORKERS);
+            (Message::Error { code: code::BAD_REQUEST, message }, None)
+        }
         Ok(Message::Hello { version, name, workers }) if version == PROTOCOL_VERSION => {
             // workers = 0: an observer such as `wharfctl status`, which takes no leases.
             let session = if workers > 0 { service.open_session(&name, workers, true) } else { 0 };
@@ -130,7 +134,7 @@ async fn stream(
 ) -> Result<(), StreamError> {
     let worker = |index| WorkerId { session, index };
     let journal_error = |e: crate::journal::ReadError| Message::Error { code: code::JOURNAL, message: e.to_string() };
-    let reply = match frames::read(&mut recv).await? {
+    let reply = match frames::read_request(&mut recv).await? {
         Message::Acquire { worker: index, wait_ms } => {
             let wait = Duration::from_millis(wait_ms.into()).min(MAX_WAIT);
             match service.acquire(worker(index), wait).await {
@@ -145,7 +149,7 @@ async fn stream(
             return window(service, worker(index), partition, epoch, (after, upto, tables), send, recv).await;
         }
         Message::Committed { worker: index, partition, epoch, checkpoint, rows } => {
-            match service.committed(worker(index), &partition, epoch, checkpoint, rows) {
+            match service.committed(worker(index), &partition, epoch, checkpoint, rows).await {
                 Ok(keep) => Message::Keep { keep },
                 Err(e) => journal_error(e),
             }
@@ -191,12 +195,12 @@ async fn window(
     };
     frames::write(&mut send, &Message::Ok).await?;
     loop {
-        let (max_rows, max_bytes) = match frames::read(&mut recv).await {
+        let (max_rows, max_bytes) = match frames::read_request(&mut recv).await {
             Ok(Message::Next { max_rows, max_bytes }) => (max_rows, max_bytes),
             // The reader closed its side: the window is abandoned.
             Ok(_) | Err(_) => return Ok(()),
         };
-        if !service.holds(worker, &partition, epoch) {
+        if !service.progress(worker, &partition, epoch) {
             frames::write(&mut send, &not_holder()).await?;
             break;
         }

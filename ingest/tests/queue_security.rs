@@ -1,0 +1,207 @@
+//! What a client holding a certificate of the queue CA (every applier host, every `wharfctl
+//! status` user) can do to the queue service, over real QUIC against a real `wharf-ingest`: only
+//! what its leases allow. A report from anyone else changes nothing, and rows the changefeed was
+//! answered 200 for reach the target.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Applier, Ingest, QueuePki, Target, free_port, strs, wait_for};
+use wharf_queue::quic::{ClientSettings, QuicClient, TlsFiles};
+use wharf_queue::{ChunkLimits, Grant, Hlc, Partition, QueueClient, Release, WindowReader};
+
+const T0: u64 = 1_732_615_200_000_000_000;
+
+fn hlc(wall: u64) -> String {
+    format!("{wall}.0000000000")
+}
+
+/// `count` rows of `public.sec_kv` from key `first`, all at `wall`.
+fn rows(first: u64, count: u64, wall: u64) -> String {
+    let messages: Vec<String> = (first..first + count)
+        .map(|k| format!(r#"{{"after":{{"k":{k},"v":"v{k}"}},"key":[{k}],"topic":"sec_kv","updated":"{}"}}"#, hlc(wall)))
+        .collect();
+    format!(r#"{{"payload":[{}],"length":{}}}"#, messages.join(","), messages.len())
+}
+
+struct Setup {
+    target: Target,
+    pki: QueuePki,
+    udp: u16,
+    journal: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    ingest: Ingest,
+}
+
+impl Setup {
+    fn start() -> Setup {
+        let target = Target::start();
+        target.execute("app", "CREATE TABLE public.sec_kv (k bigint PRIMARY KEY, v text NOT NULL)");
+        let pki = QueuePki::new();
+        let udp = free_port().unwrap();
+        let journal = tempfile::tempdir().unwrap();
+        let ingest = Ingest::start(&target.url(), journal.path(), &strs(&pki.ingest_args(udp, "10s")));
+        Setup { target, pki, udp, journal, logs: tempfile::tempdir().unwrap(), ingest }
+    }
+
+    fn restart(&mut self) {
+        self.ingest.kill();
+        self.ingest = Ingest::start(&self.target.url(), self.journal.path(), &strs(&self.pki.ingest_args(self.udp, "10s")));
+    }
+
+    fn post(&self, body: &str) {
+        let (status, text) = self.ingest.post("/app/public", body.as_bytes());
+        assert_eq!(status, 200, "{text}");
+    }
+
+    /// A client with the applier certificate, declaring `workers` workers (0: an observer).
+    fn client(&self, workers: u32) -> QuicClient {
+        let tls = TlsFiles {
+            certificate: self.pki.path("applier.crt").into(),
+            private_key: self.pki.path("applier.key").into(),
+            ca: self.pki.path("ca.crt").into(),
+        };
+        let addr = format!("localhost:{}", self.udp);
+        QuicClient::new(ClientSettings { addr, tls, name: "attacker".into(), workers }).unwrap()
+    }
+
+    fn applier(&self) -> Applier {
+        Applier::start("applier", &format!("127.0.0.1:{}", self.udp), &self.target.url(), &self.pki, 1, self.logs.path())
+    }
+
+    fn count(&self) -> String {
+        self.target.query("SELECT count(*)::text FROM public.sec_kv")[0][0].clone().unwrap()
+    }
+}
+
+fn grant(partition: Partition, epoch: u64) -> Grant {
+    Grant { partition, epoch, fresh: false, upto: Hlc::ZERO }
+}
+
+fn app_public() -> Partition {
+    Partition::new("app", "public")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+/// Sends what `attack` sends from an observer and from a session without a lease, then checks
+/// that the rows acknowledged before and after reach the target and status shows no harm.
+fn attacked_without_a_lease(attack: impl AsyncFn(&QuicClient, u64)) {
+    let setup = Setup::start();
+    let rt = runtime();
+    setup.post(&rows(0, 100, T0 + 1_000));
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 2_000)));
+    rt.block_on(async {
+        for workers in [0, 1] {
+            let client = setup.client(workers);
+            client.connect().await.unwrap();
+            for epoch in [0, 1, 2] {
+                attack(&client, epoch).await;
+            }
+            let status = client.status().await.unwrap();
+            let lease = status.partitions.iter().find(|p| p.lease.partition == "app.public").expect("the partition");
+            assert!(lease.lease.epoch < 10, "{lease:?}");
+            assert_eq!(lease.lease.paused, None);
+            assert_eq!(lease.applied, None, "nothing was applied");
+        }
+    });
+    setup.post(&rows(100, 100, T0 + 3_000));
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 4_000)));
+    let _applier = setup.applier();
+    wait_for("the checkpoint", Duration::from_secs(60), || setup.target.checkpoint() == Some(hlc(T0 + 4_000)));
+    assert_eq!(setup.count(), "200");
+}
+
+#[test]
+fn a_commit_report_from_a_client_without_the_lease_loses_no_row() {
+    attacked_without_a_lease(async |client, epoch| {
+        let far = Hlc::new(i64::MAX as u64, 0);
+        let kept = client.committed(0, &grant(app_public(), epoch), far, 0).await;
+        assert!(matches!(kept, Ok(false)), "{kept:?}");
+    });
+}
+
+#[test]
+fn a_fence_or_pause_from_a_client_without_the_lease_holds_nothing_up() {
+    attacked_without_a_lease(async |client, epoch| {
+        for target_epoch in [1 << 63, u64::MAX] {
+            let fenced = Release::Fenced { target_epoch };
+            client.release(0, &grant(app_public(), epoch), fenced).await.unwrap();
+        }
+        let paused = Release::Paused { pause: Duration::from_secs(u64::MAX >> 20), reason: "mine".into() };
+        client.release(0, &grant(app_public(), epoch), paused).await.unwrap();
+    });
+}
+
+#[test]
+fn an_oversized_name_on_the_wire_never_reaches_the_journal() {
+    let mut setup = Setup::start();
+    let rt = runtime();
+    setup.post(&rows(0, 10, T0 + 1_000));
+    rt.block_on(async {
+        let client = setup.client(1);
+        client.connect().await.unwrap();
+        let long = Partition::new("x".repeat(70_000), "s");
+        assert!(client.committed(0, &grant(long.clone(), 1), Hlc::new(1, 0), 0).await.is_err());
+        let fenced = Release::Fenced { target_epoch: 3 };
+        let _ = client.release(0, &grant(long, 1), fenced).await;
+    });
+    setup.restart();
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 2_000)));
+    let _applier = setup.applier();
+    wait_for("the checkpoint", Duration::from_secs(60), || setup.target.checkpoint() == Some(hlc(T0 + 2_000)));
+    assert_eq!(setup.count(), "10");
+}
+
+#[test]
+fn a_session_declaring_too_many_workers_is_refused_and_undeclared_workers_get_nothing() {
+    let setup = Setup::start();
+    let rt = runtime();
+    setup.post(&rows(0, 10, T0 + 1_000));
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 2_000)));
+    rt.block_on(async {
+        let greedy = setup.client(u32::MAX);
+        let refused = greedy.connect().await.unwrap_err().to_string();
+        assert!(refused.contains("at most 1024 workers"), "{refused}");
+        let client = setup.client(1);
+        client.connect().await.unwrap();
+        for worker in 1..20 {
+            let got = client.acquire(worker, Duration::from_millis(10)).await.unwrap();
+            assert_eq!(got, None, "worker {worker} was never declared");
+        }
+        let status = setup.client(0).status().await.unwrap();
+        assert!(status.partitions.iter().all(|p| p.lease.holder.is_none()), "{status:?}");
+    });
+}
+
+#[test]
+fn a_holder_reads_no_row_above_the_resolved_timestamp() {
+    let setup = Setup::start();
+    let rt = runtime();
+    setup.post(&rows(0, 10, T0 + 1_000));
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 2_000)));
+    setup.post(&rows(10, 10, T0 + 3_000));
+    rt.block_on(async {
+        let client = setup.client(1);
+        client.connect().await.unwrap();
+        let granted = client.acquire(0, Duration::from_secs(5)).await.unwrap().expect("a grant");
+        assert_eq!(granted.upto, Hlc::new(T0 + 2_000, 0));
+        for upto in [Hlc::new(T0 + 5_000, 0), Hlc::new(u64::MAX, u32::MAX)] {
+            let asked = Grant { upto, ..granted.clone() };
+            let mut window = client.open(0, &asked, Hlc::ZERO, vec!["sec_kv".into()]).await.unwrap();
+            let mut read = 0;
+            loop {
+                let chunk = window.next_chunk(ChunkLimits { max_rows: 1000, max_bytes: 1 << 20 }).await.unwrap();
+                assert!(chunk.rows.to_rows().iter().all(|r| r.hlc <= Hlc::new(T0 + 2_000, 0)), "a row above resolved");
+                read += chunk.rows.len();
+                if chunk.last {
+                    break;
+                }
+            }
+            assert_eq!(read, 10, "asked up to {upto}");
+        }
+    });
+}
