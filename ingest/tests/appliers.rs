@@ -422,8 +422,8 @@ fn an_applier_with_a_certificate_from_another_ca_gets_no_lease() {
         setup.logs(),
     );
     let ingest_log = ingest.log.clone().unwrap();
-    wait_for("the ingest to refuse two handshakes", LONG, || {
-        std::fs::read_to_string(&ingest_log).unwrap_or_default().matches("refused in the handshake").count() >= 2
+    wait_for("the ingest to refuse the handshake", LONG, || {
+        std::fs::read_to_string(&ingest_log).unwrap_or_default().contains("refused in the handshake")
     });
     let staging = setup.target.query("SELECT to_regclass('_replicator.checkpoints')::text");
     assert_eq!(staging, [[None]], "no applier may have reached the target");

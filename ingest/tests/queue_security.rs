@@ -20,7 +20,9 @@ fn hlc(wall: u64) -> String {
 /// `count` rows of `public.sec_kv` from key `first`, all at `wall`.
 fn rows(first: u64, count: u64, wall: u64) -> String {
     let messages: Vec<String> = (first..first + count)
-        .map(|k| format!(r#"{{"after":{{"k":{k},"v":"v{k}"}},"key":[{k}],"topic":"sec_kv","updated":"{}"}}"#, hlc(wall)))
+        .map(|k| {
+            format!(r#"{{"after":{{"k":{k},"v":"v{k}"}},"key":[{k}],"topic":"sec_kv","updated":"{}"}}"#, hlc(wall))
+        })
         .collect();
     format!(r#"{{"payload":[{}],"length":{}}}"#, messages.join(","), messages.len())
 }
@@ -47,7 +49,8 @@ impl Setup {
 
     fn restart(&mut self) {
         self.ingest.kill();
-        self.ingest = Ingest::start(&self.target.url(), self.journal.path(), &strs(&self.pki.ingest_args(self.udp, "10s")));
+        self.ingest =
+            Ingest::start(&self.target.url(), self.journal.path(), &strs(&self.pki.ingest_args(self.udp, "10s")));
     }
 
     fn post(&self, body: &str) {
@@ -67,7 +70,14 @@ impl Setup {
     }
 
     fn applier(&self) -> Applier {
-        Applier::start("applier", &format!("127.0.0.1:{}", self.udp), &self.target.url(), &self.pki, 1, self.logs.path())
+        Applier::start(
+            "applier",
+            &format!("127.0.0.1:{}", self.udp),
+            &self.target.url(),
+            &self.pki,
+            1,
+            self.logs.path(),
+        )
     }
 
     fn count(&self) -> String {
@@ -204,4 +214,118 @@ fn a_holder_reads_no_row_above_the_resolved_timestamp() {
             assert_eq!(read, 10, "asked up to {upto}");
         }
     });
+}
+
+/// A raw QUIC connection with the applier certificate, for what no well-behaved client sends.
+async fn raw_connection(setup: &Setup, certificate: &str) -> Result<quinn::Connection, String> {
+    let tls = TlsFiles {
+        certificate: setup.pki.path(&format!("{certificate}.crt")).into(),
+        private_key: setup.pki.path(&format!("{certificate}.key")).into(),
+        ca: setup.pki.path("ca.crt").into(),
+    };
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(wharf_queue::quic::tls::client_config(&tls).unwrap());
+    let addr = format!("127.0.0.1:{}", setup.udp).parse().unwrap();
+    endpoint.connect(addr, "localhost").unwrap().await.map_err(|e| e.to_string())
+}
+
+async fn hello(conn: &quinn::Connection) {
+    use wharf_queue::wire::{Message, PROTOCOL_VERSION, encode};
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&encode(&Message::Hello { version: PROTOCOL_VERSION, name: "raw".into(), workers: 1 }))
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    recv.read_to_end(1 << 20).await.unwrap();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn oversized_requests_are_refused_before_the_service_buffers_them() {
+    let setup = Setup::start();
+    let rt = runtime();
+    let before = rss_kib(setup.ingest.child.id());
+    rt.block_on(async {
+        let conn = raw_connection(&setup, "applier").await.unwrap();
+        hello(&conn).await;
+        let mut streams = Vec::new();
+        for _ in 0..16 {
+            let (mut send, recv) = conn.open_bi().await.unwrap();
+            streams.push(tokio::spawn(async move {
+                let _keep = recv;
+                send.write_all(&(200u32 << 20).to_be_bytes()).await.unwrap();
+                let data = vec![7u8; 4 << 20];
+                send.write_all(&data).await
+            }));
+        }
+        for stream in streams {
+            let sent = tokio::time::timeout(Duration::from_secs(30), stream).await.expect("refused in time").unwrap();
+            assert!(sent.is_err(), "a 200 MiB request frame was read");
+        }
+        // The connection and the service still answer.
+        let client = setup.client(0);
+        client.status().await.unwrap();
+    });
+    let grown = rss_kib(setup.ingest.child.id()).saturating_sub(before);
+    assert!(grown < 32 << 10, "the ingest grew by {grown} KiB");
+}
+
+#[test]
+fn a_connection_that_never_says_hello_is_closed() {
+    let target = Target::start();
+    let pki = QueuePki::new();
+    let udp = free_port().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let _ingest = Ingest::start(&target.url(), journal.path(), &strs(&pki.ingest_args(udp, "2s")));
+    let setup_like = |certificate: &str| TlsFiles {
+        certificate: pki.path(&format!("{certificate}.crt")).into(),
+        private_key: pki.path(&format!("{certificate}.key")).into(),
+        ca: pki.path("ca.crt").into(),
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(wharf_queue::quic::tls::client_config(&setup_like("applier")).unwrap());
+        let addr = format!("127.0.0.1:{udp}").parse().unwrap();
+        // The client keeps the connection alive; only the service can end it.
+        let conn = endpoint.connect(addr, "localhost").unwrap().await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(20), conn.closed()).await;
+        assert!(closed.is_ok(), "a silent connection was kept");
+    });
+}
+
+#[test]
+fn refused_handshakes_are_logged_at_most_once_per_ten_seconds() {
+    let target = Target::start();
+    target.execute("app", "CREATE TABLE public.sec_kv (k bigint PRIMARY KEY, v text NOT NULL)");
+    let pki = QueuePki::new();
+    let udp = free_port().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("ingest.log");
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &strs(&pki.ingest_args(udp, "10s")), &log);
+    let other = QueuePki::new();
+    std::fs::copy(other.path("applier.crt"), pki.path("intruder.crt")).unwrap();
+    std::fs::copy(other.path("applier.key"), pki.path("intruder.key")).unwrap();
+    let setup = Setup { target, pki, udp, journal, logs, ingest };
+    let rt = runtime();
+    rt.block_on(async {
+        for _ in 0..30 {
+            // TLS 1.3: the client may finish its side before the server refuses its certificate.
+            if let Ok(conn) = raw_connection(&setup, "intruder").await {
+                let closed = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+                assert!(closed.is_ok(), "another CA's certificate got in");
+            }
+        }
+    });
+    wait_for("the refusal logged", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("refused in the handshake")
+    });
+    let lines = std::fs::read_to_string(&log).unwrap().matches("refused in the handshake").count();
+    assert!(lines <= 2, "{lines} log lines for 30 refused handshakes");
 }

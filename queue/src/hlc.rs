@@ -100,7 +100,9 @@ impl Hlc {
         match self.logical.checked_add(1) {
             Some(logical) => Hlc { wall: self.wall, logical },
             // The largest timestamp has no successor; it stays its own bound.
-            None => Hlc { wall: self.wall.saturating_add(1), logical: if self.wall == u64::MAX { u32::MAX } else { 0 } },
+            None => {
+                Hlc { wall: self.wall.saturating_add(1), logical: if self.wall == u64::MAX { u32::MAX } else { 0 } }
+            }
         }
     }
 }

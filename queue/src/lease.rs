@@ -120,7 +120,8 @@ impl LeaseTable {
     pub fn open_session(&mut self, name: &str, workers: u32, expires: bool, now: Instant) -> u64 {
         let id = self.next_session;
         self.next_session += 1;
-        let session = Session { name: name.to_owned(), workers: workers.clamp(1, MAX_WORKERS), last_seen: now, expires };
+        let session =
+            Session { name: name.to_owned(), workers: workers.clamp(1, MAX_WORKERS), last_seen: now, expires };
         self.sessions.insert(id, session);
         id
     }
@@ -206,15 +207,12 @@ impl LeaseTable {
         // While some worker holds less than its even share, free partitions go to such workers.
         let may_take = held < self.quota() && (held < self.fair_floor() || !self.someone_below_floor());
         if may_take
-            && let Some((partition, slot)) = self
-                .slots
-                .iter_mut()
-                .find(|(p, s)| {
-                    s.holder.is_none()
-                        && s.paused_until.is_none_or(|until| now >= until)
-                        && s.epoch < MAX_EPOCH
-                        && has_work(p)
-                })
+            && let Some((partition, slot)) = self.slots.iter_mut().find(|(p, s)| {
+                s.holder.is_none()
+                    && s.paused_until.is_none_or(|until| now >= until)
+                    && s.epoch < MAX_EPOCH
+                    && has_work(p)
+            })
         {
             slot.holder = Some(worker);
             slot.epoch += 1;

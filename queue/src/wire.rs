@@ -118,6 +118,30 @@ pub enum WireError {
     BadValue(&'static str),
 }
 
+impl Message {
+    /// The message's name, for logs (never its fields, which a peer chose).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "Hello",
+            Message::Welcome { .. } => "Welcome",
+            Message::Acquire { .. } => "Acquire",
+            Message::Granted { .. } => "Granted",
+            Message::NoWork => "NoWork",
+            Message::Open { .. } => "Open",
+            Message::Next { .. } => "Next",
+            Message::Rows { .. } => "Rows",
+            Message::Committed { .. } => "Committed",
+            Message::Keep { .. } => "Keep",
+            Message::Release { .. } => "Release",
+            Message::Heartbeat => "Heartbeat",
+            Message::Ok => "Ok",
+            Message::StatusRequest => "StatusRequest",
+            Message::Status { .. } => "Status",
+            Message::Error { .. } => "Error",
+        }
+    }
+}
+
 /// Encodes `message` as one frame, length prefix included.
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut w = Writer(vec![0, 0, 0, 0]);

@@ -21,6 +21,8 @@ pub(crate) struct Run {
     pub end: u64,
     pub min: Hlc,
     pub max: Hlc,
+    /// Rows in the run (for status: counted from the index, never read).
+    pub rows: u32,
     pub tables: Vec<TableOps>,
     pub file: Arc<File>,
 }
@@ -43,6 +45,7 @@ impl Run {
             end: payload_at + len as u64,
             min: shape.min,
             max: shape.max,
+            rows: shape.rows,
             tables: shape.tables,
             file,
         }
@@ -62,6 +65,7 @@ pub(crate) struct TableOps {
 pub(crate) struct RunShape {
     pub min: Hlc,
     pub max: Hlc,
+    pub rows: u32,
     pub tables: Vec<TableOps>,
 }
 
@@ -77,12 +81,15 @@ impl RunShape {
 
     /// Adds a row to `shape`, starting it with this row if it is `None`.
     pub fn include(shape: &mut Option<RunShape>, hlc: Hlc, table: &str, upsert: bool) {
-        shape.get_or_insert_with(|| RunShape { min: hlc, max: hlc, tables: Vec::new() }).add(hlc, table, upsert);
+        shape
+            .get_or_insert_with(|| RunShape { min: hlc, max: hlc, rows: 0, tables: Vec::new() })
+            .add(hlc, table, upsert);
     }
 
     fn add(&mut self, hlc: Hlc, table: &str, upsert: bool) {
         self.min = self.min.min(hlc);
         self.max = self.max.max(hlc);
+        self.rows = self.rows.saturating_add(1);
         let ops = match self.tables.iter_mut().find(|t| t.name == table) {
             Some(ops) => ops,
             None => {
@@ -189,6 +196,18 @@ impl Index {
             .take_while(|(first, segment)| segment.live_runs == 0 && Some(**first) != writing)
             .map(|(first, _)| *first)
             .collect()
+    }
+
+    /// Rows and bytes of the runs of `partition` with rows above `after`, from the index alone:
+    /// a run that straddles `after` counts whole, and a row redelivered in a later request counts
+    /// again.
+    pub fn pending(&self, partition: &Partition, after: Hlc) -> (u64, u64) {
+        let Some(state) = self.partitions.get(partition) else { return (0, 0) };
+        state
+            .runs
+            .iter()
+            .filter(|r| r.max > after)
+            .fold((0, 0), |(rows, bytes), r| (rows + u64::from(r.rows), bytes + (r.end - r.start)))
     }
 
     /// The runs of `partition` that may hold rows in `(after, upto]`.

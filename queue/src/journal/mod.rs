@@ -414,18 +414,11 @@ impl Journal {
         self.inner.shared.verification.wait_all().map_err(OpenError::FailedCheck)
     }
 
-    /// Rows and bytes of `partition` above `after` still in the journal (for status: it reads them).
-    pub fn pending(&self, partition: &Partition, after: Hlc) -> Result<(u64, u64), ReadError> {
-        // Above any timestamp a changefeed sends, with room for the window's end key after it.
-        let mut cursor = WindowCursor::new(after, Hlc::new(u64::MAX, 0), Vec::new());
-        let limits = ChunkLimits { max_rows: 65_536, max_bytes: 64 << 20 };
-        let (mut rows, mut bytes) = (0u64, 0u64);
-        while !cursor.is_done() {
-            let chunk = self.read_chunk(partition, &mut cursor, limits)?;
-            rows += chunk.rows.len() as u64;
-            bytes += chunk.rows.iter().map(|r| record::stored_len(r.table, r.key, r.after) as u64).sum::<u64>();
-        }
-        Ok((rows, bytes))
+    /// Rows and bytes of `partition` above `after` still in the journal (for status), counted
+    /// from the index without reading anything: a request that straddles `after` counts whole,
+    /// and a row redelivered in a later request counts again.
+    pub fn pending(&self, partition: &Partition, after: Hlc) -> (u64, u64) {
+        self.inner.shared.index().pending(partition, after)
     }
 
     /// The newest lease epoch issued for `partition` (kept in the journal so epochs only grow).

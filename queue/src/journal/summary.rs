@@ -11,7 +11,7 @@
 //! File (integers big-endian): magic, first sequence number (8), sequence number after the last
 //! record (8), segment length (8), entry count (4), the entries, CRC-32 of all bytes before it (4).
 //! Entry: kind (1), payload offset (8), payload length (4), database and schema (2-byte length and
-//! UTF-8 each), then for rows: lowest and highest timestamp (12 each), table count (2) and per
+//! UTF-8 each), then for rows: lowest and highest timestamp (12 each), row count (4), table count (2) and per
 //! table its name and a flag byte (1: upserts, 2: deletes); for resolved and applied marks: the
 //! timestamp (12); for an epoch: the epoch (8).
 
@@ -22,7 +22,8 @@ use super::index::{RunShape, TableOps};
 use crate::hlc::{HLC_BYTES, Hlc};
 use crate::record::Partition;
 
-const MAGIC: &[u8; 8] = b"WHARFS1\n";
+/// Version 2 added each run's row count; a version-1 summary is ignored (its segment is read).
+const MAGIC: &[u8; 8] = b"WHARFS2\n";
 const EXTENSION: &str = ".sum";
 const HEADER: usize = 8 + 8 + 8 + 8 + 4;
 
@@ -84,6 +85,7 @@ impl Builder {
             Effect::Rows(shape) => {
                 out.extend_from_slice(&shape.min.to_bytes());
                 out.extend_from_slice(&shape.max.to_bytes());
+                out.extend_from_slice(&shape.rows.to_be_bytes());
                 out.extend_from_slice(&(shape.tables.len() as u16).to_be_bytes());
                 for table in &shape.tables {
                     push_name(out, &table.name);
@@ -187,7 +189,7 @@ impl<'a> Cursor<'a> {
         let partition = Partition::new(self.name()?, self.name()?);
         let effect = match kind {
             ROWS => {
-                let (min, max) = (self.hlc()?, self.hlc()?);
+                let (min, max, rows) = (self.hlc()?, self.hlc()?, self.u32()?);
                 let tables = (0..self.u16()?)
                     .map(|_| {
                         let name = self.name()?;
@@ -195,7 +197,7 @@ impl<'a> Cursor<'a> {
                         Some(TableOps { name, upserts: flags & 1 != 0, deletes: flags & 2 != 0 })
                     })
                     .collect::<Option<Vec<_>>>()?;
-                Effect::Rows(RunShape { min, max, tables })
+                Effect::Rows(RunShape { min, max, rows, tables })
             }
             RESOLVED => Effect::Resolved(self.hlc()?),
             APPLIED => Effect::Applied(self.hlc()?),
@@ -222,7 +224,7 @@ mod tests {
                 partition: p.clone(),
                 payload_at: 70,
                 payload_len: 900,
-                effect: Effect::Rows(RunShape { min: Hlc::new(6, 0), max: Hlc::new(9, 2), tables }),
+                effect: Effect::Rows(RunShape { min: Hlc::new(6, 0), max: Hlc::new(9, 2), rows: 5, tables }),
             },
             Entry { partition: p.clone(), payload_at: 986, payload_len: 30, effect: Effect::Applied(Hlc::new(9, 2)) },
             Entry {

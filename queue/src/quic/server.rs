@@ -1,8 +1,19 @@
 //! Serving the queue service to applier processes over QUIC.
+//!
+//! What a peer can make the service hold is bounded before and after its handshake: at most
+//! [`MAX_HANDSHAKES`] handshakes at once (beyond [`RETRY_ABOVE`] a client must first prove its
+//! address with a Retry), at most [`MAX_CONNECTIONS`] connections, a hello within the lease
+//! timeout, no unidirectional streams, `2 × workers + 8` bidirectional ones, 1 MiB per request
+//! frame. Failed handshakes are logged at most once per [`LOG_EVERY`], with how many were left
+//! out.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use quinn::{Connection, RecvStream, SendStream};
 use thiserror::Error;
@@ -17,6 +28,15 @@ use crate::wire::{Message, PROTOCOL_VERSION, code};
 
 /// Longest a worker may wait in one `Acquire`.
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Handshakes under way at once; more are refused.
+pub const MAX_HANDSHAKES: usize = 64;
+/// Above this many handshakes under way, a client whose address is not yet validated gets a
+/// Retry first (it costs the server nothing, and a spoofed address never answers it).
+pub const RETRY_ABOVE: usize = 8;
+/// Connections at once (applier processes and status observers); more are refused.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How often a refused handshake is logged.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Largest chunk a reader may ask for.
 const MAX_CHUNK_ROWS: u32 = 1_000_000;
 const MAX_CHUNK_BYTES: u32 = 64 << 20;
@@ -43,13 +63,40 @@ pub fn bind(settings: &ServerSettings, lease_timeout: Duration) -> Result<quinn:
     super::datagrams::endpoint(socket, Some(config), std::sync::Arc::new(quinn::TokioRuntime)).map_err(bind_error)
 }
 
+/// What limits the connections of one service.
+struct Admission {
+    handshakes: Arc<Semaphore>,
+    connections: Arc<Semaphore>,
+    refusals: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Admission {
+    /// Logs a refused handshake at most once per [`LOG_EVERY`], with how many were left out.
+    fn refused(&self, peer: SocketAddr, why: &dyn std::fmt::Display) {
+        let mut refusals = self.refusals.lock().expect("refusal log lock");
+        let (last, left_out) = &mut *refusals;
+        if last.is_some_and(|at| at.elapsed() < LOG_EVERY) {
+            *left_out += 1;
+            return;
+        }
+        tracing::warn!(%peer, error = %why, left_out = *left_out, "queue service: connection refused in the handshake (is the applier's certificate signed by --queueClientCA?)");
+        *last = Some(Instant::now());
+        *left_out = 0;
+    }
+}
+
 /// Accepts applier connections until `shutdown` completes, then closes them all.
 pub async fn serve(endpoint: quinn::Endpoint, service: QueueService, shutdown: impl Future<Output = ()>) {
+    let admission = Arc::new(Admission {
+        handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+        connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+        refusals: Mutex::new((None, 0)),
+    });
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             incoming = endpoint.accept() => match incoming {
-                Some(incoming) => { tokio::spawn(connection(incoming, service.clone())); }
+                Some(incoming) => admit(incoming, &service, &admission),
                 None => break,
             },
             _ = &mut shutdown => break,
@@ -58,16 +105,43 @@ pub async fn serve(endpoint: quinn::Endpoint, service: QueueService, shutdown: i
     endpoint.close(0u32.into(), b"wharf-ingest is shutting down");
 }
 
-async fn connection(incoming: quinn::Incoming, service: QueueService) {
-    let peer = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(conn) => conn,
-        Err(error) => {
-            tracing::warn!(%peer, %error, "queue service: connection refused in the handshake (is the applier's certificate signed by --queueClientCA?)");
-            return;
-        }
+/// Starts the handshake of `incoming` if the limits allow: a Retry first for an unvalidated
+/// address under load, a refusal over the limits.
+fn admit(incoming: quinn::Incoming, service: &QueueService, admission: &Arc<Admission>) {
+    let in_flight = MAX_HANDSHAKES - admission.handshakes.available_permits();
+    if !incoming.remote_address_validated() && in_flight >= RETRY_ABOVE {
+        let _ = incoming.retry();
+        return;
+    }
+    let (Ok(handshake), Ok(connection)) =
+        (admission.handshakes.clone().try_acquire_owned(), admission.connections.clone().try_acquire_owned())
+    else {
+        admission.refused(incoming.remote_address(), &"too many connections or handshakes at once");
+        incoming.refuse();
+        return;
     };
-    let Some(session) = hello(&conn, &service).await else { return };
+    let (service, admission) = (service.clone(), admission.clone());
+    tokio::spawn(async move {
+        let _connection = connection;
+        let peer = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(conn) => conn,
+            Err(error) => return admission.refused(peer, &error),
+        };
+        drop(handshake);
+        serve_connection(conn, service).await;
+    });
+}
+
+async fn serve_connection(conn: Connection, service: QueueService) {
+    let peer = conn.remote_address();
+    // A client that does not say hello within a lease timeout is not an applier.
+    let Ok(Some((session, workers))) = tokio::time::timeout(service.lease_timeout(), hello(&conn, &service)).await
+    else {
+        conn.close(1u32.into(), b"no hello");
+        return;
+    };
+    conn.set_max_concurrent_bi_streams(quinn::VarInt::from_u32(2 * workers.max(1) + 8));
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
@@ -89,8 +163,9 @@ async fn connection(incoming: quinn::Incoming, service: QueueService) {
     }
 }
 
-/// The first stream: protocol version, name and worker count. `None` when the peer is refused.
-async fn hello(conn: &Connection, service: &QueueService) -> Option<u64> {
+/// The first stream: protocol version, name and worker count; the session and its worker count,
+/// or `None` when the peer is refused.
+async fn hello(conn: &Connection, service: &QueueService) -> Option<(u64, u32)> {
     let peer = conn.remote_address();
     let (mut send, mut recv) = conn.accept_bi().await.ok()?;
     let (reply, session) = match frames::read_request(&mut recv).await {
@@ -102,7 +177,7 @@ async fn hello(conn: &Connection, service: &QueueService) -> Option<u64> {
             // workers = 0: an observer such as `wharfctl status`, which takes no leases.
             let session = if workers > 0 { service.open_session(&name, workers, true) } else { 0 };
             let lease_timeout_ms = service.lease_timeout().as_millis() as u64;
-            (Message::Welcome { version: PROTOCOL_VERSION, session, lease_timeout_ms }, Some(session))
+            (Message::Welcome { version: PROTOCOL_VERSION, session, lease_timeout_ms }, Some((session, workers)))
         }
         Ok(Message::Hello { version, name, .. }) => {
             let message = format!(
@@ -112,7 +187,11 @@ async fn hello(conn: &Connection, service: &QueueService) -> Option<u64> {
             (Message::Error { code: code::VERSION, message }, None)
         }
         other => {
-            tracing::warn!(%peer, ?other, "queue service: the first frame was not a hello");
+            let what = match other {
+                Ok(message) => format!("a frame of type {}", message.type_name()),
+                Err(error) => error.to_string(),
+            };
+            tracing::warn!(%peer, %what, "queue service: the first frame was not a hello");
             (Message::Error { code: code::BAD_REQUEST, message: "expected a hello".into() }, None)
         }
     };
@@ -169,7 +248,9 @@ async fn stream(
             Ok(status) => Message::Status { json: serde_json::to_string(&status).expect("status serializes") },
             Err(e) => journal_error(e),
         },
-        other => Message::Error { code: code::BAD_REQUEST, message: format!("unexpected request {other:?}") },
+        other => {
+            Message::Error { code: code::BAD_REQUEST, message: format!("unexpected request {}", other.type_name()) }
+        }
     };
     frames::write(&mut send, &reply).await?;
     send.finish()?;

@@ -106,6 +106,12 @@ pub fn server_config(files: &TlsFiles, idle_timeout: Duration) -> Result<quinn::
     // One chunk (up to 8 MiB) goes out at once; the protocol never has more than one in flight
     // per window, so this does not let a slow applier make the service buffer more.
     transport.send_window(CHUNK_WINDOW * 4);
+    // What a client can make the service buffer: requests of at most 1 MiB, on bidirectional
+    // streams only (their number is raised after the hello to what the session's workers need).
+    transport.max_concurrent_uni_streams(0u32.into());
+    transport.max_concurrent_bidi_streams(8u32.into());
+    transport.stream_receive_window(quinn::VarInt::from_u32((super::frames::MAX_REQUEST + (64 << 10)) as u32));
+    transport.receive_window(quinn::VarInt::from_u32(16 << 20));
     server.transport_config(Arc::new(transport));
     Ok(server)
 }
