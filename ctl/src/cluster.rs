@@ -38,7 +38,7 @@ impl Certs {
             private_key: self.path("queue.key"),
             ca: self.path("ca.crt"),
         };
-        wharf_queue::quic::ServerSettings { addr, tls }
+        wharf_queue::quic::ServerSettings { addr, tls, client_crl: None }
     }
 }
 

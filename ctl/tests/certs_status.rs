@@ -10,7 +10,8 @@ use std::time::Duration;
 use wharf_queue::quic::{ClientSettings, QuicClient, ServerSettings, TlsFiles};
 use wharf_queue::{Hlc, Journal, JournalConfig, Partition, QueueService, Row};
 
-const FILES: [&str; 6] = ["ca.crt", "ca.key", "queue.crt", "queue.key", "applier.crt", "applier.key"];
+const FILES: [&str; 8] =
+    ["ca.crt", "ca.key", "queue.crt", "queue.key", "applier.crt", "applier.key", "observer.crt", "observer.key"];
 
 fn wharfctl(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wharfctl")).args(args).output().unwrap()
@@ -72,7 +73,7 @@ fn the_queue_service_accepts_its_own_set_refuses_another_and_reports_status() {
             private_key: ours.path().join("queue.key"),
             ca: ours.path().join("ca.crt"),
         };
-        let settings = ServerSettings { addr: "127.0.0.1:0".parse().unwrap(), tls };
+        let settings = ServerSettings { addr: "127.0.0.1:0".parse().unwrap(), tls, client_crl: None };
         let endpoint = wharf_queue::quic::server::bind(&settings, Duration::from_secs(10)).unwrap();
         let addr = format!("127.0.0.1:{}", endpoint.local_addr().unwrap().port());
         tokio::spawn(wharf_queue::quic::serve(endpoint, service, std::future::pending()));

@@ -70,6 +70,10 @@ pub struct StartArgs {
     /// PEM CA bundle that applier client certificates must chain to (mutual TLS, required).
     #[arg(long = "queueClientCA", env = "WHARF_QUEUE_CLIENT_CA")]
     pub queue_client_ca: Option<PathBuf>,
+    /// PEM certificate revocation list of that CA (`wharfctl certs revoke` writes it); a revoked
+    /// applier or observer certificate is refused in the handshake. Read at start.
+    #[arg(long = "queueClientCRL", env = "WHARF_QUEUE_CLIENT_CRL")]
+    pub queue_client_crl: Option<PathBuf>,
     /// An applier silent this long loses its partitions to another.
     #[arg(long = "leaseTimeout", env = "WHARF_LEASE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub lease_timeout: Duration,
@@ -188,7 +192,8 @@ impl StartArgs {
             return Err(ConfigError::BodyLimit);
         }
         let queue =
-            queue_settings(&self.queue_addr, self.queue_certificate, self.queue_private_key, self.queue_client_ca)?;
+            queue_settings(&self.queue_addr, self.queue_certificate, self.queue_private_key, self.queue_client_ca)?
+                .map(|settings| wharf_queue::quic::ServerSettings { client_crl: self.queue_client_crl, ..settings });
         if queue.is_none() && self.appliers == 0 && !self.discard {
             return Err(ConfigError::NoAppliers);
         }
@@ -252,7 +257,7 @@ fn queue_settings(
     };
     let addr = parse_bind_addr(addr).map_err(|_| ConfigError::QueueAddr(addr.to_owned()))?;
     let tls = wharf_queue::quic::TlsFiles { certificate, private_key, ca };
-    Ok(Some(wharf_queue::quic::ServerSettings { addr, tls }))
+    Ok(Some(wharf_queue::quic::ServerSettings { addr, tls, client_crl: None }))
 }
 
 fn parse_bind_addr(text: &str) -> Result<SocketAddr, ConfigError> {

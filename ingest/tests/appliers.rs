@@ -608,7 +608,7 @@ fn an_applier_meeting_another_protocol_version_stops_with_a_clear_error() {
     };
     // A queue service of a later release: it welcomes with the next version.
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let config = wharf_queue::quic::tls::server_config(&files, Duration::from_secs(10)).unwrap();
+    let config = wharf_queue::quic::tls::server_config(&files, None, Duration::from_secs(10)).unwrap();
     let endpoint = rt.block_on(async { quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap() });
     let addr = format!("127.0.0.1:{}", endpoint.local_addr().unwrap().port());
     rt.spawn(async move {

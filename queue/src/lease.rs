@@ -46,10 +46,34 @@ pub struct Granted {
     pub fresh: bool,
 }
 
+/// The partitions a session may lease: `db.schema` patterns, `*` for every schema of a database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope(Vec<(String, String)>);
+
+impl Scope {
+    /// From `db.schema` patterns; one without a dot allows nothing.
+    pub fn parse(patterns: &[&str]) -> Scope {
+        Scope(
+            patterns
+                .iter()
+                .filter_map(|p| p.split_once('.'))
+                .map(|(db, schema)| (db.to_owned(), schema.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// Whether `partition` matches a pattern (names exactly, as the target's catalog spells them).
+    pub fn allows(&self, partition: &Partition) -> bool {
+        self.0.iter().any(|(db, schema)| *db == partition.database && (schema == "*" || *schema == partition.schema))
+    }
+}
+
 #[derive(Debug)]
 struct Session {
     name: String,
     workers: u32,
+    /// `None`: every partition.
+    scope: Option<Scope>,
     last_seen: Instant,
     /// In-process sessions live as long as their process.
     expires: bool,
@@ -118,10 +142,22 @@ impl LeaseTable {
     /// Registers a session of `workers` workers (1 to [`MAX_WORKERS`]); `expires: false` for
     /// in-process workers.
     pub fn open_session(&mut self, name: &str, workers: u32, expires: bool, now: Instant) -> u64 {
+        self.open_scoped_session(name, workers, expires, now, None)
+    }
+
+    /// [`LeaseTable::open_session`] of a session that may lease only what `scope` allows.
+    pub fn open_scoped_session(
+        &mut self,
+        name: &str,
+        workers: u32,
+        expires: bool,
+        now: Instant,
+        scope: Option<Scope>,
+    ) -> u64 {
         let id = self.next_session;
         self.next_session += 1;
-        let session =
-            Session { name: name.to_owned(), workers: workers.clamp(1, MAX_WORKERS), last_seen: now, expires };
+        let workers = workers.clamp(1, MAX_WORKERS);
+        let session = Session { name: name.to_owned(), workers, scope, last_seen: now, expires };
         self.sessions.insert(id, session);
         id
     }
@@ -202,6 +238,8 @@ impl LeaseTable {
             return None;
         }
         self.revoke_stalled(now, &has_work);
+        let scope = self.sessions.get(&worker.session).and_then(|s| s.scope.clone());
+        let allowed = |p: &Partition| scope.as_ref().is_none_or(|s| s.allows(p));
         self.hand_back_surplus(worker, &has_work);
         let held = self.held_by(worker);
         // While some worker holds less than its even share, free partitions go to such workers.
@@ -211,6 +249,7 @@ impl LeaseTable {
                 s.holder.is_none()
                     && s.paused_until.is_none_or(|until| now >= until)
                     && s.epoch < MAX_EPOCH
+                    && allowed(p)
                     && has_work(p)
             })
         {
@@ -532,6 +571,19 @@ mod tests {
         assert_eq!(t.acquire(b, now, |_| true).unwrap().epoch, MAX_EPOCH);
         assert!(t.release(b, &p(0), MAX_EPOCH, None));
         assert_eq!(t.acquire(a, now, |_| true), None, "no epoch left to grant: never one above the limit");
+    }
+
+    #[test]
+    fn a_scoped_session_leases_only_what_its_scope_allows() {
+        let (mut t, now) = table(3);
+        let scope = Some(Scope::parse(&["app.s1", "other.*"]));
+        let s = t.open_scoped_session("scoped", 1, true, now, scope);
+        let worker = WorkerId { session: s, index: 0 };
+        let mut got = Vec::new();
+        while let Some(g) = t.acquire(worker, now, |_| true).filter(|g| g.fresh) {
+            got.push(g.partition);
+        }
+        assert_eq!(got, vec![p(1)]);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::client::{Grant, Release};
 use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, WindowCursor};
-use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, SessionInfo, WorkerId};
+use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, Scope, SessionInfo, WorkerId};
 use crate::record::Partition;
 
 /// The target's own checkpoint row of a partition: its applied timestamp and lease epoch.
@@ -130,8 +130,14 @@ impl QueueService {
 
     /// Registers a session of `workers` workers (`expires: false` for in-process ones).
     pub fn open_session(&self, name: &str, workers: u32, expires: bool) -> u64 {
-        let id = self.leases().open_session(name, workers, expires, Instant::now());
-        tracing::info!(session = id, name, workers, "applier session opened");
+        self.open_scoped_session(name, workers, expires, None)
+    }
+
+    /// Registers a session that may lease only what `scope` allows (`None`: everything).
+    pub fn open_scoped_session(&self, name: &str, workers: u32, expires: bool, scope: Option<Scope>) -> u64 {
+        let scoped = scope.is_some();
+        let id = self.leases().open_scoped_session(name, workers, expires, Instant::now(), scope);
+        tracing::info!(session = id, name, workers, scoped, "applier session opened");
         id
     }
 

@@ -104,7 +104,7 @@ mod tests {
     async fn loopback_packets_grow_to_the_largest_payload() {
         let dir = tempfile::tempdir().unwrap();
         let files = tls_files(dir.path());
-        let server_config = super::super::tls::server_config(&files, std::time::Duration::from_secs(10)).unwrap();
+        let server_config = super::super::tls::server_config(&files, None, std::time::Duration::from_secs(10)).unwrap();
         let server = endpoint(UdpSocket::bind("127.0.0.1:0").unwrap(), Some(server_config), tokio()).unwrap();
         let addr = server.local_addr().unwrap();
         let mut client = endpoint(client_socket().unwrap(), None, tokio()).unwrap();

@@ -17,6 +17,7 @@
 pub mod client;
 mod datagrams;
 mod frames;
+pub mod identity;
 mod io_thread;
 pub mod server;
 pub mod tls;

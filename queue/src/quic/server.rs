@@ -19,12 +19,14 @@ use quinn::{Connection, RecvStream, SendStream};
 use thiserror::Error;
 
 use super::frames::{self, StreamError};
+use super::identity::Identity;
 use super::tls::{self, TlsError, TlsFiles};
 use crate::client::Release;
 use crate::journal::ChunkLimits;
 use crate::lease::WorkerId;
 use crate::service::QueueService;
 use crate::wire::{Message, PROTOCOL_VERSION, code};
+use rustls_pki_types::CertificateDer;
 
 /// Longest a worker may wait in one `Acquire`.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -45,6 +47,8 @@ const MAX_CHUNK_BYTES: u32 = 64 << 20;
 pub struct ServerSettings {
     pub addr: SocketAddr,
     pub tls: TlsFiles,
+    /// PEM certificate revocation lists of the CA (`wharfctl certs revoke` writes one).
+    pub client_crl: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -57,7 +61,7 @@ pub enum ServeError {
 
 /// Binds the UDP endpoint (so a bad address or certificate stops startup).
 pub fn bind(settings: &ServerSettings, lease_timeout: Duration) -> Result<quinn::Endpoint, ServeError> {
-    let config = tls::server_config(&settings.tls, lease_timeout)?;
+    let config = tls::server_config(&settings.tls, settings.client_crl.as_deref(), lease_timeout)?;
     let bind_error = |source| ServeError::Bind { addr: settings.addr, source };
     let socket = std::net::UdpSocket::bind(settings.addr).map_err(bind_error)?;
     super::datagrams::endpoint(socket, Some(config), std::sync::Arc::new(quinn::TokioRuntime)).map_err(bind_error)
@@ -135,9 +139,10 @@ fn admit(incoming: quinn::Incoming, service: &QueueService, admission: &Arc<Admi
 
 async fn serve_connection(conn: Connection, service: QueueService) {
     let peer = conn.remote_address();
+    let identity = identity(&conn);
     // A client that does not say hello within a lease timeout is not an applier.
-    let Ok(Some((session, workers))) = tokio::time::timeout(service.lease_timeout(), hello(&conn, &service)).await
-    else {
+    let said = tokio::time::timeout(service.lease_timeout(), hello(&conn, &service, identity)).await;
+    let Ok(Some((session, workers))) = said else {
         conn.close(1u32.into(), b"no hello");
         return;
     };
@@ -163,9 +168,17 @@ async fn serve_connection(conn: Connection, service: QueueService) {
     }
 }
 
+/// What the client's certificate allows (read-only if it cannot be read).
+fn identity(conn: &Connection) -> Identity {
+    let chain = conn.peer_identity().and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok());
+    chain
+        .and_then(|chain| chain.first().map(|leaf| Identity::of(leaf.as_ref())))
+        .unwrap_or(Identity { observer: true, scope: None })
+}
+
 /// The first stream: protocol version, name and worker count; the session and its worker count,
 /// or `None` when the peer is refused.
-async fn hello(conn: &Connection, service: &QueueService) -> Option<(u64, u32)> {
+async fn hello(conn: &Connection, service: &QueueService, identity: Identity) -> Option<(u64, u32)> {
     let peer = conn.remote_address();
     let (mut send, mut recv) = conn.accept_bi().await.ok()?;
     let (reply, session) = match frames::read_request(&mut recv).await {
@@ -173,9 +186,16 @@ async fn hello(conn: &Connection, service: &QueueService) -> Option<(u64, u32)> 
             let message = format!("a session may declare at most {} workers", crate::lease::MAX_WORKERS);
             (Message::Error { code: code::BAD_REQUEST, message }, None)
         }
+        Ok(Message::Hello { workers, .. }) if workers > 0 && identity.observer => {
+            let message = "this certificate is an observer's (wharfctl status): it may not declare workers".into();
+            (Message::Error { code: code::BAD_REQUEST, message }, None)
+        }
         Ok(Message::Hello { version, name, workers }) if version == PROTOCOL_VERSION => {
             // workers = 0: an observer such as `wharfctl status`, which takes no leases.
-            let session = if workers > 0 { service.open_session(&name, workers, true) } else { 0 };
+            let session = match workers {
+                0 => 0,
+                _ => service.open_scoped_session(&name, workers, true, identity.scope),
+            };
             let lease_timeout_ms = service.lease_timeout().as_millis() as u64;
             (Message::Welcome { version: PROTOCOL_VERSION, session, lease_timeout_ms }, Some((session, workers)))
         }

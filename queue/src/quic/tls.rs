@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use thiserror::Error;
 
 use super::datagrams::MAX_UDP_PAYLOAD;
@@ -88,11 +88,28 @@ fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
-/// The server side: only clients with a certificate signed by `files.ca` get through.
-pub fn server_config(files: &TlsFiles, idle_timeout: Duration) -> Result<quinn::ServerConfig, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider())
-        .build()
-        .map_err(|e| TlsError::Ca { path: files.ca.clone(), reason: e.to_string() })?;
+/// The server side: only clients with a certificate signed by `files.ca`, and not revoked by a
+/// list in `crl`, get through.
+pub fn server_config(
+    files: &TlsFiles,
+    crl: Option<&Path>,
+    idle_timeout: Duration,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(roots(&files.ca)?, provider());
+    if let Some(path) = crl {
+        let unreadable =
+            |reason: String| PemError::Unreadable { what: "revocation list", path: path.to_owned(), reason };
+        let lists: Vec<CertificateRevocationListDer<'static>> = CertificateRevocationListDer::pem_file_iter(path)
+            .map_err(|e| unreadable(e.to_string()))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| unreadable(e.to_string()))?;
+        if lists.is_empty() {
+            return Err(unreadable("it holds no revocation list".into()).into());
+        }
+        // Only the client's own certificate is checked (the CA issues no intermediates).
+        verifier = verifier.with_crls(lists).only_check_end_entity_revocation();
+    }
+    let verifier = verifier.build().map_err(|e| TlsError::Ca { path: files.ca.clone(), reason: e.to_string() })?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
