@@ -13,7 +13,9 @@ use crate::cluster::{BenchStack, start_applier};
 use crate::http::Sender;
 use crate::lag::{BODY_ROWS, SteadyFeed};
 
-const T0: u64 = 1_900_000_000_000_000_000;
+/// Above the lag phase's timestamps, below any clock this runs on (ingest refuses timestamps ahead
+/// of its clock).
+const T0: u64 = 1_770_000_000_000_000_000;
 /// Keys updated over and over, so the target table stays the same size however long it runs.
 pub const KEYS: usize = 200_000;
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);

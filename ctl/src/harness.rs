@@ -77,6 +77,7 @@ impl InProcessIngest {
             queue,
             lease_timeout: wharf_queue::DEFAULT_LEASE_TIMEOUT,
             body_limit: wharf_ingest::config::DEFAULT_BODY_LIMIT,
+            max_clock_skew: wharf_ingest::config::DEFAULT_MAX_CLOCK_SKEW,
             discard,
             grace_period: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(300),

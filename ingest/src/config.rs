@@ -14,6 +14,9 @@ use crate::tls::{CertSource, TlsSettings};
 pub const DEFAULT_BODY_LIMIT: u64 = 64 << 20;
 /// The journal refuses records over 1 GiB, so a larger body could never be journaled.
 pub const MAX_BODY_LIMIT: u64 = 1 << 30;
+/// Default of `--maxClockSkew`: far above CockroachDB's own clock offset limit (500 ms), far
+/// below what a forged timestamp needs to do harm.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
 /// Time allowed to finish in-flight requests on SIGTERM before the process exits anyway.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -102,6 +105,10 @@ pub struct StartArgs {
     /// rows arrive this long without a new resolved timestamp (0s turns it off).
     #[arg(long = "stallTimeout", alias = "stallThreshold", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
+    /// Row (`updated`) and resolved timestamps further ahead of this machine's clock are refused
+    /// with 400: one from the far future would become a checkpoint no later row can pass.
+    #[arg(long = "maxClockSkew", env = "WHARF_MAX_CLOCK_SKEW", default_value = "5m", value_parser = parse_duration)]
+    pub max_clock_skew: Duration,
     /// Serve /_/varz, /_/livez, /_/readyz and /_/healthz on this plain-HTTP address too (HOST:PORT
     /// or :PORT); /_/varz then leaves the main port.
     #[arg(long = "metricsAddr", env = "WHARF_METRICS_ADDR")]
@@ -135,6 +142,7 @@ pub struct IngestConfig {
     pub discard: bool,
     pub grace_period: Duration,
     pub stall_timeout: Duration,
+    pub max_clock_skew: Duration,
     pub metrics_addr: Option<SocketAddr>,
 }
 
@@ -225,6 +233,7 @@ impl StartArgs {
             discard: self.discard,
             grace_period: self.grace_period,
             stall_timeout: self.stall_timeout,
+            max_clock_skew: self.max_clock_skew,
             metrics_addr: match self.metrics_addr.as_deref() {
                 Some(text) => Some(parse_bind_addr(text).map_err(|_| ConfigError::MetricsAddr(text.to_owned()))?),
                 None => None,

@@ -198,6 +198,8 @@ pub async fn run_with_listener(
         requests: Arc::new(tokio::sync::Semaphore::new(config.limits.max_requests)),
         inflight: inflight::Inflight::new(config.limits.max_inflight_bytes),
         stalls: stall::StallWatch::new(config.stall_timeout),
+        staging_schema: config.staging_schema.clone(),
+        max_clock_skew: config.max_clock_skew,
         journal,
         auth,
         warnings,

@@ -58,6 +58,10 @@ pub struct State {
     /// Testing-only settings in force, repeated on `/_/healthz`.
     pub warnings: Vec<&'static str>,
     pub target: Target,
+    /// The staging schema (`--stagingSchema`): never written through the HTTP routes.
+    pub staging_schema: String,
+    /// Timestamps further ahead of this process's clock are refused (`--maxClockSkew`).
+    pub max_clock_skew: Duration,
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
     pub metrics: crate::metrics::IngestMetrics,
@@ -165,7 +169,10 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         }
         Route::Ops(ops) => return crate::ops::answer(state, *ops).await,
         Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
-            p.clone()
+            match canonical(state, p) {
+                Ok(partition) => partition,
+                Err(why) => return refuse(state, req, reply(StatusCode::NOT_FOUND, &why)).await,
+            }
         }
     };
     let _admitted = match admit(state, peer, &req, &partition).await {
@@ -217,19 +224,36 @@ struct Admitted<'a> {
     _bytes: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Whether a request for `partition` is taken on: the right database, a token that grants the
-/// schema, and room (not shutting down, a request slot, bytes in flight).
+/// The partition a path names, keyed by the target's own names: the target's database (the path
+/// may spell it in another case) and the schema as the path spells it (the catalog matches it
+/// exactly). The staging schema and PostgreSQL's own schemas are never a partition.
+fn canonical(state: &State, path: &Partition) -> Result<Partition, String> {
+    if !path.database.eq_ignore_ascii_case(&state.target.database) {
+        return Err("unknown database: this server writes to one database only".into());
+    }
+    if is_reserved_schema(&path.schema, &state.staging_schema) {
+        return Err(format!("schema {:?} is wharf's or PostgreSQL's own and never replicated into", path.schema));
+    }
+    Ok(Partition::new(&state.target.database, &path.schema))
+}
+
+/// The staging schema and PostgreSQL's system schemas (compared as PostgreSQL folds them).
+pub fn is_reserved_schema(schema: &str, staging: &str) -> bool {
+    let folded = schema.to_ascii_lowercase();
+    folded == staging.to_ascii_lowercase()
+        || ["pg_catalog", "information_schema", "pg_toast"].contains(&folded.as_str())
+        || folded.starts_with("pg_temp")
+        || folded.starts_with("pg_toast_temp")
+}
+
+/// Whether a request for `partition` (canonical) is taken on: a token that grants the schema,
+/// and room (not shutting down, a request slot, bytes in flight).
 async fn admit<'a>(
     state: &'a State,
     peer: SocketAddr,
     req: &Request<Incoming>,
     partition: &Partition,
 ) -> Result<Admitted<'a>, Reply> {
-    if !partition.database.eq_ignore_ascii_case(&state.target.database) {
-        let text =
-            format!("unknown database {:?}; this server writes to {:?}", partition.database, state.target.database);
-        return Err(reply(StatusCode::NOT_FOUND, &text));
-    }
     if let Some(auth) = &state.auth {
         let token = crate::auth::token::extract(req.headers(), req.uri().query());
         match auth.check(token.as_deref(), &partition.database, &partition.schema) {
@@ -287,6 +311,11 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
         Ok(Body::Rows(messages)) => messages,
         Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
     };
+    if let Some(newest) = messages.iter().map(|m| m.hlc).max()
+        && let Err(why) = not_ahead(state, "a row's updated", newest)
+    {
+        return reply(StatusCode::BAD_REQUEST, &why);
+    }
     let catalog = match state.target.catalog(&partition.schema, false).await {
         Ok(catalog) => catalog,
         Err(error) => return catalog_failure(state, partition, error),
@@ -322,7 +351,26 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
     }
 }
 
+/// 400 for a timestamp further ahead of this machine's clock than `--maxClockSkew`: CockroachDB
+/// never sends one, and accepted it would hold back every row after it (as a checkpoint) for good.
+fn not_ahead(state: &State, what: &str, hlc: wharf_queue::Hlc) -> Result<(), String> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let limit = now.saturating_add(state.max_clock_skew).as_nanos().min(u128::from(u64::MAX)) as u64;
+    if hlc.wall <= limit {
+        return Ok(());
+    }
+    let ahead = std::time::Duration::from_nanos(hlc.wall - now.as_nanos().min(u128::from(u64::MAX)) as u64);
+    Err(format!(
+        "{what} timestamp {hlc} is {} ahead of this server's clock, more than --maxClockSkew ({}); check the clocks",
+        humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs())),
+        humantime::format_duration(state.max_clock_skew)
+    ))
+}
+
 async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) -> Reply {
+    if let Err(why) = not_ahead(state, "the resolved", hlc) {
+        return reply(StatusCode::BAD_REQUEST, &why);
+    }
     if let Err(error) = state.target.catalog(&partition.schema, false).await {
         return catalog_failure(state, partition, error);
     }

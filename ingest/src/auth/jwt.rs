@@ -144,12 +144,13 @@ pub struct Grant {
 }
 
 impl Grant {
-    /// Whether the grant allows writing to `database.schema` (case-insensitive, `*` wildcards).
+    /// Whether the grant allows writing to `database.schema` (`*` wildcards): the database in
+    /// any case (a target has one), the schema exactly as the target's catalog spells it, so a
+    /// grant of `public` never reaches a schema named `Public`.
     pub fn allows(&self, database: &str, schema: &str) -> bool {
-        let wanted = [database, schema];
-        self.schemas.iter().any(|allowed| {
-            allowed.len() == wanted.len()
-                && allowed.iter().zip(wanted).all(|(a, w)| a == "*" || a.eq_ignore_ascii_case(w))
+        self.schemas.iter().any(|allowed| match allowed.as_slice() {
+            [db, s] => (db == "*" || db.eq_ignore_ascii_case(database)) && (s == "*" || s == schema),
+            _ => false,
         })
     }
 }
@@ -232,13 +233,15 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn wildcards_and_case_match_like_the_peer() {
+    fn wildcards_match_whole_parts_the_database_in_any_case_and_the_schema_exactly() {
         let grant = |s: &[&[&str]]| Grant {
             jti: "j".into(),
             exp: None,
             schemas: s.iter().map(|p| p.iter().map(|x| x.to_string()).collect()).collect(),
         };
-        assert!(grant(&[&["App", "PUBLIC"]]).allows("app", "public"));
+        assert!(grant(&[&["App", "public"]]).allows("app", "public"));
+        assert!(!grant(&[&["app", "PUBLIC"]]).allows("app", "public"), "a schema is matched exactly");
+        assert!(!grant(&[&["app", "public"]]).allows("app", "Public"));
         assert!(grant(&[&["app", "*"]]).allows("app", "other"));
         assert!(grant(&[&["*", "public"]]).allows("x", "public"));
         assert!(!grant(&[&["*"]]).allows("app", "public"));

@@ -1,0 +1,114 @@
+//! What a changefeed's token and a stranger can do over HTTP, against a real `wharf-ingest` and a
+//! real PostgreSQL: a wildcard token never reaches wharf's own or PostgreSQL's schemas, one schema
+//! is one partition however the path spells the database, and a timestamp from the far future
+//! is refused instead of becoming a checkpoint.
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{Ingest, Target, request_with, wait_for};
+use serde_json::{Value, json};
+use wharf_ingest::auth::jwt::CLAIM_NAMESPACE;
+use wharf_ingest::auth::sign::SigningKey;
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+fn hlc(wall: u64) -> String {
+    format!("{wall}.0000000000")
+}
+
+fn row(table: &str, after: Value, key: Value, wall: u64) -> String {
+    let message = json!({"after": after, "key": key, "topic": table, "updated": hlc(wall)});
+    format!(r#"{{"payload":[{message}],"length":1}}"#)
+}
+
+fn post(ingest: &Ingest, token: Option<&str>, path: &str, body: &str) -> (u16, String) {
+    let header = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = header.iter().map(|h| ("Authorization", h.as_str())).collect();
+    request_with(ingest.port, "POST", path, &headers, body.as_bytes()).unwrap()
+}
+
+#[test]
+fn a_wildcard_token_never_writes_wharfs_or_postgresqls_own_schemas() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    // JWT authentication on.
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &[], &logs.path().join("ingest.log"));
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let signer = SigningKey::from_pem(&key.serialize_pem()).unwrap();
+    target.execute(
+        "app",
+        &format!("INSERT INTO _replicator.jwt_public_keys (public_key) VALUES ('{}')", key.public_key_pem()),
+    );
+    ingest.hangup();
+    let claims = json!({"iss": "replicator", "jti": "wild", CLAIM_NAMESPACE: {"schemas": [["app", "*"], ["*", "*"]]}});
+    let token = signer.sign(&claims).unwrap();
+    let body = row("kv_bare", json!({"k": 1, "v": "x"}), json!([1]), now_ns());
+    wait_for("the key picked up", Duration::from_secs(30), || {
+        post(&ingest, Some(&token), "/app/public", &body).0 == 200
+    });
+    let evil = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let id = "11111111-1111-4111-8111-111111111111";
+    let injected = row(
+        "jwt_public_keys",
+        json!({"id": id, "public_key": evil.public_key_pem(), "active": true}),
+        json!([id]),
+        now_ns(),
+    );
+    for schema in
+        ["_replicator", "_Replicator", "pg_catalog", "information_schema", "pg_toast", "pg_temp_1", "PG_CATALOG"]
+    {
+        let (status, text) = post(&ingest, Some(&token), &format!("/app/{schema}"), &injected);
+        assert_eq!(status, 404, "{schema}: {text}");
+        let resolved = format!(r#"{{"resolved":"{}"}}"#, hlc(now_ns()));
+        assert_eq!(post(&ingest, Some(&token), &format!("/app/{schema}"), &resolved).0, 404, "{schema}");
+    }
+    let keys = target.query("SELECT count(*)::text FROM _replicator.jwt_public_keys");
+    assert_eq!(keys, vec![vec![Some("1".to_owned())]]);
+}
+
+#[test]
+fn a_schema_is_one_partition_however_the_path_spells_the_database() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &[]);
+    let t0 = now_ns() - 60_000_000_000;
+    let old = row("kv_bare", json!({"k": 1, "v": "old"}), json!([1]), t0 + 2_000);
+    let new = row("kv_bare", json!({"k": 1, "v": "new"}), json!([1]), t0 + 3_000);
+    assert_eq!(post(&ingest, None, "/APP/public", &old).0, 200);
+    assert_eq!(post(&ingest, None, "/app/public", &new).0, 200);
+    assert_eq!(post(&ingest, None, "/app/public", &format!(r#"{{"resolved":"{}"}}"#, hlc(t0 + 3_000))).0, 200);
+    assert_eq!(post(&ingest, None, "/APP/public", &format!(r#"{{"resolved":"{}"}}"#, hlc(t0 + 2_000))).0, 200);
+    wait_for("the checkpoint", Duration::from_secs(60), || target.checkpoint() == Some(hlc(t0 + 3_000)));
+    assert_eq!(target.query("SELECT v FROM public.kv_bare WHERE k = 1"), vec![vec![Some("new".to_owned())]]);
+    let partitions = target.query("SELECT partition FROM _replicator.checkpoints ORDER BY 1");
+    assert_eq!(partitions, vec![vec![Some("app.public".to_owned())]]);
+}
+
+#[test]
+fn a_timestamp_far_ahead_of_the_clock_is_refused_and_changes_nothing() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--maxClockSkew", "10m"]);
+    let far = 9_223_372_036_854_775_807u64;
+    let (status, text) = post(&ingest, None, "/app/public", &format!(r#"{{"resolved":"{}"}}"#, hlc(far)));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("--maxClockSkew"), "{text}");
+    let soon = now_ns() + 3_600_000_000_000;
+    let (status, text) =
+        post(&ingest, None, "/app/public", &row("kv_bare", json!({"k": 1, "v": "x"}), json!([1]), soon));
+    assert_eq!(status, 400, "{text}");
+    // Within the skew, and after the refusals, rows and resolved timestamps go through.
+    let now = now_ns();
+    assert_eq!(post(&ingest, None, "/app/public", &row("kv_bare", json!({"k": 2, "v": "y"}), json!([2]), now)).0, 200);
+    assert_eq!(post(&ingest, None, "/app/public", &format!(r#"{{"resolved":"{}"}}"#, hlc(now + 1))).0, 200);
+    wait_for("the checkpoint", Duration::from_secs(60), || target.checkpoint() == Some(hlc(now + 1)));
+    assert_eq!(
+        target.query("SELECT k::text, v FROM public.kv_bare"),
+        vec![vec![Some("2".to_owned()), Some("y".to_owned())]]
+    );
+}
