@@ -66,6 +66,7 @@ impl InProcessIngest {
             jwt_leeway: Duration::ZERO,
             limits: wharf_ingest::server::Limits {
                 max_connections: 1024,
+                max_connections_per_address: 1024,
                 max_requests: 256,
                 read_timeout: Duration::from_secs(60),
                 max_inflight_bytes: wharf_ingest::inflight::DEFAULT_INFLIGHT_BYTES,

@@ -92,6 +92,9 @@ pub struct StartArgs {
     /// Open connections at most (CockroachDB opens up to changefeed.sink_io_workers per node).
     #[arg(long = "maxConnections", env = "WHARF_MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
+    /// Open connections from one client address; more from it are closed at once.
+    #[arg(long = "maxConnectionsPerAddress", env = "WHARF_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
     /// Requests processed at once; more get 503 + Retry-After.
     #[arg(long = "maxRequests", env = "WHARF_MAX_REQUESTS", default_value_t = 256)]
     pub max_requests: usize,
@@ -219,6 +222,7 @@ impl StartArgs {
             jwt_leeway: self.jwt_leeway,
             limits: crate::server::Limits {
                 max_connections: self.max_connections.max(1),
+                max_connections_per_address: self.max_connections_per_address.max(1),
                 max_requests: self.max_requests.max(1),
                 read_timeout: self.read_timeout,
                 max_inflight_bytes: self.inflight_limit.max(1),

@@ -31,6 +31,34 @@ impl Inflight {
         let acquire = self.permits.clone().acquire_many_owned(kib);
         tokio::time::timeout(self.wait, acquire).await.ok()?.ok()
     }
+
+    /// What one body holds: nothing until its bytes arrive.
+    pub fn hold(&self) -> Held {
+        Held { permit: None, kib: 0 }
+    }
+
+    /// Waits for room for `total` bytes of the body `held` is for, as they arrive (all of the
+    /// limit at most: a body larger than it runs alone); `false` if none frees up in time.
+    pub async fn grow(&self, held: &mut Held, total: u64) -> bool {
+        let want = total.div_ceil(1024).clamp(1, self.max_kib as u64) as u32;
+        if want <= held.kib {
+            return true;
+        }
+        let acquire = self.permits.clone().acquire_many_owned(want - held.kib);
+        let Ok(Ok(more)) = tokio::time::timeout(self.wait, acquire).await else { return false };
+        match &mut held.permit {
+            Some(permit) => permit.merge(more),
+            None => held.permit = Some(more),
+        }
+        held.kib = want;
+        true
+    }
+}
+
+/// The body bytes one request holds of the limit; given back when dropped.
+pub struct Held {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    kib: u32,
 }
 
 #[cfg(test)]
@@ -49,6 +77,20 @@ mod tests {
         let huge = inflight.reserve(64 << 20).await.expect("a body over the limit still runs, alone");
         assert!(futures_util::poll!(Box::pin(inflight.reserve(1))).is_pending());
         drop(huge);
+    }
+
+    #[tokio::test]
+    async fn a_body_holds_what_arrived_not_what_it_announced() {
+        let inflight = Inflight { wait: Duration::from_millis(50), ..Inflight::new(1 << 20) };
+        let mut slow = inflight.hold();
+        assert!(inflight.grow(&mut slow, 10 << 10).await);
+        let other = inflight.reserve(1000 << 10).await.expect("room beside 10 KiB that arrived");
+        assert!(!inflight.grow(&mut slow, 100 << 10).await, "no room for more in time");
+        drop(other);
+        assert!(inflight.grow(&mut slow, 100 << 10).await);
+        assert!(inflight.grow(&mut slow, 64 << 20).await, "over the limit: all of it, alone");
+        drop(slow);
+        assert!(inflight.reserve(1 << 20).await.is_some(), "all given back");
     }
 
     #[tokio::test]

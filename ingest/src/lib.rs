@@ -22,6 +22,7 @@
 pub mod answer;
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod decode;
 pub mod inflight;
 pub mod metrics;

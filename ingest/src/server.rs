@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::service::service_fn;
@@ -34,6 +34,8 @@ use crate::validate::to_rows;
 pub struct Limits {
     /// Open connections; more are closed at once.
     pub max_connections: usize,
+    /// Open connections from one client address; more from it are closed at once.
+    pub max_connections_per_address: usize,
     /// Requests being processed; more get 503 + Retry-After.
     pub max_requests: usize,
     /// Time a client gets to send its headers, and its body.
@@ -79,6 +81,11 @@ pub(crate) type Reply = Response<crate::answer::Answer>;
 
 /// Time a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests at once on one HTTP/2 connection: a changefeed sends one at a time per connection,
+/// so this only bounds what one connection can take of `--maxRequests`.
+const H2_STREAMS: u32 = 16;
+const H2_PING_EVERY: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Accepts connections until `shutdown`, then stops accepting and waits up to `grace` for
 /// in-flight requests to finish. With `tls`, every connection must complete a TLS handshake first;
@@ -97,8 +104,16 @@ pub async fn serve(
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(state.limits.read_timeout)
         .max_buf_size(MAX_HEADER_BYTES);
-    builder.http2().max_header_list_size(MAX_HEADER_BYTES as u32);
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(H2_STREAMS)
+        // A peer that stops answering pings is gone: its connection and slot are given back.
+        .keep_alive_interval(Some(H2_PING_EVERY))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let connections = Arc::new(tokio::sync::Semaphore::new(state.limits.max_connections));
+    let per_address = Arc::new(crate::connections::PerAddress::default());
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -110,22 +125,42 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(limit = state.limits.max_connections, "connection limit reached; closing a new connection");
+        let slots = connections
+            .clone()
+            .try_acquire_owned()
+            .ok()
+            .zip(per_address.admit(peer.ip(), state.limits.max_connections_per_address));
+        let Some(permit) = slots else {
+            if let Some(left_out) = state.refusal_log.allow("connections", std::time::Instant::now()) {
+                tracing::warn!(%peer, limit = state.limits.max_connections, per_address = state.limits.max_connections_per_address, left_out, "connection limit reached; closing a new connection");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         let service_state = state.clone();
+        let activity = crate::connections::Activity::new();
+        let service_activity = activity.clone();
         let service = service_fn(move |req| {
             let state = service_state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, peer, req).await) }
+            let request = service_activity.request();
+            async move {
+                let reply = handle(&state, peer, req).await;
+                drop(request);
+                Ok::<_, Infallible>(reply)
+            }
         });
+        // Idle (no request in progress, none begun) for --readTimeout: closed, whatever the
+        // protocol, also before its first bytes are read.
+        let idle = state.limits.read_timeout;
         match &tls {
             None => {
                 let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = activity.idle(idle) => tracing::debug!(%peer, "closing an idle connection"),
+                    }
                     drop(permit);
                 });
             }
@@ -138,7 +173,11 @@ pub async fn serve(
                         Ok(Err(error)) => return handshake_failed(&state_for_tls, peer, &error),
                         Err(_) => return tracing::debug!("TLS handshake timed out"),
                     };
-                    let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned()).await;
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = activity.idle(idle) => tracing::debug!(%peer, "closing an idle connection"),
+                    }
                     drop(permit);
                 });
             }
@@ -183,7 +222,10 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         let text = format!("body of {declared} bytes exceeds the limit of {} bytes (--bodyLimit)", state.body_limit);
         return refuse_unread(req, reply(StatusCode::PAYLOAD_TOO_LARGE, &text));
     }
-    let body = match tokio::time::timeout(state.limits.read_timeout, read_body(req, state.body_limit)).await {
+    // Body bytes are held of --inflightLimit as they arrive, never on what a client announces.
+    let mut held = state.inflight.hold();
+    let reading = read_body(req, state.body_limit, &state.inflight, &mut held);
+    let body = match tokio::time::timeout(state.limits.read_timeout, reading).await {
         Ok(Ok(body)) => body,
         Ok(Err(reply)) => return reply,
         Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "the body was not received in time"),
@@ -218,10 +260,9 @@ fn refuse_unread(req: Request<Incoming>, reply: Reply) -> Reply {
     reply.map(|answer| answer.holding(req.into_body()))
 }
 
-/// What a request holds while it is processed: a request slot and its body's bytes in flight.
+/// What a request holds while it is processed: a request slot.
 struct Admitted<'a> {
     _request: tokio::sync::SemaphorePermit<'a>,
-    _bytes: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// The partition a path names, keyed by the target's own names: the target's database (the path
@@ -246,8 +287,8 @@ pub fn is_reserved_schema(schema: &str, staging: &str) -> bool {
         || folded.starts_with("pg_toast_temp")
 }
 
-/// Whether a request for `partition` (canonical) is taken on: a token that grants the schema,
-/// and room (not shutting down, a request slot, bytes in flight).
+/// Whether a request for `partition` (canonical) is taken on: a token that grants the schema, not
+/// shutting down, a request slot.
 async fn admit<'a>(
     state: &'a State,
     peer: SocketAddr,
@@ -281,27 +322,37 @@ async fn admit<'a>(
         state.metrics.refused(Refusal::MaxRequests);
         return Err(unavailable("too many concurrent requests", 1));
     };
-    // A body without Content-Length is reserved at the largest size it may have.
-    let size = declared_length(req).unwrap_or(state.body_limit);
-    let Some(bytes) = state.inflight.reserve(size).await else {
-        state.metrics.refused(Refusal::InflightBytes);
-        return Err(unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1));
-    };
-    Ok(Admitted { _request: request, _bytes: bytes })
+    Ok(Admitted { _request: request })
 }
 
 fn declared_length(req: &Request<Incoming>) -> Option<u64> {
     req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, Reply> {
-    let too_large =
-        || reply(StatusCode::PAYLOAD_TOO_LARGE, &format!("body exceeds the limit of {limit} bytes (--bodyLimit)"));
-    match Limited::new(req.into_body(), limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(reply(StatusCode::BAD_REQUEST, &format!("could not read the body: {error}"))),
+/// Reads the body, up to `limit` bytes, holding each frame's bytes in `held` before it is kept.
+async fn read_body(
+    req: Request<Incoming>,
+    limit: u64,
+    inflight: &crate::inflight::Inflight,
+    held: &mut crate::inflight::Held,
+) -> Result<Bytes, Reply> {
+    let mut body = req.into_body();
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| reply(StatusCode::BAD_REQUEST, &format!("could not read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let total = out.len() as u64 + data.len() as u64;
+        if total > limit {
+            let text = format!("body exceeds the limit of {limit} bytes (--bodyLimit)");
+            return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &text).map(|answer| answer.holding(body)));
+        }
+        if !inflight.grow(held, total).await {
+            let text = "too many body bytes in flight (--inflightLimit); retry shortly";
+            return Err(unavailable(text, 1).map(|answer| answer.holding(body)));
+        }
+        out.extend_from_slice(&data);
     }
+    Ok(out.freeze())
 }
 
 async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, decode::DecodeError>) -> Reply {

@@ -112,3 +112,79 @@ fn a_timestamp_far_ahead_of_the_clock_is_refused_and_changes_nothing() {
         vec![vec![Some("2".to_owned()), Some("y".to_owned())]]
     );
 }
+
+/// A served keep-alive connection from `from` (any loopback address), or `None` if refused.
+fn served(port: u16, from: &str) -> Option<std::net::TcpStream> {
+    use std::io::{Read, Write};
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&format!("{from}:0").parse::<std::net::SocketAddr>().ok()?.into()).ok()?;
+    socket.connect(&format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>().ok()?.into()).ok()?;
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.write_all(b"GET /_/livez HTTP/1.1\r\nHost: x\r\n\r\n").ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let mut buf = [0u8; 4096];
+    let n = stream.read(&mut buf).ok()?;
+    buf[..n].starts_with(b"HTTP/1.1 200").then_some(stream)
+}
+
+#[test]
+fn connections_that_send_nothing_do_not_keep_their_slots() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--maxConnections", "4", "--readTimeout", "2s"]);
+    // Four connections that never send a byte (no protocol chosen yet) take every slot.
+    let silent: Vec<std::net::TcpStream> =
+        (0..4).map(|_| std::net::TcpStream::connect(("127.0.0.1", ingest.port)).unwrap()).collect();
+    wait_for("a new connection served once the silent ones are closed", Duration::from_secs(20), || {
+        served(ingest.port, "127.0.0.1").is_some()
+    });
+    drop(silent);
+}
+
+#[test]
+fn one_address_cannot_take_every_connection_and_refusals_are_logged_sparingly() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("ingest.log");
+    let args = ["--disableAuthentication", "--maxConnectionsPerAddress", "2"];
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &args, &log);
+    let mut held = Vec::new();
+    wait_for("two served connections from 127.0.0.2", Duration::from_secs(10), || {
+        held.extend(served(ingest.port, "127.0.0.2"));
+        held.len() == 2
+    });
+    for _ in 0..20 {
+        assert!(served(ingest.port, "127.0.0.2").is_none(), "a third connection from one address");
+    }
+    assert!(served(ingest.port, "127.0.0.3").is_some(), "another address is served");
+    let lines = std::fs::read_to_string(&log).unwrap().matches("connection limit reached").count();
+    assert!((1..=2).contains(&lines), "{lines} log lines for 20 refused connections");
+}
+
+#[test]
+fn a_slow_body_holds_only_the_bytes_that_arrived() {
+    use std::io::Write;
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &[]);
+    // One body announcing 20 MiB (over --inflightLimit's 16 MiB) and one chunked, both stalled
+    // after a few bytes.
+    let mut announced = std::net::TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
+    announced
+        .write_all(b"POST /app/public HTTP/1.1\r\nHost: x\r\nContent-Length: 20971520\r\n\r\n{\"payload\":[")
+        .unwrap();
+    let mut chunked = std::net::TcpStream::connect(("127.0.0.1", ingest.port)).unwrap();
+    chunked
+        .write_all(b"POST /app/public HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nc\r\n{\"payload\":[\r\n")
+        .unwrap();
+    // Each later request is taken at once (the first may even come before the stalled ones).
+    for k in 1..=3 {
+        let body = row("kv_bare", json!({"k": k, "v": "x"}), json!([k]), now_ns());
+        let started = std::time::Instant::now();
+        let (status, text) = post(&ingest, None, "/app/public", &body);
+        assert_eq!(status, 200, "{text}");
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?} for room", started.elapsed());
+    }
+    drop((announced, chunked));
+}
