@@ -48,6 +48,8 @@ use server::State;
 
 /// Shown at startup and on `/_/healthz` while in force.
 pub const WARN_NO_AUTH: &str = "--disableAuthentication: any caller may write to the target; for testing only";
+pub const WARN_PLAIN_HTTP: &str =
+    "no TLS: tokens and rows cross the network in clear text; add --tlsCertificate and --tlsPrivateKey";
 pub const WARN_SELF_SIGNED: &str = "--tlsSelfSigned: clients cannot verify this server; for testing only";
 pub const WARN_DISCARD: &str =
     "--discard: rows are parsed and validated, then dropped; nothing is replicated; for measuring only";
@@ -149,6 +151,9 @@ pub async fn run_with_listener(
     }
     if config.tls.as_ref().is_some_and(|t| t.source == tls::CertSource::SelfSigned) {
         warnings.push(WARN_SELF_SIGNED);
+    }
+    if config.tls.is_none() && !config.disable_authentication {
+        warnings.push(WARN_PLAIN_HTTP);
     }
     if config.discard {
         warnings.push(WARN_DISCARD);

@@ -79,6 +79,7 @@ struct Scraped {
     apply_fenced: Counter,
     jwt_refresh_failures: Counter,
     jwt_last_refresh: Seconds,
+    target_health_checks: Counter,
 }
 
 impl IngestMetrics {
@@ -147,6 +148,11 @@ impl IngestMetrics {
             "When JWT keys were last loaded (Unix seconds)",
             s.jwt_last_refresh.clone(),
         );
+        r.register(
+            "wharf_target_health_checks",
+            "Queries sent to the target by health checks (at most one a second, however many probes)",
+            s.target_health_checks.clone(),
+        );
     }
 
     pub fn response(&self, status: u16, seconds: f64) {
@@ -200,6 +206,7 @@ fn refresh(s: &Scraped, state: &State) {
         raise(&s.apply_commits, stats.commits.load(Ordering::Relaxed));
         raise(&s.apply_fenced, stats.fenced.load(Ordering::Relaxed));
     }
+    raise(&s.target_health_checks, state.target.health_checks.load(Ordering::Relaxed));
     if let Some(auth) = &state.auth {
         raise(&s.jwt_refresh_failures, auth.refresh_failures.load(Ordering::Relaxed));
         s.jwt_last_refresh.set(auth.last_refresh.load(Ordering::Relaxed) as f64);

@@ -11,12 +11,19 @@ use wharf_targetdb::{ConnectError, connect};
 /// A catalog is re-read after this long, and at most this often when a row names something unknown.
 const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
 const CATALOG_MIN_REFRESH: Duration = Duration::from_secs(1);
+/// How long a health check's answer is reused: health endpoints need no token, so callers must
+/// not be able to send the target a query each.
+const HEALTH_MAX_AGE: Duration = Duration::from_secs(1);
 
 pub struct Target {
     conn: String,
     pub database: String,
     client: RwLock<Arc<Client>>,
     catalogs: Mutex<HashMap<String, (Instant, Arc<SchemaCatalog>)>>,
+    /// The last health check and its answer; one check at a time.
+    health: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// Health checks sent to the target (for `/_/varz`).
+    pub health_checks: std::sync::atomic::AtomicU64,
 }
 
 impl Target {
@@ -32,6 +39,8 @@ impl Target {
             database,
             client: RwLock::new(Arc::new(client)),
             catalogs: Mutex::new(HashMap::new()),
+            health: tokio::sync::Mutex::new(None),
+            health_checks: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -49,14 +58,24 @@ impl Target {
         Ok(catalog)
     }
 
-    /// Whether the target answers a trivial query.
+    /// Whether the target answered a trivial query within the last [`HEALTH_MAX_AGE`] (asked
+    /// again when older; callers meanwhile wait for that one answer).
     pub async fn is_healthy(&self) -> bool {
-        match self.client().await {
+        let mut last = self.health.lock().await;
+        if let Some((at, healthy)) = *last
+            && at.elapsed() < HEALTH_MAX_AGE
+        {
+            return healthy;
+        }
+        self.health_checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let healthy = match self.client().await {
             Ok(client) => tokio::time::timeout(Duration::from_secs(2), client.simple_query("SELECT 1"))
                 .await
                 .is_ok_and(|r| r.is_ok()),
             Err(_) => false,
-        }
+        };
+        *last = Some((Instant::now(), healthy));
+        healthy
     }
 
     async fn client(&self) -> Result<Arc<Client>, ConnectError> {

@@ -188,3 +188,47 @@ fn a_slow_body_holds_only_the_bytes_that_arrived() {
     }
     drop((announced, chunked));
 }
+
+#[test]
+fn health_checks_reach_the_target_at_most_once_a_second_and_silent_metrics_connections_go() {
+    use std::io::Read;
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let metrics_port = common::free_port().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--metricsAddr", &format!("127.0.0.1:{metrics_port}")]);
+    let checks = || {
+        let (_, text) = common::request(metrics_port, "GET", "/_/varz", b"").unwrap();
+        assert!(text.contains("wharf_target_health_checks_total"), "health checks are counted");
+        common::metric_sum(&text, "wharf_target_health_checks_total")
+    };
+    let before = checks();
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(common::request(ingest.port, "GET", "/_/healthz", b"").unwrap().0, 200);
+    }
+    let sent = checks() - before;
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(sent <= seconds.ceil() + 2.0, "{sent} target queries for 300 health checks in {seconds:.1} s");
+    // Connections to the metrics port that never send a byte: refused beyond its limit, closed
+    // after its header timeout.
+    let silent: Vec<std::net::TcpStream> =
+        (0..100).map(|_| std::net::TcpStream::connect(("127.0.0.1", metrics_port)).unwrap()).collect();
+    for mut stream in silent {
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(matches!(stream.read(&mut buf), Ok(0)), "a silent connection was kept");
+    }
+}
+
+#[test]
+fn plain_http_with_authentication_on_is_announced() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("ingest.log");
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &[], &log);
+    let (status, text) = common::request(ingest.port, "GET", "/_/healthz", b"").unwrap();
+    assert_eq!(status, 200);
+    assert!(text.contains(wharf_ingest::WARN_PLAIN_HTTP), "{text}");
+    assert!(std::fs::read_to_string(&log).unwrap().contains(wharf_ingest::WARN_PLAIN_HTTP));
+}
