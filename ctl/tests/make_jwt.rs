@@ -87,3 +87,28 @@ fn base64_url(part: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()
 }
+
+#[test]
+fn the_output_file_is_private_and_a_link_there_is_replaced_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let key_path = dir.path().join("k.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, b"not a token").unwrap();
+    std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let link = dir.path().join("link.jwt");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let existing = dir.path().join("existing.jwt");
+    std::fs::write(&existing, b"old").unwrap();
+    std::fs::set_permissions(&existing, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for out in [&link, &existing] {
+        let run =
+            wharfctl(&["make-jwt", "-k", key_path.to_str().unwrap(), "-a", "app.public", "-o", out.to_str().unwrap()]);
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let meta = std::fs::symlink_metadata(out).unwrap();
+        assert!(meta.file_type().is_file(), "{} is a plain file now", out.display());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", out.display());
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"not a token", "the link's target was written");
+}

@@ -161,3 +161,30 @@ fn torn_marks_at_a_segments_start_are_not_lost_with_the_older_segments() {
     assert_eq!(journal.resolved(&p(2)), Some(Hlc::new(10, 0)), "p2's resolved timestamp was lost");
     assert_eq!(journal.applied(&p(2)), Some(Hlc::new(10, 0)));
 }
+
+#[test]
+fn only_the_owner_can_read_the_journal() {
+    use std::os::unix::fs::PermissionsExt;
+    let rt = runtime();
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("journal");
+    let config = JournalConfig { segment_bytes: 200, ..JournalConfig::new(&dir) };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let journal = Journal::open(&config).unwrap();
+    for round in 1..=4u64 {
+        rt.block_on(journal.append_durable(&p(1), &[row(round * 10, round)])).unwrap();
+        rt.block_on(journal.resolve_durable(&p(1), Hlc::new(round * 10, 0))).unwrap();
+    }
+    drop(journal);
+    assert_eq!(mode(&dir), 0o700);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(files.iter().any(|f| f.extension().is_some_and(|e| e == "sum")), "{files:?}");
+    for file in &files {
+        assert_eq!(mode(file), 0o600, "{}", file.display());
+    }
+    // What an earlier version left readable is made private at the next open.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&files[0], std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Journal::open(&config).unwrap());
+    assert_eq!((mode(&dir), mode(&files[0])), (0o700, 0o600));
+}

@@ -111,7 +111,7 @@ impl BoundsFile {
         let mut bytes = vec![0u8; 2 * COPY as usize];
         // Generation g lives in copy g % 2.
         bytes[COPY as usize..COPY as usize + COPY_LEN].copy_from_slice(&encode(bounds, 1));
-        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&temporary)?;
+        let file = super::dirs::private_file().create(true).truncate(true).read(true).write(true).open(&temporary)?;
         file.write_all_at(&bytes, 0)?;
         // Covers a power loss after the rename: the new name must not point at unwritten bytes.
         file.sync_all()?;

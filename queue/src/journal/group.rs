@@ -2,7 +2,7 @@
 //! segment and creating the next atomically, writing and syncing the records, publishing, and
 //! deleting applied segments after the log start has moved past them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IoSlice, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -179,7 +179,7 @@ pub(super) fn create_segment(dir: &Path, first_seq: u64, bytes: &[u8]) -> std::i
     // Appends always go to the end (`O_APPEND`), also after a failed group is cut back.
     remove_if_there(&temporary)?;
     let created = (|| -> std::io::Result<File> {
-        let mut file = OpenOptions::new().create_new(true).append(true).open(&temporary)?;
+        let mut file = dirs::private_file().create_new(true).append(true).open(&temporary)?;
         file.write_all(bytes)?;
         // Covers a power loss after the rename: the new name must not point at unwritten bytes.
         file.sync_all()?;

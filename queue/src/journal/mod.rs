@@ -259,6 +259,10 @@ impl Journal {
         let io_err = |source| OpenError::Io { dir: dir.clone(), source };
         dirs::create_durably(dir).map_err(io_err)?;
         let lock = lock(dir)?;
+        let loosened = dirs::make_private(dir).map_err(io_err)?;
+        if loosened > 0 {
+            tracing::warn!(dir = %dir.display(), files = loosened, "the journal's directory or files could be read by other users; made them private (0700 and 0600)");
+        }
         let (recovered, bounds) = recover::recover(dir)?;
         let shared = Arc::new(Shared {
             index: Mutex::new(recovered.index),
@@ -573,16 +577,20 @@ struct FreeSpace {
 fn lock(dir: &std::path::Path) -> Result<File, OpenError> {
     use std::os::fd::AsRawFd;
     let path = dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
+    let file = dirs::private_file()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|source| OpenError::Io { dir: dir.to_owned(), source })?;
     // SAFETY: `flock` on a descriptor this function owns; it touches no memory.
-    let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !taken {
-        return Err(OpenError::Locked { dir: dir.to_owned() });
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            return Err(OpenError::Locked { dir: dir.to_owned() });
+        }
+        // ENOLCK on a file system without locks, for one: not another process.
+        return Err(OpenError::Io { dir: dir.to_owned(), source: error });
     }
     Ok(file)
 }

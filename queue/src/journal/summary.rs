@@ -111,7 +111,7 @@ impl Builder {
         out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
         let final_path = path(dir, first_seq);
         let temporary = final_path.with_extension("sum.tmp");
-        std::fs::File::create(&temporary)?.write_all(&out)?;
+        super::dirs::private_file().write(true).create(true).truncate(true).open(&temporary)?.write_all(&out)?;
         std::fs::rename(&temporary, &final_path)
     }
 }
