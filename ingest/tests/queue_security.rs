@@ -329,3 +329,36 @@ fn refused_handshakes_are_logged_at_most_once_per_ten_seconds() {
     let lines = std::fs::read_to_string(&log).unwrap().matches("refused in the handshake").count();
     assert!(lines <= 2, "{lines} log lines for 30 refused handshakes");
 }
+
+#[test]
+fn a_rejected_rows_values_reach_neither_status_nor_logs() {
+    let setup = Setup::start();
+    setup.target.execute(
+        "app",
+        "CREATE TABLE public.sec_checked (k bigint PRIMARY KEY, v text NOT NULL CHECK (v <> 'secret-value-123'))",
+    );
+    let message = format!(
+        r#"{{"after":{{"k":7,"v":"secret-value-123"}},"key":[7],"topic":"sec_checked","updated":"{}"}}"#,
+        hlc(T0 + 1_000)
+    );
+    setup.post(&format!(r#"{{"payload":[{message}],"length":1}}"#));
+    setup.post(&format!(r#"{{"resolved":"{}"}}"#, hlc(T0 + 2_000)));
+    let applier = setup.applier();
+    let rt = runtime();
+    let observer = setup.client(0);
+    let paused = rt.block_on(async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = observer.status().await.unwrap();
+            let lease = status.partitions.into_iter().find(|p| p.lease.partition == "app.public");
+            if let Some(reason) = lease.and_then(|l| l.lease.paused) {
+                return reason;
+            }
+            assert!(std::time::Instant::now() < deadline, "the partition was never paused");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    assert!(paused.contains("check constraint"), "{paused}");
+    assert!(!paused.contains("secret-value-123"), "a row value in status: {paused}");
+    assert!(!applier.log_text().contains("secret-value-123"), "a row value in the applier's log");
+}

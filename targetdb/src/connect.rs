@@ -48,6 +48,19 @@ pub async fn connect_with(info: &ConnInfo) -> Result<Client, ConnectError> {
     }
 }
 
+/// A message without the quoted value a data exception (SQLSTATE class 22) quotes back.
+fn withhold_values(message: &str, code: &str) -> String {
+    if !code.starts_with("22") {
+        return message.to_owned();
+    }
+    match (message.find('"'), message.rfind('"')) {
+        (Some(first), Some(last)) if last > first => {
+            format!("{}<value withheld>{}", &message[..first], &message[last + 1..])
+        }
+        _ => message.to_owned(),
+    }
+}
+
 async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection: F) {
     if let Err(error) = connection.await {
         tracing::debug!(%error, "target connection closed");
@@ -55,13 +68,18 @@ async fn drive<F: Future<Output = Result<(), tokio_postgres::Error>>>(connection
 }
 
 /// A PostgreSQL error as one line: the server's message, SQLSTATE and detail when there is one;
-/// for other errors, the error and its cause.
+/// for other errors, the error and its cause. It goes to logs and to `wharfctl status`, so row
+/// values stay out: a detail is kept only when it names a key (`Key (id)=(5) already exists.`),
+/// and a data exception's quoted value (`invalid input syntax for type uuid: "…"`) is withheld.
 pub fn describe_pg(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => {
-            let mut text = format!("{} (SQLSTATE {})", db.message(), db.code().code());
-            if let Some(detail) = db.detail() {
-                text.push_str(&format!("; {detail}"));
+            let code = db.code().code();
+            let mut text = format!("{} (SQLSTATE {code})", withhold_values(db.message(), code));
+            match db.detail() {
+                Some(detail) if detail.starts_with("Key (") => text.push_str(&format!("; {detail}")),
+                Some(_) => text.push_str("; detail withheld: it may hold row values"),
+                None => {}
             }
             text
         }
@@ -74,5 +92,16 @@ pub fn describe_pg(error: &tokio_postgres::Error) -> String {
             }
             text
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_data_exceptions_value_is_withheld_and_other_messages_kept() {
+        let withheld = super::withhold_values(r#"invalid input syntax for type uuid: "my secret""#, "22P02");
+        assert_eq!(withheld, "invalid input syntax for type uuid: <value withheld>");
+        let kept = r#"null value in column "v" of relation "t" violates not-null constraint"#;
+        assert_eq!(super::withhold_values(kept, "23502"), kept);
     }
 }
