@@ -10,7 +10,7 @@ ARG BINARIES=build
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p wharf-ingest -p wharf-applier -p wharfctl \
+RUN cargo build --release --locked -p wharf-ingest -p wharf-applier -p wharfctl \
  && mkdir -p /out && cp target/release/wharf-ingest target/release/wharf-applier target/release/wharfctl /out/
 
 FROM scratch AS prebuilt
@@ -19,9 +19,12 @@ COPY docker/bin/ /out/
 FROM ${BINARIES} AS binaries
 
 FROM debian:bookworm-slim
+# The ingest runs as wharf (10001, it owns the journal); docker-compose.yml runs the appliers as
+# 10002 and the simulator as 10003, each with secrets of its own.
 RUN useradd --system --uid 10001 --home /var/lib/wharf wharf \
- && mkdir -p /var/lib/wharf/journal /certs \
- && chown -R wharf /var/lib/wharf /certs
+ && mkdir -p /var/lib/wharf/journal /secrets \
+ && chown -R wharf /var/lib/wharf \
+ && chmod 700 /var/lib/wharf/journal
 COPY --from=binaries /out/wharf-ingest /out/wharf-applier /out/wharfctl /usr/local/bin/
 COPY docker/wharf-setup /usr/local/bin/wharf-setup
 USER wharf

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
 # Runs docker-compose.yml for real and checks it:
+#   0. what each container can read: the CA's and JWT signer's keys in none of the long-running
+#      ones, each its own certificate and password file, its own user, no password on a command
+#      line or in the environment, wharf logged in as a role that is not a superuser;
 #   1. up with three appliers; the simulator's changefeed lands exactly (it checks the target
 #      against its model and exits non-zero on any difference);
 #   2. the same while one applier is killed mid-run (docker kill): the others take its partitions;
@@ -15,6 +18,8 @@ cd "$(dirname "$0")/.."
 bin_dir=${WHARF_BIN_DIR:-target/debug}
 project=wharfcompose
 compose=(docker-compose -p "$project" -f docker-compose.yml)
+# The schemas the simulator writes below; the token grants exactly these.
+export WHARF_ALLOW="app.sim_up app.sim_kill app.sim_restart"
 work=$(mktemp -d)
 started_dockerd=0
 
@@ -79,6 +84,25 @@ wait_until 180 "the ingest to be healthy" \
 running=$("${compose[@]}" ps -q applier | wc -l)
 [ "$running" = 3 ] || { say "expected 3 appliers, found $running"; exit 1; }
 
+say "check 0: what each container can read"
+files() { "${compose[@]}" exec -T "$1" sh -c 'id -u; ls /secrets' | tr '\n' ' '; }
+[ "$(files ingest)" = "10001 ca.crt observer.crt observer.key pgpass queue.crt queue.key " ] || { say "ingest sees: $(files ingest)"; exit 1; }
+applier_files=$("${compose[@]}" exec -T --index=1 applier sh -c 'id -u; ls /secrets' | tr '\n' ' ')
+[ "$applier_files" = "10002 applier.crt applier.key ca.crt pgpass " ] || { say "an applier sees: $applier_files"; exit 1; }
+for service in ingest applier; do
+  if "${compose[@]}" exec -T --index=1 "$service" sh -c 'find / -xdev \( -name ca.key -o -name jwt.key \) 2>/dev/null | grep -q .'; then
+    say "$service can see a CA or JWT signing key"; exit 1
+  fi
+done
+password=$(docker run --rm --user 0 -v "${project}_pg-secrets:/run/pg:ro" --entrypoint cat wharf:local /run/pg/wharf-password)
+for container in $("${compose[@]}" ps -q); do
+  if docker inspect "$container" | grep -qF "$password"; then say "a password in $container's configuration"; exit 1; fi
+done
+role=$("${compose[@]}" exec -T postgres psql -U postgres -d app -Atc \
+  "SELECT a.usename || ' ' || u.usesuper FROM pg_stat_activity a JOIN pg_user u ON u.usesysid = a.usesysid WHERE a.application_name LIKE 'wharf%' LIMIT 1")
+[ "$role" = "wharf false" ] || { say "wharf is logged in as: $role"; exit 1; }
+say "check 0 passed"
+
 simulate() { # simulate NAME: a simulated changefeed into schema NAME, checked against its model
   "${compose[@]}" run --rm -T simulator --schema "$1" --seconds "${WHARF_SIMULATE_SECONDS:-20}"
 }
@@ -91,7 +115,7 @@ say "check 1 passed: target equals the model"
 # container's short id, then its process id).
 holder() {
   "${compose[@]}" exec -T ingest wharfctl status --json --queueAddr 127.0.0.1:26259 \
-    --queueCA /certs/ca.crt --queueCertificate /certs/applier.crt --queuePrivateKey /certs/applier.key |
+    --queueCA /secrets/ca.crt --queueCertificate /secrets/observer.crt --queuePrivateKey /secrets/observer.key |
     tr -d ' \n' | grep -o "{[^{}]*\"partition\":\"app.$1\"[^{}]*}" |
     grep -o '"holder":"[0-9a-f]*-' | sed -e 's/"holder":"//' -e 's/-$//'
 }

@@ -11,31 +11,69 @@ use crate::catalog::quote_ident;
 
 pub async fn create_checkpoints(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
     let schema = quote_ident(staging_schema);
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
+    ensure_schema(client, staging_schema).await?;
+    ensure_table(
+        client,
+        staging_schema,
+        "checkpoints",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.checkpoints (
                  partition text PRIMARY KEY,
                  resolved text NOT NULL DEFAULT '0.0000000000',
                  resolved_wall bigint NOT NULL DEFAULT 0,
                  resolved_logical integer NOT NULL DEFAULT 0,
                  lease_epoch bigint NOT NULL DEFAULT 0,
                  applied_at timestamptz
-             );"
-        ))
-        .await
+             )"
+        ),
+    )
+    .await
 }
 
 pub async fn create_jwt_tables(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
     let schema = quote_ident(staging_schema);
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.jwt_public_keys (
+    ensure_schema(client, staging_schema).await?;
+    ensure_table(
+        client,
+        staging_schema,
+        "jwt_public_keys",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.jwt_public_keys (
                  id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
                  public_key text NOT NULL,
-                 active bool NOT NULL DEFAULT true);
-             CREATE TABLE IF NOT EXISTS {schema}.jwt_revoked_ids (id text PRIMARY KEY);"
-        ))
-        .await
+                 active bool NOT NULL DEFAULT true)"
+        ),
+    )
+    .await?;
+    let ddl = format!("CREATE TABLE IF NOT EXISTS {schema}.jwt_revoked_ids (id text PRIMARY KEY)");
+    ensure_table(client, staging_schema, "jwt_revoked_ids", &ddl).await
+}
+
+/// Creates the staging schema unless it exists: a role without `CREATE` on the database (an
+/// administrator made the schema for it, see README "The wharf role") then starts as well.
+async fn ensure_schema(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
+    let exists = client.query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&staging_schema]).await?;
+    if exists.is_none() {
+        client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(staging_schema))).await?;
+    }
+    Ok(())
+}
+
+/// Runs `ddl` unless the table exists (a role without `CREATE` on the schema then starts too).
+async fn ensure_table(
+    client: &Client,
+    staging_schema: &str,
+    table: &str,
+    ddl: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            &[&staging_schema, &table],
+        )
+        .await?;
+    if exists.is_none() {
+        client.batch_execute(ddl).await?;
+    }
+    Ok(())
 }
