@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what wharf's demo and tests need on a fresh Debian machine: PostgreSQL 15 with PostGIS,
 # curl for the HTTP/2 test, fuse3 for the power-cut test, Docker and mmdebstrap for the compose
-# test and, for the fuzz smoke run, cargo-fuzz. Safe to run again; it skips what is already there.
+# test, cargo-deny for the dependency audit and, for the fuzz smoke run, cargo-fuzz. Safe to run
+# again; it skips what is already there.
 set -euo pipefail
 
 sudo_cmd=""
@@ -36,6 +37,12 @@ command -v fusermount3 >/dev/null 2>&1 || apt_install fuse3 fuse3
 # built locally (mmdebstrap), since public images cannot be pulled here.
 if [ "${WHARF_SKIP_COMPOSE:-0}" != 1 ] && ! { command -v dockerd && command -v docker-compose && command -v mmdebstrap; } >/dev/null 2>&1; then
   apt_install "docker.io, docker-compose and mmdebstrap" docker.io docker-compose mmdebstrap
+fi
+
+# The dependency audit (scripts/audit.sh): sources, licenses, banned crates, advisories.
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "setup: installing cargo-deny"
+  cargo install cargo-deny --locked --quiet
 fi
 
 if [ "${WHARF_SKIP_FUZZ:-0}" != 1 ] && ! command -v cargo-fuzz >/dev/null 2>&1; then

@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== dependency audit (deny.toml)"
+scripts/audit.sh
 echo "== cargo test"
 log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"

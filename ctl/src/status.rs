@@ -51,6 +51,8 @@ struct Row {
     /// Rows at or below the checkpoint acknowledged and dropped since the ingest started.
     dropped_stale: u64,
     paused: Option<String>,
+    /// Seconds since the holder last made progress (a grant, a chunk read, a commit).
+    idle_s: Option<u64>,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -100,6 +102,7 @@ fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec
                 pending_bytes: p.pending_bytes,
                 dropped_stale: p.dropped_stale,
                 paused: p.lease.paused.clone(),
+                idle_s: p.lease.idle_s,
             }
         })
         .collect()
@@ -109,12 +112,22 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     let secs = |v: Option<f64>| v.map_or("-".into(), |s| format!("{s:.1}"));
     println!(
-        "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8}",
-        "PARTITION", "HOLDER", "EPOCH", "APPLIED", "RESOLVED", "LAG_S", "BEHIND_S", "ROWS", "BYTES", "DROPPED"
+        "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8} {:>6}",
+        "PARTITION",
+        "HOLDER",
+        "EPOCH",
+        "APPLIED",
+        "RESOLVED",
+        "LAG_S",
+        "BEHIND_S",
+        "ROWS",
+        "BYTES",
+        "DROPPED",
+        "IDLE_S"
     );
     for r in rows {
         println!(
-            "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8}{}",
+            "{:<24} {:<22} {:>5} {:>32} {:>32} {:>8} {:>8} {:>10} {:>12} {:>8} {:>6}{}",
             r.partition,
             opt(&r.holder),
             r.epoch,
@@ -125,6 +138,7 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
             r.pending_rows,
             r.pending_bytes,
             r.dropped_stale,
+            r.idle_s.map_or("-".into(), |s| s.to_string()),
             r.paused.as_ref().map(|p| format!("  paused: {p}")).unwrap_or_default()
         );
     }
