@@ -16,6 +16,8 @@ pub enum StreamError {
     Connection(#[from] quinn::ConnectionError),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error("a request frame of {0} bytes is over the {MAX_REQUEST}-byte limit of requests")]
+    RequestTooLarge(usize),
 }
 
 /// Largest frame a client may send the service: no request needs more (`Open` with 16,000
@@ -34,7 +36,7 @@ pub async fn read_request(recv: &mut RecvStream) -> Result<Message, StreamError>
     recv.read_exact(&mut prefix).await?;
     let len = wire::frame_len(prefix)?;
     if len > MAX_REQUEST {
-        return Err(WireError::TooLarge(len).into());
+        return Err(StreamError::RequestTooLarge(len));
     }
     // Reserved as the bytes arrive: a length alone costs the service little.
     let mut body = Vec::with_capacity(len.min(UPFRONT));
