@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-deny >/dev/null 2>&1 || { echo "audit: cargo-deny is missing (scripts/setup.sh installs it)"; exit 1; }
+# Every package of the lock file, for every platform (a build downloads only this one's), so that
+# cargo-deny reads the whole tree without going to the network itself.
+cargo fetch --locked --quiet
 cargo deny --offline --all-features check bans licenses sources
 if [ -d .advisory-db ] && [ -n "$(ls -A .advisory-db 2>/dev/null)" ]; then
   cargo deny --offline check advisories
