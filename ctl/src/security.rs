@@ -26,9 +26,21 @@ pub struct MakeJwtArgs {
     /// Print the claim as JSON, for signing by an external JWT provider.
     #[arg(long)]
     claim: bool,
-    /// Lifetime of the token (sets `exp`), e.g. 720h; without it the token never expires.
-    #[arg(long, value_parser = wharf_ingest::config::parse_duration)]
-    ttl: Option<std::time::Duration>,
+    /// Lifetime of the token (sets `exp` and `iat`), e.g. 2160h; `never` makes a token that never
+    /// expires (revoking its `jti` is then the only way to end it).
+    #[arg(long, default_value = "720h", value_parser = parse_ttl)]
+    ttl: Ttl,
+}
+
+/// A token's lifetime, or none.
+#[derive(Clone, Copy, Debug)]
+struct Ttl(Option<std::time::Duration>);
+
+fn parse_ttl(text: &str) -> Result<Ttl, String> {
+    match text {
+        "never" => Ok(Ttl(None)),
+        _ => wharf_ingest::config::parse_duration(text).map(|ttl| Ttl(Some(ttl))),
+    }
 }
 
 pub fn make_jwt(args: MakeJwtArgs) -> anyhow::Result<()> {
@@ -36,11 +48,18 @@ pub fn make_jwt(args: MakeJwtArgs) -> anyhow::Result<()> {
     let schemas = args.allow.iter().map(|a| split_name(a)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut claims = json!({"iss": "replicator", "jti": uuid_v4()?, CLAIM_NAMESPACE: {"schemas": schemas}});
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-    if let Some(ttl) = args.ttl {
-        anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least 1s (a token that expires at once is refused)");
-        let exp = now.checked_add(ttl.as_secs()).ok_or_else(|| anyhow::anyhow!("--ttl is too long"))?;
-        claims["iat"] = json!(now);
-        claims["exp"] = json!(exp);
+    match args.ttl.0 {
+        Some(ttl) => {
+            anyhow::ensure!(ttl.as_secs() > 0, "--ttl must be at least 1s (a token that expires at once is refused)");
+            let exp = now.checked_add(ttl.as_secs()).ok_or_else(|| anyhow::anyhow!("--ttl is too long"))?;
+            claims["iat"] = json!(now);
+            claims["exp"] = json!(exp);
+            eprintln!(
+                "make-jwt: the token expires in {} (exp {exp}); mint the next one before then, or pass --ttl",
+                humanize(ttl)
+            );
+        }
+        None => eprintln!("make-jwt: the token never expires; only revoking its jti ends it (wharfctl tokens revoke)"),
     }
     if args.claim {
         println!("{}", serde_json::to_string_pretty(&claims)?);
@@ -55,6 +74,16 @@ pub fn make_jwt(args: MakeJwtArgs) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+    }
+}
+
+/// `2160h` → `90 days`, `90m` → `1h 30m`.
+fn humanize(ttl: std::time::Duration) -> String {
+    let secs = ttl.as_secs();
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} days", s / 86_400),
+        s if s >= 3_600 => format!("{}h {}m", s / 3_600, s % 3_600 / 60),
+        s => format!("{s}s"),
     }
 }
 

@@ -75,6 +75,25 @@ fn lifetimes_take_units_and_nonsense_is_refused() {
     let key = key_path.to_str().unwrap();
     let ok = wharfctl(&["make-jwt", "-k", key, "-a", "app.public", "--ttl", "1h30m"]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    // Without --ttl a token expires in 30 days; `never` leaves exp out, as MOLT's make-jwt does.
+    let public = PublicKey::from_pem(
+        "k",
+        &rcgen::KeyPair::from_pem(&std::fs::read_to_string(&key_path).unwrap()).unwrap().public_key_pem(),
+    )
+    .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let exp_of = |args: &[&str]| {
+        let out = wharfctl(&[&["make-jwt", "-k", key, "-a", "app.public"], args].concat());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let token = String::from_utf8(out.stdout).unwrap();
+        (verify(token.trim(), std::slice::from_ref(&public), &HashSet::new(), now, 0).unwrap().exp, out.stderr)
+    };
+    let (exp, said) = exp_of(&[]);
+    assert!(exp.is_some_and(|exp| exp >= now + 30 * 86_400 && exp <= now + 30 * 86_400 + 60), "{exp:?}");
+    assert!(String::from_utf8_lossy(&said).contains("expires in 30 days"));
+    let (exp, said) = exp_of(&["--ttl", "never"]);
+    assert_eq!(exp, None);
+    assert!(String::from_utf8_lossy(&said).contains("never expires"));
     for (ttl, says) in [("0s", "at least 1s"), ("18446744073709551h", "ttl"), ("soon", "not a duration")] {
         let out = wharfctl(&["make-jwt", "-k", key, "-a", "app.public", "--ttl", ttl]);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -78,6 +78,7 @@ struct Scraped {
     apply_commits: Counter,
     apply_fenced: Counter,
     jwt_refresh_failures: Counter,
+    jwt_malformed_keys: Gauge,
     jwt_last_refresh: Seconds,
     target_health_checks: Counter,
 }
@@ -144,6 +145,11 @@ impl IngestMetrics {
         r.register("wharf_apply_fenced", "Commits refused because another applier took over", s.apply_fenced.clone());
         r.register("wharf_jwt_refresh_failures", "JWT key refreshes that failed", s.jwt_refresh_failures.clone());
         r.register(
+            "wharf_jwt_malformed_keys",
+            "Active rows of jwt_public_keys skipped at the last load because they do not parse",
+            s.jwt_malformed_keys.clone(),
+        );
+        r.register(
             "jwt_last_refresh_time",
             "When JWT keys were last loaded (Unix seconds)",
             s.jwt_last_refresh.clone(),
@@ -209,6 +215,7 @@ fn refresh(s: &Scraped, state: &State) {
     raise(&s.target_health_checks, state.target.health_checks.load(Ordering::Relaxed));
     if let Some(auth) = &state.auth {
         raise(&s.jwt_refresh_failures, auth.refresh_failures.load(Ordering::Relaxed));
+        s.jwt_malformed_keys.set(auth.malformed_keys.load(Ordering::Relaxed) as i64);
         s.jwt_last_refresh.set(auth.last_refresh.load(Ordering::Relaxed) as f64);
     }
 }

@@ -287,14 +287,24 @@ pub fn is_reserved_schema(schema: &str, staging: &str) -> bool {
         || folded.starts_with("pg_toast_temp")
 }
 
-/// Whether a request for `partition` (canonical) is taken on: a token that grants the schema, not
-/// shutting down, a request slot.
+/// Whether a request for `partition` (canonical) is taken on: not shutting down, a request slot,
+/// a token that grants the schema.
 async fn admit<'a>(
     state: &'a State,
     peer: SocketAddr,
     req: &Request<Incoming>,
     partition: &Partition,
 ) -> Result<Admitted<'a>, Reply> {
+    // The request slot first: a flood of bad tokens costs at most --maxRequests signature checks
+    // at once.
+    if state.shutting_down.is_cancelled() {
+        state.metrics.refused(Refusal::ShuttingDown);
+        return Err(unavailable("server is shutting down", 5));
+    }
+    let Ok(request) = state.requests.try_acquire() else {
+        state.metrics.refused(Refusal::MaxRequests);
+        return Err(unavailable("too many concurrent requests", 1));
+    };
     if let Some(auth) = &state.auth {
         let token = crate::auth::token::extract(req.headers(), req.uri().query());
         match auth.check(token.as_deref(), &partition.database, &partition.schema) {
@@ -304,7 +314,8 @@ async fn admit<'a>(
                 if let Some(left_out) = state.refusal_log.allow("401", std::time::Instant::now()) {
                     tracing::warn!(%peer, %partition, %reason, left_out, "refused a caller: 401 (missing or invalid token)");
                 }
-                return Err(reply(StatusCode::UNAUTHORIZED, &format!("missing or invalid access token: {reason}")));
+                // The reason stays in the log: the caller learns nothing about a stolen token.
+                return Err(reply(StatusCode::UNAUTHORIZED, "missing or invalid access token"));
             }
             Err(crate::auth::Denied::Forbidden) => {
                 if let Some(left_out) = state.refusal_log.allow("403", std::time::Instant::now()) {
@@ -314,14 +325,6 @@ async fn admit<'a>(
             }
         }
     }
-    if state.shutting_down.is_cancelled() {
-        state.metrics.refused(Refusal::ShuttingDown);
-        return Err(unavailable("server is shutting down", 5));
-    }
-    let Ok(request) = state.requests.try_acquire() else {
-        state.metrics.refused(Refusal::MaxRequests);
-        return Err(unavailable("too many concurrent requests", 1));
-    };
     Ok(Admitted { _request: request })
 }
 

@@ -136,22 +136,145 @@ fn every_attack_gets_its_exact_status_and_no_token_reaches_the_logs() {
 }
 
 #[test]
-fn a_malformed_key_row_stops_startup_naming_its_id() {
+fn a_malformed_key_row_is_skipped_naming_its_id_and_the_good_keys_still_work() {
     let target = Target::start();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     target.execute(
         "app",
-        "CREATE SCHEMA _replicator;
-         CREATE TABLE _replicator.jwt_public_keys (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), public_key text NOT NULL, active bool NOT NULL DEFAULT true);
-         INSERT INTO _replicator.jwt_public_keys (id, public_key) VALUES ('00000000-0000-0000-0000-00000000abcd', 'not a key');",
+        &format!(
+            "CREATE SCHEMA _replicator;
+             CREATE TABLE _replicator.jwt_public_keys (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), public_key text NOT NULL, active bool NOT NULL DEFAULT true);
+             INSERT INTO _replicator.jwt_public_keys (id, public_key) VALUES ('00000000-0000-0000-0000-00000000abcd', 'not a key');
+             INSERT INTO _replicator.jwt_public_keys (public_key) VALUES ('{}');",
+            key.public_key_pem()
+        ),
     );
     let journal = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
-        .args(["start", "--bindAddr", "127.0.0.1:0", "--targetConn", &target.url()])
-        .arg("--journalDir")
-        .arg(journal.path())
-        .output()
-        .unwrap();
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("00000000-0000-0000-0000-00000000abcd"), "{stderr}");
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("ingest.log");
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &[], &log);
+    let token =
+        SigningKey::from_pem(&key.serialize_pem()).unwrap().sign(&claims("g", json!([["app", "public"]]))).unwrap();
+    assert_eq!(post(ingest.port, Some(&token)).0, 200);
+    let (_, metrics) = request_with(ingest.port, "GET", "/_/varz", &[], b"").unwrap();
+    assert_eq!(common::metric_sum(&metrics, "wharf_jwt_malformed_keys"), 1.0, "{metrics}");
+    // A refresh skips it again instead of failing (and keeping stale keys).
+    ingest.hangup();
+    wait_for("the refresh", Duration::from_secs(30), || {
+        std::fs::read_to_string(&log).unwrap().matches("skipped a malformed JWT key").count() == 2
+    });
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("00000000-0000-0000-0000-00000000abcd"), "{logs}");
+    assert!(!logs.contains("JWT key refresh failed"), "{logs}");
+}
+
+/// A compact JWS with the given header, signed by `key` with `signing` whatever the header says.
+fn sign_raw(header: &Value, claims: &Value, key: &rcgen::KeyPair) -> String {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, RSA_PKCS1_SHA256, RsaKeyPair};
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let der = key.serialize_der();
+    let signature = match RsaKeyPair::from_pkcs8(&der) {
+        Ok(rsa) => {
+            let mut out = vec![0; rsa.public_modulus_len()];
+            rsa.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), input.as_bytes(), &mut out).unwrap();
+            out
+        }
+        Err(_) => EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+            .unwrap()
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .unwrap()
+            .as_ref()
+            .to_vec(),
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+#[test]
+fn algorithm_confusion_kid_and_shared_jti_cases_get_their_exact_status() {
+    let target = Target::start();
+    let journal = tempfile::tempdir().unwrap();
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("ingest.log");
+    let ingest = Ingest::start_logged(&target.url(), journal.path(), &[], &log);
+    let (ec, rsa, retired) = (
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap(),
+        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+    );
+    target.execute(
+        "app",
+        &format!(
+            "INSERT INTO _replicator.jwt_public_keys (id, public_key) VALUES
+               ('00000000-0000-0000-0000-0000000000ec', '{}'), ('00000000-0000-0000-0000-000000000125', '{}');
+             INSERT INTO _replicator.jwt_public_keys (id, public_key, active) VALUES
+               ('00000000-0000-0000-0000-0000000000ff', '{}', false);",
+            ec.public_key_pem(),
+            rsa.public_key_pem(),
+            retired.public_key_pem()
+        ),
+    );
+    ingest.hangup();
+    let good = sign_raw(&json!({"alg": "ES256"}), &claims("ec", json!([["app", "public"]])), &ec);
+    wait_for("the keys", Duration::from_secs(30), || post(ingest.port, Some(&good)).0 == 200);
+    let c = |jti: &str| claims(jti, json!([["app", "public"]]));
+    let kid = |alg: &str, kid: &str| json!({"alg": alg, "kid": kid});
+    let cases: Vec<(&str, String, u16)> = vec![
+        ("RS256 as the header says", sign_raw(&json!({"alg": "RS256"}), &c("rs"), &rsa), 200),
+        ("ES256 in the header, an RSA signature", sign_raw(&json!({"alg": "ES256"}), &c("x1"), &rsa), 401),
+        ("RS256 in the header, an EC signature", sign_raw(&json!({"alg": "RS256"}), &c("x2"), &ec), 401),
+        ("kid of the signing key", sign_raw(&kid("ES256", "00000000-0000-0000-0000-0000000000ec"), &c("k1"), &ec), 200),
+        ("kid of another key", sign_raw(&kid("ES256", "00000000-0000-0000-0000-000000000125"), &c("k2"), &ec), 401),
+        (
+            "kid of an inactive key",
+            sign_raw(&kid("ES256", "00000000-0000-0000-0000-0000000000ff"), &c("k3"), &retired),
+            401,
+        ),
+        ("kid of no key", sign_raw(&kid("ES256", "nobody"), &c("k4"), &ec), 401),
+        ("kid not a string", sign_raw(&json!({"alg": "ES256", "kid": 7}), &c("k5"), &ec), 401),
+        (
+            "exp as text",
+            sign_raw(
+                &json!({"alg": "ES256"}),
+                &json!({"jti": "t", "exp": "99999999999", CLAIM_NAMESPACE: {"schemas": [["app", "public"]]}}),
+                &ec,
+            ),
+            401,
+        ),
+        (
+            "iat 10 s ahead (clock skew)",
+            sign_raw(
+                &json!({"alg": "ES256"}),
+                &json!({"jti": "s", "iat": now() + 10, CLAIM_NAMESPACE: {"schemas": [["app", "public"]]}}),
+                &ec,
+            ),
+            200,
+        ),
+        (
+            "iat an hour ahead",
+            sign_raw(
+                &json!({"alg": "ES256"}),
+                &json!({"jti": "f", "iat": now() + 3600, CLAIM_NAMESPACE: {"schemas": [["app", "public"]]}}),
+                &ec,
+            ),
+            401,
+        ),
+    ];
+    for (name, token, status) in &cases {
+        let (got, body) = post(ingest.port, Some(token));
+        assert_eq!(got, *status, "{name}: {body}");
+        if got == 401 {
+            // The body never says why: that would tell a thief whether a stolen token was revoked.
+            assert_eq!(body.trim(), "missing or invalid access token", "{name}");
+        }
+    }
+    // Two tokens sharing a jti: revoking it ends both.
+    let twin = sign_raw(&json!({"alg": "RS256"}), &c("ec"), &rsa);
+    assert_eq!(post(ingest.port, Some(&twin)).0, 200);
+    target.execute("app", "INSERT INTO _replicator.jwt_revoked_ids (id) VALUES ('ec')");
+    ingest.hangup();
+    wait_for("revocation", Duration::from_secs(30), || post(ingest.port, Some(&good)).0 == 401);
+    let (status, body) = post(ingest.port, Some(&twin));
+    assert_eq!((status, body.trim()), (401, "missing or invalid access token"));
 }

@@ -2,8 +2,10 @@
 //! `jwt_public_keys (id, public_key, active)` and `jwt_revoked_ids (id)`, re-read every
 //! `--jwtRefresh` and at once on SIGHUP.
 //!
-//! No token, an invalid or revoked one → 401; a valid token for another schema → 403. Token text
-//! never appears in a log line, an error body or a metric.
+//! No token, an invalid or revoked one → 401 (the body does not say which: a thief learns nothing
+//! about a stolen token; the reason is in the log); a valid token for another schema → 403. Token
+//! text never appears in a log line, an error body or a metric. A key row that does not parse is
+//! skipped with an error naming its id, so one bad row neither blocks refreshes nor startup.
 
 pub mod jwt;
 pub mod sign;
@@ -17,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 use wharf_targetdb::{connect, quote_ident, staging};
 
-use jwt::{Grant, KeyError, PublicKey, TokenError};
+use jwt::{Grant, PublicKey, TokenError};
 
 /// Verified tokens kept to skip signature checks on later requests (revocation and expiry are
 /// checked every time); cleared on every key refresh.
@@ -29,8 +31,6 @@ pub enum AuthError {
     Target(#[from] tokio_postgres::Error),
     #[error(transparent)]
     Connect(#[from] wharf_targetdb::ConnectError),
-    #[error("malformed JWT key: {0}")]
-    Key(#[from] KeyError),
 }
 
 /// Why a request was refused.
@@ -45,6 +45,8 @@ pub enum Denied {
 struct KeySet {
     keys: Vec<PublicKey>,
     revoked: HashSet<String>,
+    /// Active key rows that did not parse (each logged with its id when loaded).
+    malformed: usize,
 }
 
 pub struct Authenticator {
@@ -54,12 +56,14 @@ pub struct Authenticator {
     keys: RwLock<Arc<KeySet>>,
     cache: Mutex<HashMap<String, Grant>>,
     pub refresh_failures: AtomicU64,
+    /// Active key rows skipped because they do not parse, at the last load.
+    pub malformed_keys: AtomicU64,
     /// When keys were last loaded, in Unix seconds.
     pub last_refresh: AtomicU64,
 }
 
 impl Authenticator {
-    /// Creates the key tables if needed and loads the keys; a malformed key stops startup.
+    /// Creates the key tables if needed and loads the keys (a malformed key is skipped and logged).
     pub async fn start(target_conn: &str, staging_schema: &str, leeway: u64) -> Result<Authenticator, AuthError> {
         let client = connect(target_conn).await?;
         staging::create_jwt_tables(&client, staging_schema).await?;
@@ -70,6 +74,7 @@ impl Authenticator {
                 "authentication is on and {staging_schema}.jwt_public_keys holds no active key: every request gets 401 until one is added (wharfctl keys add, then SIGHUP)"
             );
         }
+        let malformed = keys.malformed;
         Ok(Authenticator {
             target_conn: target_conn.to_owned(),
             staging_schema: staging_schema.to_owned(),
@@ -77,6 +82,7 @@ impl Authenticator {
             keys: RwLock::new(Arc::new(keys)),
             cache: Mutex::new(HashMap::new()),
             refresh_failures: AtomicU64::new(0),
+            malformed_keys: AtomicU64::new(malformed as u64),
             last_refresh: AtomicU64::new(unix_now()),
         })
     }
@@ -87,6 +93,7 @@ impl Authenticator {
         match loaded {
             Ok(keys) => {
                 tracing::info!(keys = keys.keys.len(), revoked = keys.revoked.len(), "JWT keys refreshed");
+                self.malformed_keys.store(keys.malformed as u64, Ordering::Relaxed);
                 *self.keys.write().expect("keys lock") = Arc::new(keys);
                 self.last_refresh.store(unix_now(), Ordering::Relaxed);
                 self.cache.lock().expect("token cache lock").clear();
@@ -129,14 +136,24 @@ async fn load(client: &tokio_postgres::Client, staging_schema: &str) -> Result<K
     let rows = client
         .query(&format!("SELECT id::text, public_key FROM {schema}.jwt_public_keys WHERE active ORDER BY id"), &[])
         .await?;
-    let keys = rows.iter().map(|r| PublicKey::from_pem(r.get(0), r.get(1))).collect::<Result<Vec<_>, _>>()?;
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut malformed = 0;
+    for row in &rows {
+        match PublicKey::from_pem(row.get(0), row.get(1)) {
+            Ok(key) => keys.push(key),
+            Err(error) => {
+                malformed += 1;
+                tracing::error!(%error, "skipped a malformed JWT key; tokens it signed get 401 until the row is fixed or deactivated (wharfctl keys deactivate)");
+            }
+        }
+    }
     let revoked = client
         .query(&format!("SELECT id FROM {schema}.jwt_revoked_ids"), &[])
         .await?
         .iter()
         .map(|r| r.get(0))
         .collect();
-    Ok(KeySet { keys, revoked })
+    Ok(KeySet { keys, revoked, malformed })
 }
 
 fn unix_now() -> u64 {
