@@ -1,19 +1,12 @@
 //! Applier workers: the loop that turns leased partitions into committed target transactions.
 //!
-//! # Why each row version is applied once
-//!
-//! 1. **Lease.** The queue service grants a partition to one worker with an epoch that only
-//!    grows ([`QueueClient::acquire`]); lease state lives in the service, not here.
-//! 2. **Claim.** Before its first window under a new epoch, the worker raises the epoch in the
-//!    target's checkpoint row and reads the checkpoint `C` there
-//!    ([`wharf_targetdb::checkpoint::claim`]). Everything at or below `C` is applied.
-//! 3. **Apply.** It reads `(C, R]` in bounded chunks ([`crate::window`]) and commits at
-//!    timestamp boundaries: the rows and `checkpoint = T` in one transaction whose checkpoint
-//!    update only matches while the row still carries its epoch. A worker that lost its lease
-//!    therefore commits nothing ([`ApplyError::Fenced`]); it gives the partition back, naming the
-//!    target's epoch, and never claims it again on its own.
-//! 4. **Report.** Each commit is reported ([`QueueClient::committed`]) so the journal compacts;
-//!    the answer says whether the worker keeps the partition (rebalancing).
+//! A worker leases a partition ([`QueueClient::acquire`]), claims its epoch in the target and
+//! reads the checkpoint `C` ([`wharf_targetdb::checkpoint::claim`]), applies `(C, R]` in bounded
+//! chunks ([`crate::window`]) with a fenced checkpoint per transaction, and reports each commit
+//! ([`QueueClient::committed`]) so the journal compacts; the answer says whether it keeps the
+//! partition (rebalancing). A fenced worker ([`ApplyError::Fenced`]) gives the partition back,
+//! naming the target's epoch. Why this applies each row version once is written in one place,
+//! [`wharf_targetdb::checkpoint`].
 //!
 //! When an error leaves the outcome of a commit unknown (the connection died during `COMMIT`),
 //! the worker forgets `C` and re-reads it before the next window, checking its epoch is still

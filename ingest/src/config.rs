@@ -106,7 +106,7 @@ pub struct StartArgs {
     pub read_timeout: Duration,
     /// Health turns 503 when a partition's resolved rows wait this long with nothing applied, or
     /// rows arrive this long without a new resolved timestamp (0s turns it off).
-    #[arg(long = "stallTimeout", alias = "stallThreshold", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long = "stallTimeout", visible_alias = "stallThreshold", env = "WHARF_STALL_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
     pub stall_timeout: Duration,
     /// Row (`updated`) and resolved timestamps further ahead of this machine's clock are refused
     /// with 400: one from the far future would become a checkpoint no later row can pass.

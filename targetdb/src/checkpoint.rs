@@ -1,17 +1,29 @@
 //! The fenced checkpoint in the target: `<staging schema>.checkpoints`, one row per partition.
 //!
-//! # Why a worker that lost its lease cannot commit
+//! # Why each row version is applied once
 //!
-//! The queue service grants a partition with an epoch that only grows. Before its first window the
-//! worker *claims* the row: it raises `lease_epoch` to its own epoch, and only if the row's epoch
-//! is lower ([`claim`]). Every window then commits its rows together with
-//! `UPDATE … SET resolved = R WHERE lease_epoch = mine` in one transaction ([`commit`]). So:
+//! This is the one place the argument is written; the lease table, the applier's worker, the
+//! queue protocol and ARCHITECTURE.md point here.
 //!
-//! - two workers can never both hold one epoch in the target (the second claim finds it equal);
-//! - once a newer holder has claimed, an older holder's commit updates no row and fails with
-//!   [`CheckpointError::Fenced`], and its transaction's rows roll back with it;
-//! - a claim waits on the row lock of an older holder's open commit, so the newer holder starts
-//!   from the checkpoint that commit wrote and applies nothing twice.
+//! 1. **Lease.** The queue service grants a partition to one worker with an epoch that only grows
+//!    (kept in the journal, so it grows across restarts). The lease table only decides who
+//!    *should* work; what follows makes that safe when two workers believe they hold it.
+//! 2. **Claim.** Before its first window the worker raises `lease_epoch` in the partition's row
+//!    to its own epoch, only if the row's epoch is lower, and reads the checkpoint `C` there
+//!    ([`claim`]). Everything at or below `C` is applied.
+//! 3. **Commit.** Each transaction of the window `(C, R]` ends at a timestamp boundary `T` and
+//!    carries its rows together with `UPDATE … SET resolved = T WHERE lease_epoch = mine`
+//!    ([`commit`]). So:
+//!    - two workers can never both hold one epoch in the target (the second claim finds it equal);
+//!    - once a newer holder has claimed, an older holder's commit updates no row and fails with
+//!      [`CheckpointError::Fenced`], and its transaction's rows roll back with it;
+//!    - a claim waits on the row lock of an older holder's open commit, so the newer holder starts
+//!      from the checkpoint that commit wrote and applies nothing twice.
+//! 4. **Unknown outcome.** When the connection dies during `COMMIT`, the worker forgets `C` and
+//!    re-reads it (checking its epoch is still there) before the next window.
+//! 5. **Report.** The queue service lets the journal drop a partition's rows only up to what this
+//!    row says for the reporting holder's epoch ([`crate::witness`]), so a false report cannot
+//!    discard rows that were never applied.
 //!
 //! A fenced worker gives the partition up; it never claims again with a higher epoch of its own.
 
