@@ -614,7 +614,7 @@ async fn apply_backlog(
 ) -> anyhow::Result<(Duration, Duration, Option<f64>)> {
     let indexing = Instant::now();
     let journal = Journal::open(&JournalConfig::new(journal_dir))?;
-    journal.wait_indexed().await;
+    journal.wait_written().await;
     let index = indexing.elapsed();
     let partition = Partition::new(database, "bench");
     let resolved = Hlc::new(T0 + rows as u64, 0);

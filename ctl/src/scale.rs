@@ -36,7 +36,7 @@ pub async fn apply_quic(
     let partition = Partition::new(database, "bench");
     reset_target(&client, &partition).await?;
     let journal = Journal::open(&JournalConfig::new(journal_dir))?;
-    journal.wait_indexed().await;
+    journal.wait_written().await;
     let service = QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT);
     let certs = Certs::new()?;
     let endpoint = wharf_queue::quic::server::bind(&certs.server("127.0.0.1:0".parse()?), DEFAULT_LEASE_TIMEOUT)?;

@@ -66,7 +66,7 @@ fn the_queue_service_accepts_its_own_set_refuses_another_and_reports_status() {
             .collect();
         journal.append_durable(&partition, &rows).await.unwrap();
         journal.resolve_durable(&partition, Hlc::new(11, 0)).await.unwrap();
-        journal.wait_indexed().await;
+        journal.wait_written().await;
         let service = QueueService::new(journal, Duration::from_secs(10));
         let tls = TlsFiles {
             certificate: ours.path().join("queue.crt"),

@@ -48,7 +48,6 @@ use crate::hlc::{HLC_BYTES, Hlc};
 pub const FORMAT_VERSION: u8 = 1;
 const OP_UPSERT: u8 = 0;
 const OP_DELETE: u8 = 1;
-const PARTITION_PREFIX: &[u8] = b"p/";
 
 /// One target schema: the unit of resolved timestamps, leasing and transactional apply.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,22 +59,6 @@ pub struct Partition {
 impl Partition {
     pub fn new(database: impl Into<String>, schema: impl Into<String>) -> Self {
         Partition { database: database.into(), schema: schema.into() }
-    }
-
-    pub fn tree_name(&self) -> Vec<u8> {
-        let mut name = PARTITION_PREFIX.to_vec();
-        name.extend_from_slice(self.database.as_bytes());
-        name.push(0);
-        name.extend_from_slice(self.schema.as_bytes());
-        name
-    }
-
-    pub fn from_tree_name(name: &[u8]) -> Option<Partition> {
-        let rest = name.strip_prefix(PARTITION_PREFIX)?;
-        let split = rest.iter().position(|b| *b == 0)?;
-        let database = std::str::from_utf8(&rest[..split]).ok()?;
-        let schema = std::str::from_utf8(&rest[split + 1..]).ok()?;
-        Some(Partition::new(database, schema))
     }
 }
 
@@ -479,12 +462,5 @@ mod tests {
         let resolved = encode_log_resolved(&p, Hlc::new(9, 1));
         assert_eq!(decode_log(&resolved).unwrap(), LogRecord::Resolved { partition: p, hlc: Hlc::new(9, 1) });
         assert_eq!(decode_log(&resolved[..resolved.len() - 1]), Err(RecordError::LogTruncated));
-    }
-
-    #[test]
-    fn partition_names_round_trip() {
-        let p = Partition::new("app", "public");
-        assert_eq!(Partition::from_tree_name(&p.tree_name()), Some(p));
-        assert_eq!(Partition::from_tree_name(b"meta"), None);
     }
 }

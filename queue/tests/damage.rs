@@ -44,7 +44,7 @@ fn fill(dir: &Path) {
         };
         journal.append_durable(&partition(), &[big]).await.unwrap();
         journal.resolve_durable(&partition(), Hlc::new(10 + ROWS, 0)).await.unwrap();
-        journal.wait_indexed().await;
+        journal.wait_written().await;
     });
 }
 

@@ -175,7 +175,7 @@ proptest! {
                     journal.verified().unwrap();
                 }
             }
-            rt.block_on(journal.wait_indexed());
+            rt.block_on(journal.wait_written());
             check(&journal, &model);
             prop_assert_eq!(journal.disk_bytes(), segment_bytes_on_disk(dir.path()));
         }

@@ -395,9 +395,9 @@ impl Journal {
         self.inner.shared.changes.subscribe()
     }
 
-    /// Waits until everything queued before this call is written and visible (for tests and
-    /// benchmarks).
-    pub async fn wait_indexed(&self) {
+    /// Waits until everything queued before this call is written, synced and readable (for tests
+    /// and benchmarks).
+    pub async fn wait_written(&self) {
         let _ = self.inner.writer.wait(self.inner.writer.last_ticket()).await;
     }
 
@@ -605,8 +605,8 @@ mod tests {
         let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
         let shared = &journal.inner.shared;
         assert_eq!(journal.health(), Ok(()));
-        shared.set_fault(Some(Fault::Stalled("indexing failed".into())));
-        assert_eq!(journal.health(), Err(Fault::Stalled("indexing failed".into())));
+        shared.set_fault(Some(Fault::Stalled("a sync has not returned for 10 s".into())));
+        assert_eq!(journal.health(), Err(Fault::Stalled("a sync has not returned for 10 s".into())));
         shared.set_fault(None);
         assert_eq!(journal.health(), Ok(()));
         supervised(shared, "test", || panic!("boom"));
@@ -641,7 +641,7 @@ mod reopen_tests {
             rt.block_on(journal.append_durable(&p, &[row(10 + round)])).unwrap();
             rt.block_on(journal.resolve_durable(&p, Hlc::new(10 + round, 0))).unwrap();
             journal.mark_applied(&p, Hlc::new(5 + round, 0)).unwrap();
-            rt.block_on(journal.wait_indexed());
+            rt.block_on(journal.wait_written());
         }
     }
 
@@ -652,10 +652,10 @@ mod reopen_tests {
         let row = Row { hlc: Hlc::new(20, 0), table: "t2".into(), key: b"[3]".to_vec(), after: Some(b"{}".to_vec()) };
         let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
         rt.block_on(journal.append_durable(&Partition::new("db", "s0"), &[row])).unwrap();
-        rt.block_on(journal.wait_indexed());
+        rt.block_on(journal.wait_written());
         journal.mark_applied(&Partition::new("db", "s1"), Hlc::ZERO).unwrap();
         journal.mark_applied(&Partition::new("db", "s0"), Hlc::ZERO).unwrap();
-        rt.block_on(journal.wait_indexed());
+        rt.block_on(journal.wait_written());
         drop(journal);
         Journal::open(&JournalConfig::new(dir.path())).unwrap();
     }
