@@ -12,6 +12,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== the ingest library builds without the applier"
+cargo check --quiet -p wharf-ingest --lib --no-default-features
 echo "== dependency audit (deny.toml)"
 scripts/audit.sh
 echo "== cargo test"

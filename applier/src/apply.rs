@@ -15,7 +15,7 @@ use crate::fold::TableChanges;
 use crate::insert_first::{Plain, insert};
 use crate::sql;
 use crate::values::sql_text;
-use wharf_queue::json::Props;
+use wharf_base::json::Props;
 use wharf_targetdb::catalog::{SchemaCatalog, Table};
 
 /// One statement ready to run: its SQL and its parameters, one text array per column.

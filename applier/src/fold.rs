@@ -6,7 +6,7 @@ use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use wharf_queue::BatchRow;
 
-use wharf_queue::json::Props;
+use wharf_base::json::Props;
 
 /// The net effect of a chunk on one table, borrowed from the chunk's rows.
 ///

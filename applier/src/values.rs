@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use wharf_queue::json::string_of;
+use wharf_base::json::string_of;
 use wharf_targetdb::catalog::ColumnKind;
 
 /// The SQL input text of a raw JSON value for a column of `kind`; `None` is SQL NULL.

@@ -35,7 +35,7 @@ impl Sender {
     /// Like [`Sender::new`], trusting the CA certificates in the PEM file `ca` for `https://`.
     pub fn with_ca(base: String, ca: &Path) -> anyhow::Result<Sender> {
         let mut roots = rustls::RootCertStore::empty();
-        let certs = wharf_queue::quic::tls::read_chain(ca, "CA certificate")?;
+        let certs = wharf_base::pem::read_chain(ca, "CA certificate")?;
         for cert in certs {
             roots.add(cert).with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
         }

@@ -33,7 +33,7 @@ struct Cli {
     command: Command,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", global = true, default_value = "text")]
-    log_format: wharf_queue::logging::LogFormat,
+    log_format: wharf_base::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -82,7 +82,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One crypto provider for the whole process (QUIC, TLS).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    wharf_queue::logging::init(cli.log_format, "warn");
+    wharf_base::logging::init(cli.log_format, "warn");
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Demo(args) => runtime.block_on(demo::run(args)),
@@ -97,7 +97,7 @@ fn main() -> anyhow::Result<()> {
         Command::Health { url, ca_cert } => runtime.block_on(health(url, ca_cert)),
         Command::Version { json } => {
             let report =
-                if json { wharf_queue::version::json("wharfctl") } else { wharf_queue::version::text("wharfctl") };
+                if json { wharf_base::version::json("wharfctl") } else { wharf_base::version::text("wharfctl") };
             println!("{}", report.trim_end());
             Ok(())
         }

@@ -118,7 +118,7 @@ pub struct StartArgs {
     pub metrics_addr: Option<String>,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
-    pub log_format: wharf_queue::logging::LogFormat,
+    pub log_format: wharf_base::logging::LogFormat,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", env = "WHARF_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,

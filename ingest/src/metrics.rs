@@ -13,8 +13,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use wharf_base::metrics::{SchemaLabel, latency_histogram};
 use wharf_queue::Partition;
-use wharf_queue::metrics::{SchemaLabel, latency_histogram};
 
 use crate::server::State;
 

@@ -18,9 +18,7 @@ pub async fn answer(state: &State, ops: Ops) -> Reply {
         Ops::Ready | Ops::Health => ready(state).await,
         Ops::Metrics => {
             let mut response = reply(StatusCode::OK, crate::metrics::render(state).trim_end());
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static(wharf_applier::metrics_server::OPENMETRICS));
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(wharf_base::ops_http::OPENMETRICS));
             response
         }
     }
@@ -66,7 +64,7 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, crate::StartError> {
 
 /// Serves only the operator's endpoints (plain HTTP/1.1 or h2c) until `shutdown`.
 pub async fn serve(listener: TcpListener, state: Arc<State>, shutdown: CancellationToken) {
-    wharf_applier::metrics_server::serve_paths(listener, shutdown, move |path| {
+    wharf_base::ops_http::serve_paths(listener, shutdown, move |path| {
         let state = state.clone();
         async move {
             match Ops::parse(&path) {

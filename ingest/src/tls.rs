@@ -31,7 +31,7 @@ pub struct TlsSettings {
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error(transparent)]
-    Pem(#[from] wharf_queue::quic::tls::PemError),
+    Pem(#[from] wharf_base::pem::PemError),
     #[error("cannot encode the generated key: {0}")]
     GeneratedKey(String),
     #[error("cannot generate the self-signed certificate: {0}")]
@@ -79,11 +79,11 @@ pub fn server_config(settings: &TlsSettings) -> Result<ServerTls, TlsError> {
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    Ok(wharf_queue::quic::tls::read_chain(path, "certificate")?)
+    Ok(wharf_base::pem::read_chain(path, "certificate")?)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    Ok(wharf_queue::quic::tls::read_key(path)?)
+    Ok(wharf_base::pem::read_key(path)?)
 }
 
 fn self_signed() -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {

@@ -1,8 +1,8 @@
 //! Checking decoded messages against the target catalog and turning them into journal rows. Pure.
 
 use thiserror::Error;
+use wharf_base::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key};
 use wharf_queue::RowRef;
-use wharf_queue::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key};
 use wharf_targetdb::catalog::SchemaCatalog;
 
 use crate::decode::Message;

@@ -4,8 +4,8 @@
 //! Each row is a fixed-size [`Span`] (timestamp, table number, lengths) over `bytes`, where its key
 //! and then its `after` follow the previous row's; table names are kept once each.
 
-use crate::hlc::Hlc;
 use crate::record::Row;
+use wharf_base::hlc::Hlc;
 
 /// `after_len` of a delete.
 const DELETE: u32 = u32::MAX;

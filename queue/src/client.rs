@@ -13,9 +13,9 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::batch::RowBatch;
-use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, ReadError};
 use crate::record::Partition;
+use wharf_base::hlc::Hlc;
 
 /// Work granted to one worker: apply `partition` up to `upto` under `epoch`.
 #[derive(Clone, Debug, PartialEq, Eq)]

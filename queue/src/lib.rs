@@ -2,8 +2,9 @@
 //!
 //! # Layout
 //!
-//! - [`hlc`]: CockroachDB HLC timestamps, parsed strictly.
-//! - [`json`]: borrowed views of changefeed JSON, and the canonical key encoding used in journal keys.
+//! Timestamps, changefeed JSON, keys and partitions are `wharf_base`'s (re-exported: [`Hlc`],
+//! [`Partition`]).
+//!
 //! - [`record`]: the record format (with a version byte), pure functions.
 //! - [`batch`]: a chunk's rows packed in one buffer, as the journal reads them, the wire carries
 //!   them and appliers fold them.
@@ -13,10 +14,7 @@
 //! - [`service`]: the queue service: journal + leases behind the operations appliers call.
 //! - [`client`]: [`QueueClient`], the one interface appliers use; [`local`] implements it
 //!   in-process, [`quic`] across the network ([`wire`] holds its frames, pure and fuzzed).
-//! - [`logging`]: `--logFormat text|json` for the three binaries.
-//! - [`metrics`]: the Prometheus pieces shared by ingest and applier (the `schema` label, latency
-//!   buckets, the journal's sync metrics).
-//! - [`version`]: build facts and the packages linked into each binary (embedded by `build.rs`).
+//! - [`metrics`]: the journal's sync metrics.
 //!
 //! # Durability
 //!
@@ -64,22 +62,17 @@
 
 pub mod batch;
 pub mod client;
-pub mod hlc;
 pub mod journal;
-pub mod json;
 pub mod lease;
 pub mod local;
-pub mod logging;
 pub mod metrics;
 pub mod quic;
 pub mod record;
 pub mod service;
-pub mod version;
 pub mod wire;
 
 pub use batch::{BatchRow, RowBatch};
 pub use client::{Grant, QueueClient, QueueError, Release, WindowReader};
-pub use hlc::{Hlc, HlcError};
 pub use journal::{
     AppendError, Appended, Chunk, ChunkLimits, Fault, Journal, JournalConfig, OpenError, ReadError, Resolved,
     WindowCursor,
@@ -87,3 +80,4 @@ pub use journal::{
 pub use local::LocalClient;
 pub use record::{Partition, Row, RowRef, RowSource};
 pub use service::{DEFAULT_LEASE_TIMEOUT, QueueService, ServiceStatus};
+pub use wharf_base::{Hlc, HlcError};

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use crate::client::{Grant, QueueClient, QueueError, Release, WindowReader};
-use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, WindowCursor};
 use crate::lease::WorkerId;
 use crate::record::Partition;
 use crate::service::QueueService;
+use wharf_base::hlc::Hlc;
 
 /// One in-process session of `workers` workers. Its leases never expire: they live as long as
 /// the process that serves them.

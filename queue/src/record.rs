@@ -42,31 +42,13 @@ use std::borrow::Cow;
 use thiserror::Error;
 
 use crate::batch::BatchRow;
-use crate::hlc::{HLC_BYTES, Hlc};
+pub use wharf_base::Partition;
+use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version byte written at the front of every value; readers refuse other versions.
 pub const FORMAT_VERSION: u8 = 1;
 const OP_UPSERT: u8 = 0;
 const OP_DELETE: u8 = 1;
-
-/// One target schema: the unit of resolved timestamps, leasing and transactional apply.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Partition {
-    pub database: String,
-    pub schema: String,
-}
-
-impl Partition {
-    pub fn new(database: impl Into<String>, schema: impl Into<String>) -> Self {
-        Partition { database: database.into(), schema: schema.into() }
-    }
-}
-
-impl std::fmt::Display for Partition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.database, self.schema)
-    }
-}
 
 /// One row version from a changefeed, validated and ready to journal.
 #[derive(Clone, Debug, PartialEq, Eq)]

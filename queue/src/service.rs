@@ -19,10 +19,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::client::{Grant, Release};
-use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, WindowCursor};
 use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, Scope, SessionInfo, WorkerId};
 use crate::record::Partition;
+use wharf_base::hlc::Hlc;
 
 /// The target's own checkpoint row of a partition: its applied timestamp and lease epoch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,8 @@
 use thiserror::Error;
 
 use crate::batch::{RowBatch, Span};
-use crate::hlc::{HLC_BYTES, Hlc};
 use crate::record::Partition;
+use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version of the protocol spoken here; the peers must agree exactly.
 pub const PROTOCOL_VERSION: u32 = 2;

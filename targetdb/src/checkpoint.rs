@@ -29,7 +29,7 @@
 
 use thiserror::Error;
 use tokio_postgres::{Client, GenericClient, Transaction};
-use wharf_queue::{Hlc, Partition};
+use wharf_base::{Hlc, Partition};
 
 use crate::catalog::quote_ident;
 

@@ -1,14 +1,13 @@
-//! The target's checkpoint rows as the queue service's [`CommitWitness`]: before the journal
-//! forgets a partition's rows on a commit report, the service reads the row the commit wrote
-//! (its own connection, opened on first use and again after it breaks).
-
-use std::future::Future;
-use std::pin::Pin;
+//! The target's checkpoint rows as the queue service's witness of commit reports: before the
+//! journal forgets a partition's rows on a commit report, the service reads the row the commit
+//! wrote (its own connection, opened on first use and again after it breaks). The process that
+//! wires the queue service to a target adapts this to the queue's `CommitWitness`.
 
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
-use wharf_queue::Partition;
-use wharf_queue::service::{CommitWitness, TargetCheckpoint};
+use wharf_base::Partition;
+
+use crate::checkpoint::CheckpointRow;
 
 pub struct CheckpointWitness {
     conn: String,
@@ -21,7 +20,8 @@ impl CheckpointWitness {
         CheckpointWitness { conn: conn.to_owned(), staging_schema: staging_schema.to_owned(), client: Mutex::new(None) }
     }
 
-    async fn read(&self, partition: &Partition) -> Option<TargetCheckpoint> {
+    /// The partition's checkpoint row; `None` when there is none or it cannot be read (logged).
+    pub async fn read(&self, partition: &Partition) -> Option<CheckpointRow> {
         let mut client = self.client.lock().await;
         if client.as_ref().is_none_or(Client::is_closed) {
             *client = Some(
@@ -33,20 +33,11 @@ impl CheckpointWitness {
         }
         let row = crate::checkpoint::read(client.as_ref()?, &self.staging_schema, partition).await;
         match row {
-            Ok(row) => row.map(|r| TargetCheckpoint { resolved: r.resolved, epoch: r.epoch }),
+            Ok(row) => row,
             Err(error) => {
                 tracing::warn!(%partition, error = %crate::describe_pg(&error), "cannot read the checkpoint row to confirm a commit report");
                 None
             }
         }
-    }
-}
-
-impl CommitWitness for CheckpointWitness {
-    fn checkpoint<'a>(
-        &'a self,
-        partition: &'a Partition,
-    ) -> Pin<Box<dyn Future<Output = Option<TargetCheckpoint>> + Send + 'a>> {
-        Box::pin(self.read(partition))
     }
 }

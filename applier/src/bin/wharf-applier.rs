@@ -66,22 +66,22 @@ struct StartArgs {
     metrics_addr: Option<std::net::SocketAddr>,
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
-    log_format: wharf_queue::logging::LogFormat,
+    log_format: wharf_base::logging::LogFormat,
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Version { json } => {
             let report = if json {
-                wharf_queue::version::json("wharf-applier")
+                wharf_base::version::json("wharf-applier")
             } else {
-                wharf_queue::version::text("wharf-applier")
+                wharf_base::version::text("wharf-applier")
             };
             println!("{}", report.trim_end());
             Ok(())
         }
         Command::Start(args) => {
-            wharf_queue::logging::init(args.log_format, "info");
+            wharf_base::logging::init(args.log_format, "info");
             // One crypto provider for the whole process.
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             tokio::runtime::Runtime::new()?.block_on(start(*args))

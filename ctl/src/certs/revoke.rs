@@ -8,8 +8,6 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
 use x509_cert::der::Decode;
 
 /// How long a CRL is valid; `revoke` writes a new one every time.
@@ -75,9 +73,8 @@ pub fn run(args: &RevokeArgs) -> anyhow::Result<()> {
 
 /// The serial number of the certificate in the PEM file `path`.
 fn serial_of(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let der = CertificateDer::from_pem_file(path)
-        .with_context(|| format!("cannot read a certificate from {}", path.display()))?;
-    let certificate = x509_cert::Certificate::from_der(der.as_ref())
+    let chain = wharf_base::pem::read_chain(path, "certificate")?;
+    let certificate = x509_cert::Certificate::from_der(chain[0].as_ref())
         .map_err(|e| anyhow::anyhow!("{} is not a certificate: {e}", path.display()))?;
     Ok(certificate.tbs_certificate.serial_number.as_bytes().to_vec())
 }

@@ -36,15 +36,15 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Version { json } => {
             let report = if json {
-                wharf_queue::version::json("wharf-ingest")
+                wharf_base::version::json("wharf-ingest")
             } else {
-                wharf_queue::version::text("wharf-ingest")
+                wharf_base::version::text("wharf-ingest")
             };
             println!("{}", report.trim_end());
             Ok(())
         }
         Command::Start(args) => {
-            wharf_queue::logging::init(args.log_format, "info");
+            wharf_base::logging::init(args.log_format, "info");
             // One crypto provider for the whole process (rustls would otherwise have to guess).
             let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
             let config = (*args).validate()?;

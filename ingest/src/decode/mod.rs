@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 use thiserror::Error;
-use wharf_queue::json::{Props, string_of};
+use wharf_base::json::{Props, string_of};
 use wharf_queue::{Hlc, HlcError};
 
 /// One row version as the changefeed sent it, borrowed from the request body, before it is

@@ -9,8 +9,8 @@ use std::fmt;
 
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use wharf_base::json::{Props, string_of};
 use wharf_queue::Hlc;
-use wharf_queue::json::{Props, string_of};
 
 use super::{Body, DecodeError, Message, decode_message, parse_object, utf8};
 

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::{ChunkLimits, Journal, JournalConfig, WindowCursor, bounds, segment, summary};
-use crate::hlc::Hlc;
+use wharf_base::hlc::Hlc;
 
 const SEGMENT: u8 = 0;
 const SUMMARY: u8 = 1;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::Arc;
 
-use crate::hlc::Hlc;
 use crate::record::{Partition, RowRef};
+use wharf_base::hlc::Hlc;
 
 /// One request's rows in a segment: entries sorted by key, one per key.
 #[derive(Debug)]

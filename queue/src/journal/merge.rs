@@ -235,9 +235,9 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::hlc::Hlc;
     use crate::journal::index::RunShape;
     use crate::record::{self, Partition, Row, RowSource};
+    use wharf_base::hlc::Hlc;
 
     /// Writes each run's rows (sorted) into one file as rows records and returns the runs.
     fn runs(dir: &std::path::Path, runs: &[Vec<Row>]) -> Vec<Arc<Run>> {

@@ -40,9 +40,9 @@ use std::time::Instant;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::hlc::Hlc;
 use crate::record::{self, Partition, RecordError, RowRef, RowSource};
 use index::{Index, RunShape};
+use wharf_base::hlc::Hlc;
 pub use window::{Chunk, ChunkLimits, WindowCursor};
 pub use writer::Poisoned;
 use writer::{Item, Writer};

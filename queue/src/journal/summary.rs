@@ -19,8 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::index::{RunShape, TableOps};
-use crate::hlc::{HLC_BYTES, Hlc};
 use crate::record::Partition;
+use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version 2 added each run's row count; a version-1 summary is ignored (its segment is read).
 const MAGIC: &[u8; 8] = b"WHARFS2\n";

@@ -23,8 +23,8 @@ use super::index::Run;
 use super::merge::{Entry, Merge, ReadFailure};
 use super::{ReadError, Shared};
 use crate::batch::{BatchRow, RowBatch};
-use crate::hlc::Hlc;
 use crate::record::{self, Partition, Row};
+use wharf_base::hlc::Hlc;
 
 /// How much one chunk may hold; at least one row is always returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

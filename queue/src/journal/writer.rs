@@ -35,9 +35,9 @@ use super::acknowledger::Acknowledger;
 use super::bounds::BoundsFile;
 use super::index::RunShape;
 use super::{Fault, Shared, group, summary};
-use crate::hlc::Hlc;
 use crate::metrics::SyncMetrics;
 use crate::record::{self, Partition};
+use wharf_base::hlc::Hlc;
 
 /// How long a group that did not fit waits before it is tried again.
 const NO_SPACE_RETRY: Duration = Duration::from_secs(1);

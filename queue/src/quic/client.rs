@@ -13,10 +13,10 @@ use super::io_thread::IoThread;
 use super::tls::{self, TlsError, TlsFiles};
 use crate::batch::RowBatch;
 use crate::client::{Grant, QueueClient, QueueError, Release, WindowReader};
-use crate::hlc::Hlc;
 use crate::journal::{Chunk, ChunkLimits};
 use crate::service::ServiceStatus;
 use crate::wire::{Message, PROTOCOL_VERSION, code};
+use wharf_base::hlc::Hlc;
 
 /// How long connecting (with the handshake and hello) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -283,7 +283,7 @@ async fn window(
     worker: WorkerId,
     partition: crate::record::Partition,
     epoch: u64,
-    (after, upto, tables): (crate::hlc::Hlc, crate::hlc::Hlc, Vec<String>),
+    (after, upto, tables): (wharf_base::hlc::Hlc, wharf_base::hlc::Hlc, Vec<String>),
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<(), StreamError> {

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::CertificateRevocationListDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use thiserror::Error;
+use wharf_base::pem::{PemError, read_chain, read_key};
 
 use super::datagrams::MAX_UDP_PAYLOAD;
 use crate::wire::ALPN;
@@ -33,15 +34,6 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
-/// A PEM file that cannot be used.
-#[derive(Debug, Error)]
-pub enum PemError {
-    #[error("cannot read {what} {path}: {reason}")]
-    Unreadable { what: &'static str, path: PathBuf, reason: String },
-    #[error("{0} holds no certificate")]
-    NoCertificate(PathBuf),
-}
-
 #[derive(Debug, Error)]
 pub enum TlsError {
     #[error(transparent)]
@@ -56,28 +48,6 @@ pub enum TlsError {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
-}
-
-/// Every certificate of a PEM file (a chain or a CA bundle); none is an error.
-pub fn read_chain(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, PemError> {
-    let pem_err = |reason: String| PemError::Unreadable { what, path: path.to_owned(), reason };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| pem_err(e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem_err(e.to_string()))?;
-    if chain.is_empty() {
-        return Err(PemError::NoCertificate(path.to_owned()));
-    }
-    Ok(chain)
-}
-
-/// The first private key of a PEM file: PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
-pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| PemError::Unreadable {
-        what: "private key",
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
 }
 
 fn roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {

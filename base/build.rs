@@ -14,7 +14,7 @@ fn main() {
     let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it")).join("..");
     let lock_path = root.join("Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock_path.display());
-    for member in ["queue", "targetdb", "ingest", "applier", "ctl"] {
+    for member in ["base", "queue", "targetdb", "ingest", "applier", "ctl"] {
         println!("cargo:rerun-if-changed={}", root.join(member).join("Cargo.toml").display());
     }
     println!("cargo:rerun-if-changed={}", root.join(".git/HEAD").display());
