@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
+use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Statement, Transaction};
 
 use crate::copy_binary::Binary;
 use crate::error::ApplyError;
 use crate::fold::TableChanges;
-use crate::insert_first::{Plain, insert};
+use crate::insert_first::{InsertFirst, Plain, Savepoint, insert};
 use crate::sql;
+use crate::statements::StatementCache;
 use crate::values::sql_text;
 use wharf_base::json::Props;
 use wharf_targetdb::catalog::{SchemaCatalog, Table};
@@ -54,29 +55,6 @@ impl Prepared {
             }
             (None, _) => unreachable!("a statement without parameters is prepared with its binary COPY"),
         }
-    }
-}
-
-/// Prepared statements of one connection, keyed by their SQL text, and when to try plain inserts.
-#[derive(Default)]
-pub struct StatementCache {
-    statements: HashMap<String, Statement>,
-    pub(crate) insert_first: crate::insert_first::InsertFirst,
-}
-
-impl StatementCache {
-    pub(crate) async fn get(&mut self, tx: &Transaction<'_>, sql: &str) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let statement = tx.prepare(sql).await?;
-        self.statements.insert(sql.to_owned(), statement.clone());
-        Ok(statement)
-    }
-
-    pub fn clear(&mut self) {
-        self.statements.clear();
-        self.insert_first = Default::default();
     }
 }
 
@@ -224,16 +202,19 @@ impl Shape {
     }
 }
 
-/// Runs prepared statements in order inside `tx`.
+/// Runs prepared statements in order inside `tx`, each upsert tried as a plain write first
+/// (see [`crate::insert_first`]).
 pub async fn execute(
     tx: &Transaction<'_>,
     cache: &mut StatementCache,
-    savepoint: &mut crate::insert_first::Savepoint,
+    first: &mut InsertFirst,
+    savepoint: &mut Savepoint,
     prepared: &[Prepared],
 ) -> Result<(), ApplyError> {
     for p in prepared {
         if let Some(copy) = &p.copy
-            && insert(tx, cache, savepoint, &p.sql, Plain::Copy { sql: &copy.sql, data: copy.data.clone() }).await?
+            && insert(tx, (cache, first, savepoint), &p.sql, Plain::Copy { sql: &copy.sql, data: copy.data.clone() })
+                .await?
         {
             continue;
         }
@@ -242,7 +223,7 @@ pub async fn execute(
         let params: Vec<&(dyn ToSql + Sync)> = columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         if p.copy.is_none()
             && let Some(sql) = &p.insert_sql
-            && insert(tx, cache, savepoint, &p.sql, Plain::Insert { sql, params: &params }).await?
+            && insert(tx, (cache, first, savepoint), &p.sql, Plain::Insert { sql, params: &params }).await?
         {
             continue;
         }

@@ -3,18 +3,17 @@
 use thiserror::Error;
 use wharf_queue::QueueError;
 use wharf_targetdb::catalog::CatalogError;
-use wharf_targetdb::checkpoint::CheckpointError;
+use wharf_targetdb::checkpoint::{CheckpointError, Fenced};
 use wharf_targetdb::{ConnectError, describe_pg};
 
 use crate::fold::FoldError;
 
 #[derive(Debug, Error)]
 pub enum ApplyError {
-    /// Another worker holds a newer epoch in the target. Never retried: the worker gives the
-    /// partition back and says at which epoch the target is, so the queue service grants above it.
-    /// Retrying by claiming again would make two workers fence each other forever.
-    #[error("lease on {partition} was taken over (our epoch {mine}, the target's {current})")]
-    Fenced { partition: String, mine: u64, current: u64 },
+    /// Never retried: the worker gives the partition back and says at which epoch the target is,
+    /// so the queue service grants above it.
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
     #[error("table {0:?} is not in the target schema")]
     UnknownTable(String),
     #[error("table {table}: column {column:?} is not in the target table")]
@@ -39,7 +38,7 @@ pub enum ApplyError {
 impl From<CheckpointError> for ApplyError {
     fn from(e: CheckpointError) -> Self {
         match e {
-            CheckpointError::Fenced { partition, mine, current } => ApplyError::Fenced { partition, mine, current },
+            CheckpointError::Fenced(fenced) => ApplyError::Fenced(fenced),
             CheckpointError::Target(e) => ApplyError::Target(e),
         }
     }
@@ -64,7 +63,7 @@ pub enum Next {
 impl ApplyError {
     pub fn next(&self) -> Next {
         match self {
-            ApplyError::Fenced { .. } | ApplyError::Queue(QueueError::NotHolder(_)) => Next::GiveUp,
+            ApplyError::Fenced(_) | ApplyError::Queue(QueueError::NotHolder(_)) => Next::GiveUp,
             ApplyError::Queue(e) if e.is_retryable() => Next::Retry,
             ApplyError::Target(e) => match e.code() {
                 Some(code) if RETRYABLE_STATES.contains(&code.code()) || code.code().starts_with("08") => Next::Retry,

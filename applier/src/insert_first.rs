@@ -17,12 +17,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Statement, Transaction};
 
-use crate::apply::StatementCache;
 use crate::error::ApplyError;
+use crate::statements::StatementCache;
 
 const MAX_SKIP: u32 = 64;
 
-/// Per upsert statement: how many more to run without trying the plain insert, and the next pause.
+/// Per upsert statement of one connection: how many more to run without trying the plain insert,
+/// and the next pause.
 #[derive(Default)]
 pub struct InsertFirst {
     shapes: HashMap<String, Backoff>,
@@ -96,12 +97,11 @@ impl Savepoint {
 /// form is on pause).
 pub async fn insert(
     tx: &Transaction<'_>,
-    cache: &mut StatementCache,
-    savepoint: &mut Savepoint,
+    (cache, first, savepoint): (&mut StatementCache, &mut InsertFirst, &mut Savepoint),
     upsert: &str,
     plain: Plain<'_>,
 ) -> Result<bool, ApplyError> {
-    if !cache.insert_first.attempt(upsert) {
+    if !first.attempt(upsert) {
         return Ok(false);
     }
     let outcome = match plain {
@@ -131,7 +131,7 @@ pub async fn insert(
             false
         }
     };
-    cache.insert_first.record(upsert, inserted);
+    first.record(upsert, inserted);
     Ok(inserted)
 }
 

@@ -9,12 +9,13 @@
 //!   the binary `COPY` where every value has an exact binary form (pure).
 //! - [`apply`]: statements of a chunk, in foreign-key order, run inside a transaction;
 //!   [`insert_first`]: an upsert's rows tried as a plain insert first, in a savepoint sent with it
-//!   and released by the next one.
-//! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries.
+//!   and released by the next one; [`statements`]: a connection's prepared statements.
+//! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries;
+//!   it takes the queue, the target connection and the limits, and returns what it committed.
 //! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
 //! - [`error`]: errors classified into retry, give up the partition, and pause it.
-//! - [`metrics`]: apply metrics for Prometheus; [`metrics_server`]: the plain-HTTP server of
-//!   `--metricsAddr` (also used by `wharf-ingest`).
+//! - [`metrics`]: apply metrics for Prometheus; [`metrics_server`]: what `wharf-applier
+//!   --metricsAddr` answers (on `wharf_base::ops_http`).
 //!
 //! The applier sees the journal only through [`wharf_queue::QueueClient`]: in-process in
 //! `wharf-ingest --appliers N`, over QUIC in `wharf-applier`. The target's catalog and
@@ -28,6 +29,7 @@ pub mod insert_first;
 pub mod metrics;
 pub mod metrics_server;
 pub mod sql;
+pub mod statements;
 pub mod values;
 mod window;
 pub mod worker;

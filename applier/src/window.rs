@@ -13,8 +13,37 @@ use wharf_targetdb::checkpoint;
 use crate::apply::{Prepared, execute, prepare};
 use crate::error::ApplyError;
 use crate::fold::fold;
-use crate::insert_first::Savepoint;
-use crate::worker::Worker;
+use crate::insert_first::{InsertFirst, Savepoint};
+use crate::statements::StatementCache;
+use crate::worker::ApplyStats;
+
+/// What a window needs: the queue (as one worker), the target connection with its per-connection
+/// state, the limits, and the counters it adds each commit to.
+pub(crate) struct Window<'a, Q> {
+    pub queue: &'a Q,
+    pub worker: u32,
+    pub limits: ChunkLimits,
+    pub target: Target<'a>,
+    pub stats: &'a ApplyStats,
+}
+
+/// The target side of a window.
+pub(crate) struct Target<'a> {
+    pub client: &'a mut tokio_postgres::Client,
+    pub statements: &'a mut StatementCache,
+    pub insert_first: &'a mut InsertFirst,
+    pub staging_schema: &'a str,
+    /// A transaction commits at the first timestamp boundary past this many rows.
+    pub commit_rows: usize,
+}
+
+/// What a window did.
+pub(crate) struct Applied {
+    /// Whether the worker keeps the partition (the queue service's answer to the last report).
+    pub keep: bool,
+    /// The checkpoint of the last transaction committed.
+    pub through: Hlc,
+}
 
 /// What to apply.
 pub(crate) struct WindowPlan<'a> {
@@ -34,24 +63,25 @@ struct Ready {
     last: bool,
 }
 
-/// Applies the window; returns whether the worker keeps the partition.
+/// Applies the window, reporting each commit to the queue service as it happens (so the journal
+/// compacts and rebalancing can take the partition between transactions).
 pub(crate) async fn apply<Q: QueueClient>(
-    worker: &mut Worker<Q>,
+    window: Window<'_, Q>,
     plan: WindowPlan<'_>,
     shutdown: &CancellationToken,
-) -> Result<bool, ApplyError> {
+) -> Result<Applied, ApplyError> {
+    let Window { queue, worker, limits, mut target, stats } = window;
     let WindowPlan { grant, catalog, from, by_timestamp } = plan;
-    let reader = worker.queue.open(worker.index, grant, from, catalog.fk_order.clone()).await?;
-    let limits = ChunkLimits { max_rows: worker.config.chunk_rows, max_bytes: worker.config.chunk_bytes };
+    let reader = queue.open(worker, grant, from, catalog.fk_order.clone()).await?;
     let (sender, mut ready) = mpsc::channel(1);
     let producer = tokio::spawn(produce(reader, limits, catalog.clone(), by_timestamp, sender));
     let result = async {
         loop {
-            let done = apply_transaction(worker, grant, &mut ready, shutdown).await?;
-            worker.committed(&grant.partition, &done);
-            let keep = worker.queue.committed(worker.index, grant, done.through, done.rows).await?;
+            let done = apply_transaction(&mut target, grant, &mut ready, shutdown).await?;
+            stats.committed(&grant.partition, &done);
+            let keep = queue.committed(worker, grant, done.through, done.rows).await?;
             if done.last || !keep || shutdown.is_cancelled() {
-                return Ok(keep);
+                return Ok(Applied { keep, through: done.through });
             }
         }
     }
@@ -74,17 +104,14 @@ pub(crate) struct Committed {
 
 /// Runs one target transaction: chunks until a timestamp boundary past the commit size (or the
 /// window's end, or shutdown), then the fenced checkpoint and `COMMIT`.
-async fn apply_transaction<Q: QueueClient>(
-    worker: &mut Worker<Q>,
+async fn apply_transaction(
+    target: &mut Target<'_>,
     grant: &Grant,
     ready: &mut mpsc::Receiver<Result<Ready, ApplyError>>,
     shutdown: &CancellationToken,
 ) -> Result<Committed, ApplyError> {
-    let staging = worker.config.staging_schema.clone();
-    let commit_rows = worker.config.commit_rows;
-    let client = worker.client.as_mut().expect("connected");
     let started = std::time::Instant::now();
-    let tx = client.transaction().await?;
+    let tx = target.client.transaction().await?;
     let mut savepoint = Savepoint::default();
     let mut rows = 0usize;
     let (mut upserts, mut deletes) = (0, 0);
@@ -93,14 +120,14 @@ async fn apply_transaction<Q: QueueClient>(
             .recv()
             .await
             .ok_or_else(|| QueueError::Protocol("the window ended without its last chunk".into()))??;
-        execute(&tx, &mut worker.cache, &mut savepoint, &chunk.statements).await?;
+        execute(&tx, target.statements, target.insert_first, &mut savepoint, &chunk.statements).await?;
         rows += chunk.rows;
         for statement in &chunk.statements {
             *(if statement.delete { &mut deletes } else { &mut upserts }) += statement.rows as u64;
         }
         let Some(through) = chunk.complete_through else { continue };
-        if chunk.last || rows >= commit_rows || shutdown.is_cancelled() {
-            checkpoint::commit(&tx, &staging, &grant.partition, grant.epoch, through).await?;
+        if chunk.last || rows >= target.commit_rows || shutdown.is_cancelled() {
+            checkpoint::commit(&tx, target.staging_schema, &grant.partition, grant.epoch, through).await?;
             tx.commit().await?;
             let took = started.elapsed();
             return Ok(Committed { through, rows: rows as u64, upserts, deletes, took, last: chunk.last });

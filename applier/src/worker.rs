@@ -20,13 +20,16 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
-use wharf_queue::{Grant, Hlc, Partition, QueueClient, Release};
+use wharf_queue::{ChunkLimits, Grant, Hlc, Partition, QueueClient, Release};
 use wharf_targetdb::catalog::{SchemaCatalog, discover};
 use wharf_targetdb::{checkpoint, connect, staging};
 
-use crate::apply::StatementCache;
 use crate::error::{ApplyError, Next};
-use crate::window::{self, WindowPlan};
+use crate::insert_first::InsertFirst;
+use crate::statements::StatementCache;
+use crate::window::{self, Target, Window, WindowPlan};
+use wharf_base::backoff::Backoff;
+use wharf_targetdb::checkpoint::Fenced;
 
 /// Rows per chunk read from the queue: bounds memory, big enough for set-based statements.
 pub const DEFAULT_CHUNK_ROWS: usize = 10_000;
@@ -75,6 +78,15 @@ pub struct ApplyStats {
     pub metrics: crate::metrics::ApplyMetrics,
 }
 
+impl ApplyStats {
+    /// Counts a committed target transaction.
+    pub(crate) fn committed(&self, partition: &Partition, done: &crate::window::Committed) {
+        self.rows.fetch_add(done.rows, Ordering::Relaxed);
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.metrics.committed(partition, done);
+    }
+}
+
 /// The partitions each worker holds (index → partition → epoch), for giving them back when a
 /// worker task dies.
 type Held = Arc<Mutex<HashMap<u32, HashMap<Partition, u64>>>>;
@@ -118,7 +130,7 @@ pub async fn run<Q: QueueClient>(config: ApplierConfig, queue: Q, stats: Arc<App
 
 /// Creates the checkpoint table, retrying while the target is unreachable; `false` on shutdown.
 async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) -> bool {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), MAX_BACKOFF);
     loop {
         let attempt = async {
             let client = connect(&config.target_conn).await.map_err(|e| e.to_string())?;
@@ -130,11 +142,9 @@ async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) ->
             Ok(()) => return true,
             Err(error) => tracing::warn!(%error, "cannot prepare the staging schema in the target; retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return false,
+        if !backoff.wait(shutdown).await {
+            return false;
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -147,13 +157,14 @@ struct Claim {
 }
 
 pub(crate) struct Worker<Q> {
-    pub(crate) index: u32,
-    pub(crate) config: Arc<ApplierConfig>,
-    pub(crate) queue: Q,
-    pub(crate) stats: Arc<ApplyStats>,
+    index: u32,
+    config: Arc<ApplierConfig>,
+    queue: Q,
+    stats: Arc<ApplyStats>,
     held: Held,
-    pub(crate) client: Option<Client>,
-    pub(crate) cache: StatementCache,
+    client: Option<Client>,
+    statements: StatementCache,
+    insert_first: InsertFirst,
     catalogs: HashMap<String, (Instant, Arc<SchemaCatalog>)>,
     claims: HashMap<Partition, Claim>,
 }
@@ -167,14 +178,15 @@ impl<Q: QueueClient> Worker<Q> {
             stats,
             held,
             client: None,
-            cache: StatementCache::default(),
+            statements: StatementCache::default(),
+            insert_first: InsertFirst::default(),
             catalogs: HashMap::new(),
             claims: HashMap::new(),
         }
     }
 
     async fn run(mut self, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), MAX_BACKOFF);
         while !shutdown.is_cancelled() {
             let acquired = tokio::select! {
                 acquired = self.queue.acquire(self.index, IDLE_WAIT) => acquired,
@@ -197,10 +209,9 @@ impl<Q: QueueClient> Worker<Q> {
                 }
             };
             if failed {
-                tokio::select! { _ = tokio::time::sleep(backoff) => {}, _ = shutdown.cancelled() => {} }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                backoff.wait(&shutdown).await;
             } else {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
         }
         self.release_all().await;
@@ -210,7 +221,7 @@ impl<Q: QueueClient> Worker<Q> {
     async fn step(&mut self, grant: &Grant, shutdown: &CancellationToken) -> Result<bool, ApplyError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = Some(connect(&self.config.target_conn).await?);
-            self.cache.clear();
+            self.forget_prepared();
         }
         let from = self.checkpoint(grant).await?;
         if grant.upto <= from {
@@ -219,15 +230,49 @@ impl<Q: QueueClient> Worker<Q> {
         }
         let catalog = self.catalog(&grant.partition.schema).await?;
         let plan = WindowPlan { grant, catalog: &catalog, from, by_timestamp: false };
-        match window::apply(self, plan, shutdown).await {
+        let applied = match window::apply(self.window(), plan, shutdown).await {
             Err(e) if e.is_constraint_order() => {
                 tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
-                self.cache.clear();
+                self.forget_prepared();
+                // Transactions of the window may have committed before the failure: the target's
+                // row says where the replay starts.
+                if let Some(claim) = self.claims.get_mut(&grant.partition) {
+                    claim.checkpoint = None;
+                }
                 let from = self.checkpoint(grant).await?;
-                window::apply(self, WindowPlan { grant, catalog: &catalog, from, by_timestamp: true }, shutdown).await
+                let plan = WindowPlan { grant, catalog: &catalog, from, by_timestamp: true };
+                window::apply(self.window(), plan, shutdown).await
             }
             other => other,
+        }?;
+        if let Some(claim) = self.claims.get_mut(&grant.partition) {
+            claim.checkpoint = Some(applied.through);
         }
+        Ok(applied.keep)
+    }
+
+    /// What a window needs of this worker (connected).
+    fn window(&mut self) -> Window<'_, Q> {
+        Window {
+            queue: &self.queue,
+            worker: self.index,
+            limits: ChunkLimits { max_rows: self.config.chunk_rows, max_bytes: self.config.chunk_bytes },
+            target: Target {
+                client: self.client.as_mut().expect("connected"),
+                statements: &mut self.statements,
+                insert_first: &mut self.insert_first,
+                staging_schema: &self.config.staging_schema,
+                commit_rows: self.config.commit_rows,
+            },
+            stats: &self.stats,
+        }
+    }
+
+    /// Prepared statements and insert-first pauses belong to one connection (and a rolled-back
+    /// transaction may have left statements half prepared).
+    fn forget_prepared(&mut self) {
+        self.statements.clear();
+        self.insert_first = InsertFirst::default();
     }
 
     /// The target's checkpoint under this grant's epoch: claims a new epoch, re-reads a known one
@@ -243,11 +288,12 @@ impl<Q: QueueClient> Worker<Q> {
                 match row {
                     Some(row) if row.epoch == grant.epoch => row.resolved,
                     other => {
-                        return Err(ApplyError::Fenced {
+                        return Err(Fenced {
                             partition: partition.to_string(),
                             mine: grant.epoch,
                             current: other.map_or(0, |r| r.epoch),
-                        });
+                        }
+                        .into());
                     }
                 }
             }
@@ -260,23 +306,13 @@ impl<Q: QueueClient> Worker<Q> {
     }
 
     /// Called after each commit of a window.
-    pub(crate) fn committed(&mut self, partition: &Partition, done: &crate::window::Committed) {
-        if let Some(claim) = self.claims.get_mut(partition) {
-            claim.checkpoint = Some(done.through);
-        }
-        self.stats.rows.fetch_add(done.rows, Ordering::Relaxed);
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
-        self.stats.metrics.committed(partition, done);
-    }
-
     /// Logs an error once and acts on it; `true` to back off before the next attempt.
     async fn on_error(&mut self, grant: &Grant, error: ApplyError) -> bool {
         let partition = &grant.partition;
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
-        // A rolled-back transaction may have left statements half prepared.
-        self.cache.clear();
+        self.forget_prepared();
         if matches!(error, ApplyError::UnknownTable(_) | ApplyError::UnknownColumn { .. }) {
             self.catalogs.clear();
         }
@@ -292,7 +328,7 @@ impl<Q: QueueClient> Worker<Q> {
             Next::GiveUp => {
                 tracing::warn!(worker = self.index, %partition, %error, "giving the partition up");
                 match error {
-                    ApplyError::Fenced { current, .. } => {
+                    ApplyError::Fenced(Fenced { current, .. }) => {
                         self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                         Release::Fenced { target_epoch: current }
                     }

@@ -12,7 +12,9 @@
 //! - [`metrics`]: the partition label and latency buckets of the Prometheus metrics.
 //! - [`ops_http`]: the plain-HTTP server of the operator's endpoints (`--metricsAddr`).
 //! - [`pem`]: reading certificate chains, CA bundles and private keys from PEM files.
+//! - [`backoff`]: exponential backoff for retries.
 
+pub mod backoff;
 pub mod hlc;
 pub mod json;
 pub mod logging;

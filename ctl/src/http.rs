@@ -92,7 +92,7 @@ impl Sender {
     /// failure of a body is reported on stderr, so a wrong URL or CA does not retry in silence.
     pub async fn post(&self, body: Bytes) -> anyhow::Result<()> {
         let started = std::time::Instant::now();
-        let mut backoff = Duration::from_millis(50);
+        let mut backoff = wharf_base::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
         let mut reported = false;
         loop {
             let last = match self.post_once("", body.clone()).await {
@@ -110,8 +110,7 @@ impl Sender {
                 eprintln!("retrying {} (for up to {:?}): {last}", self.base, self.retry_for);
                 reported = true;
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(backoff.next_pause()).await;
         }
     }
 }

@@ -61,6 +61,7 @@
 //!   does for a write or sync that has not returned for [`journal::DEFAULT_SYNC_STALL`].
 
 pub mod batch;
+mod bytes;
 pub mod client;
 pub mod journal;
 pub mod lease;

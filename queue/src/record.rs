@@ -43,6 +43,8 @@ use thiserror::Error;
 
 use crate::batch::BatchRow;
 pub use wharf_base::Partition;
+
+use crate::bytes::{ByteReader, Truncated};
 use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version byte written at the front of every value; readers refuse other versions.
@@ -305,22 +307,24 @@ pub fn encode_log_epoch(partition: &Partition, epoch: u64) -> Vec<u8> {
 }
 
 /// Reads length-prefixed fields from a byte slice.
-struct Cursor<'a>(&'a [u8]);
+/// The log decoder's reads: a short one is a truncated record.
+struct Cursor<'a>(ByteReader<'a>);
+
+impl From<Truncated> for RecordError {
+    fn from(_: Truncated) -> Self {
+        RecordError::LogTruncated
+    }
+}
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], RecordError> {
-        if self.0.len() < n {
-            return Err(RecordError::LogTruncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        Ok(self.0.take(n)?)
     }
     fn u16(&mut self) -> Result<usize, RecordError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize)
+        Ok(self.0.u16()? as usize)
     }
     fn u32(&mut self) -> Result<usize, RecordError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")) as usize)
+        Ok(self.0.u32()? as usize)
     }
     fn name(&mut self) -> Result<String, RecordError> {
         let n = self.u16()?;
@@ -330,7 +334,7 @@ impl<'a> Cursor<'a> {
 
 /// Decodes a write-ahead log record; the inverse of [`encode_log_rows`] and [`encode_log_resolved`].
 pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
-    let mut cursor = Cursor(bytes);
+    let mut cursor = Cursor(ByteReader(bytes));
     let head = cursor.take(2).map_err(|_| RecordError::EmptyValue)?;
     if head[0] != FORMAT_VERSION {
         return Err(RecordError::Version(head[0]));
@@ -359,8 +363,8 @@ pub fn decode_log(bytes: &[u8]) -> Result<LogRecord<'_>, RecordError> {
         }
         other => return Err(RecordError::Operation(other)),
     };
-    if !cursor.0.is_empty() {
-        return Err(RecordError::LogTrailing(cursor.0.len()));
+    if cursor.0.remaining() > 0 {
+        return Err(RecordError::LogTrailing(cursor.0.remaining()));
     }
     Ok(record)
 }

@@ -7,6 +7,7 @@
 use thiserror::Error;
 
 use crate::batch::{RowBatch, Span};
+use crate::bytes::{ByteReader, Truncated};
 use crate::record::Partition;
 use wharf_base::hlc::{HLC_BYTES, Hlc};
 
@@ -266,7 +267,7 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
     if body.len() > MAX_FRAME {
         return Err(WireError::TooLarge(body.len()));
     }
-    let mut r = Reader(body);
+    let mut r = Reader(ByteReader(body));
     let message = match r.u8()? {
         1 => Message::Hello { version: r.u32()?, name: r.session_name()?, workers: r.u32()? },
         2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
@@ -308,8 +309,8 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         16 => Message::Error { code: r.u16()?, message: r.str()? },
         other => return Err(WireError::UnknownType(other)),
     };
-    if !r.0.is_empty() {
-        return Err(WireError::Trailing(r.0.len()));
+    if r.0.remaining() > 0 {
+        return Err(WireError::Trailing(r.0.remaining()));
     }
     Ok(message)
 }
@@ -321,10 +322,10 @@ pub fn decode_owned(body: &mut Vec<u8>) -> Result<Message, WireError> {
         return decode(body);
     }
     let (complete_through, last, tables, spans, rows_at, trailing) = {
-        let mut r = Reader(&body[1..]);
+        let mut r = Reader(ByteReader(&body[1..]));
         let (complete_through, last) = (r.opt_hlc()?, r.bool()?);
         let (tables, spans, bytes) = r.rows_parts()?;
-        let trailing = r.0.len();
+        let trailing = r.0.remaining();
         (complete_through, last, tables, spans, body.len() - trailing - bytes.len()..body.len() - trailing, trailing)
     };
     let mut bytes = std::mem::take(body);
@@ -405,22 +406,24 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+/// The frame decoder's reads: a short one is a truncated frame.
+struct Reader<'a>(ByteReader<'a>);
+
+impl From<Truncated> for WireError {
+    fn from(_: Truncated) -> Self {
+        WireError::Truncated
+    }
+}
 
 /// A `Rows` frame's tables, spans and bytes, the bytes still in the frame.
 type RowsParts<'a> = (Vec<String>, Vec<Span>, &'a [u8]);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.0.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+        Ok(self.0.take(n)?)
     }
     fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
+        Ok(self.0.u8()?)
     }
     fn bool(&mut self) -> Result<bool, WireError> {
         match self.u8()? {
@@ -430,19 +433,19 @@ impl<'a> Reader<'a> {
         }
     }
     fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(self.0.u16()?)
     }
     fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(self.0.u32()?)
     }
     fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(self.0.u64()?)
     }
     /// A count of items that each take at least `min_item` bytes: refused if it cannot fit, so a
     /// forged count never makes the reader allocate.
     fn count(&mut self, min_item: usize) -> Result<usize, WireError> {
         let n = self.u32()? as usize;
-        if n.saturating_mul(min_item) > self.0.len() {
+        if n.saturating_mul(min_item) > self.0.remaining() {
             return Err(WireError::Truncated);
         }
         Ok(n)

@@ -33,11 +33,20 @@ use wharf_base::{Hlc, Partition};
 
 use crate::catalog::quote_ident;
 
+/// Another worker holds a newer epoch in the target: this worker must give the partition up, and
+/// never claims it again on its own (two workers would fence each other forever).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("lease on {partition} was taken over (our epoch {mine}, the target's {current})")]
+pub struct Fenced {
+    pub partition: String,
+    pub mine: u64,
+    pub current: u64,
+}
+
 #[derive(Debug, Error)]
 pub enum CheckpointError {
-    /// Another worker holds a newer epoch; this worker must give the partition up.
-    #[error("lease on {partition} was taken over (our epoch {mine}, the target's {current})")]
-    Fenced { partition: String, mine: u64, current: u64 },
+    #[error(transparent)]
+    Fenced(#[from] Fenced),
     #[error(transparent)]
     Target(#[from] tokio_postgres::Error),
 }
@@ -74,7 +83,7 @@ pub async fn claim(
         Some(row) => Ok(hlc_of(row.get(0), row.get(1))),
         None => {
             let current = read(client, staging_schema, partition).await?.map_or(0, |r| r.epoch);
-            Err(CheckpointError::Fenced { partition: key, mine: epoch, current })
+            Err(Fenced { partition: key, mine: epoch, current }.into())
         }
     }
 }
@@ -125,7 +134,7 @@ pub async fn commit(
         return Ok(());
     }
     let current = read(tx, staging_schema, partition).await?.map_or(0, |r| r.epoch);
-    Err(CheckpointError::Fenced { partition: key, mine: epoch, current })
+    Err(Fenced { partition: key, mine: epoch, current }.into())
 }
 
 fn row_of(row: &tokio_postgres::Row) -> CheckpointRow {

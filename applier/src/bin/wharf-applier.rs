@@ -128,18 +128,16 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
 /// Waits for the queue service (it may start later); a protocol mismatch stops the process.
 /// `false` when shut down first.
 async fn connect_first(client: &QuicClient, addr: &str, shutdown: &CancellationToken) -> anyhow::Result<bool> {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = wharf_base::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     loop {
         match client.connect().await {
             Ok(()) => return Ok(true),
             Err(error @ QueueError::Protocol(_)) => return Err(error.into()),
             Err(error) => tracing::warn!(queue = %addr, %error, "queue service not reachable yet; retrying"),
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.cancelled() => return Ok(false),
+        if !backoff.wait(shutdown).await {
+            return Ok(false);
         }
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
