@@ -43,7 +43,7 @@ pub async fn big_bodies(url: &str, database: &str, bodies: usize) -> anyhow::Res
     let BenchStack { ingest, journal: _journal, .. } = BenchStack::start(url, "bench_big", "big").await?;
     let sender = Sender::new(ingest.base_url(database, "bench_big"));
     let body_bytes = big_body(0).len();
-    crate::bench::settle();
+    crate::bench::feed::settle();
     let started = Instant::now();
     let mut inflight = JoinSet::new();
     for n in 0..bodies {

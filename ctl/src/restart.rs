@@ -80,6 +80,6 @@ fn time_open(config: &JournalConfig) -> anyhow::Result<Timing> {
 
 /// Writes dirty pages back and drops the page cache; false when not allowed (not root).
 fn drop_page_cache() -> bool {
-    crate::bench::settle();
+    crate::bench::feed::settle();
     std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }

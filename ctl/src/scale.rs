@@ -52,7 +52,7 @@ pub async fn apply_quic(
     .await?;
     let resolved = Hlc::new(T0 + rows as u64, 0);
     journal.resolve_durable(&partition, resolved).await?;
-    crate::bench::settle();
+    crate::bench::feed::settle();
     let busy = crate::cpu_cost::Busy::start();
     let started = Instant::now();
     wait_checkpoint(&client, &partition, resolved).await?;
@@ -108,7 +108,7 @@ pub async fn scan(url: &str, database: &str, rows: usize) -> anyhow::Result<Scan
     let applier = start_applier(&ingest.queue_addr, url, &certs, 1, "scan")?;
     let sender = Sender::new(ingest.base_url(database, "bench_scan"));
     let hlc = Hlc::new(T0, 0);
-    crate::bench::settle();
+    crate::bench::feed::settle();
     let started = Instant::now();
     let mut inflight = JoinSet::new();
     for first in (0..rows).step_by(BODY_ROWS) {
@@ -195,7 +195,7 @@ pub async fn scaling(
                     inflight.join_next().await.expect("non-empty")??;
                 }
                 let count = BODY_ROWS.min(rows_per_partition - first);
-                let body = crate::bench::bodies_from(first, count, "rows");
+                let body = crate::bench::feed::bodies_from(first, count, "rows");
                 let sender = sender.clone();
                 inflight.spawn(async move { sender.post(body).await });
             }
@@ -214,7 +214,7 @@ pub async fn scaling(
             .collect::<anyhow::Result<_>>()?;
         wait_status(&observer, |status| status.sessions.len() == n).await?;
         let resolved = Hlc::new(T0 + rows_per_partition as u64, 0);
-        crate::bench::settle();
+        crate::bench::feed::settle();
         let started = Instant::now();
         for p in 0..SCALE_PARTITIONS {
             let sender = Sender::new(ingest.base_url(database, &format!("bench_p{p}")));
