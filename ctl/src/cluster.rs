@@ -2,7 +2,7 @@
 //! processes (the binaries beside this `wharfctl`), with their peak memory read from /proc.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -42,47 +42,7 @@ impl Certs {
     }
 }
 
-/// Ends the process when dropped.
-pub struct Process {
-    child: Child,
-}
-
-impl Process {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Peak resident memory so far (`VmHWM`), in MiB.
-    pub fn peak_rss_mib(&self) -> Option<f64> {
-        self.status_mib("VmHWM:")
-    }
-
-    /// Resident memory now (`VmRSS`), in MiB.
-    pub fn rss_mib(&self) -> Option<f64> {
-        self.status_mib("VmRSS:")
-    }
-
-    fn status_mib(&self, field: &str) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        let line = status.lines().find(|l| l.starts_with(field))?;
-        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib / 1024.0)
-    }
-
-    /// SIGTERM, then waits for the exit.
-    pub fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        self.child.wait()?;
-        Ok(())
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use wharf_testkit::Process;
 
 /// What a bench phase with real processes starts from: a fresh schema `schema` holding one table
 /// `table (id bigint PRIMARY KEY, payload text)`, and a `wharf-ingest` process on a new journal.
@@ -122,23 +82,24 @@ impl IngestProcess {
         let port = wharf_testkit::free_port()?;
         let udp = wharf_testkit::free_port()?;
         let queue_addr = format!("127.0.0.1:{udp}");
-        let child = Command::new(sibling("wharf-ingest")?)
-            .args(["start", "--disableAuthentication", "--appliers", "0"])
-            .args(["--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
-            .arg("--journalDir")
-            .arg(journal)
-            .args(["--queueAddr", &queue_addr])
-            .arg("--queueCertificate")
-            .arg(certs.path("queue.crt"))
-            .arg("--queuePrivateKey")
-            .arg(certs.path("queue.key"))
-            .arg("--queueClientCA")
-            .arg(certs.path("ca.crt"))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .context("starting wharf-ingest")?;
-        let ingest = IngestProcess { process: Process { child }, port, queue_addr };
+        let process = Process::spawn(
+            Command::new(sibling("wharf-ingest")?)
+                .args(["start", "--disableAuthentication", "--appliers", "0"])
+                .args(["--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
+                .arg("--journalDir")
+                .arg(journal)
+                .args(["--queueAddr", &queue_addr])
+                .arg("--queueCertificate")
+                .arg(certs.path("queue.crt"))
+                .arg("--queuePrivateKey")
+                .arg(certs.path("queue.key"))
+                .arg("--queueClientCA")
+                .arg(certs.path("ca.crt"))
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null()),
+        )
+        .context("starting wharf-ingest")?;
+        let ingest = IngestProcess { process, port, queue_addr };
         let health = Sender::new(format!("http://127.0.0.1:{port}/x/y"));
         crate::sim::feed::wait_until(Duration::from_secs(30), || {
             let health = health.clone();
@@ -162,18 +123,19 @@ pub fn start_applier(
     workers: usize,
     name: &str,
 ) -> anyhow::Result<Process> {
-    let child = Command::new(sibling("wharf-applier")?)
-        .args(["start", "--queueAddr", queue_addr, "--targetConn", target_url, "--name", name])
-        .args(["--workers", &workers.to_string()])
-        .arg("--queueCA")
-        .arg(certs.path("ca.crt"))
-        .arg("--queueCertificate")
-        .arg(certs.path("applier.crt"))
-        .arg("--queuePrivateKey")
-        .arg(certs.path("applier.key"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting wharf-applier")?;
-    Ok(Process { child })
+    let process = Process::spawn(
+        Command::new(sibling("wharf-applier")?)
+            .args(["start", "--queueAddr", queue_addr, "--targetConn", target_url, "--name", name])
+            .args(["--workers", &workers.to_string()])
+            .arg("--queueCA")
+            .arg(certs.path("ca.crt"))
+            .arg("--queueCertificate")
+            .arg(certs.path("applier.crt"))
+            .arg("--queuePrivateKey")
+            .arg(certs.path("applier.key"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null()),
+    )
+    .context("starting wharf-applier")?;
+    Ok(process)
 }

@@ -648,16 +648,17 @@ fn a_queue_address_in_use_stops_the_start_with_an_error_not_a_panic() {
     let mut args = vec!["--disableAuthentication".to_owned()];
     args.extend(setup.pki.ingest_args(setup.udp, "10s"));
     let log = setup.logs.path().join("ingest-taken.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
-        .args(["start", "--bindAddr", &format!("127.0.0.1:{}", free_port().unwrap())])
-        .args(["--targetConn", &setup.target.url()])
-        .arg("--journalDir")
-        .arg(setup.journal.path())
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = wharf_testkit::Process::spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
+            .args(["start", "--bindAddr", &format!("127.0.0.1:{}", free_port().unwrap())])
+            .args(["--targetConn", &setup.target.url()])
+            .arg("--journalDir")
+            .arg(setup.journal.path())
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    )
+    .unwrap();
     let mut status = None;
     wait_for("wharf-ingest to stop", Duration::from_secs(30), || {
         status = child.try_wait().unwrap();

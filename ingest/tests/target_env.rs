@@ -48,14 +48,15 @@ async fn every_setting_can_come_from_the_environment() {
     let pg = TlsPg::start().unwrap();
     let journal = tempfile::tempdir().unwrap();
     let port = common::free_port().unwrap();
-    let mut child = ingest_from_env(&pg, port, journal.path(), PASSWORD).stderr(Stdio::null()).spawn().unwrap();
+    let mut child =
+        wharf_testkit::Process::spawn(ingest_from_env(&pg, port, journal.path(), PASSWORD).stderr(Stdio::null()))
+            .unwrap();
     let healthy = move || common::request(port, "GET", "/_/healthz", b"").is_ok_and(|(status, _)| status == 200);
     let up = tokio::task::spawn_blocking(move || wharf_testkit::wait_until(Duration::from_secs(30), healthy));
     assert!(up.await.unwrap(), "wharf-ingest did not become healthy from its environment");
     let sessions = wharf_sessions(&pg).await;
     assert!(!sessions.is_empty() && sessions.iter().all(|ssl| *ssl), "wharf's sessions over TLS: {sessions:?}");
     child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 #[tokio::test]

@@ -4,14 +4,18 @@
 //!
 //! - [`localpg`]: a throwaway local PostgreSQL on a temporary directory and a free port.
 //! - [`tlspg`]: a local PostgreSQL with TLS, passwords and client certificates, and its CA.
+//! - [`process`]: a child process killed and reaped when dropped (the tests' and bench's wharf
+//!   processes).
 //! - [`wait_for`]: wait for a condition with a deadline (never sleep to synchronise).
 
 pub mod localpg;
+pub mod process;
 pub mod tlspg;
 
 use std::time::{Duration, Instant};
 
 pub use localpg::{LocalPg, LocalPgError, PgOptions, ServerTls, free_port};
+pub use process::Process;
 pub use tlspg::TlsPg;
 
 /// Polls `condition` until it holds or `limit` passes; panics naming `what` on timeout.

@@ -6,8 +6,10 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use wharf_testkit::Process;
 
 pub use wharf_testkit::{LocalPg, free_port};
 
@@ -78,7 +80,7 @@ pub fn strs(args: &[String]) -> Vec<&str> {
 
 /// A running `wharf-applier start` process, stderr in a log file.
 pub struct Applier {
-    pub child: Child,
+    pub child: Process,
     pub log: PathBuf,
     /// Where its `/_/varz` is served (`--metricsAddr`, given through `WHARF_METRICS_ADDR`).
     pub metrics_port: u16,
@@ -110,19 +112,20 @@ impl Applier {
         );
         let separator = if target_url.contains('?') { '&' } else { '?' };
         let metrics_port = free_port().unwrap();
-        let child = Command::new(bin)
-            .args(["start", "--queueAddr", queue_addr, "--name", name, "--workers", &workers.to_string()])
-            .arg("--targetConn")
-            .arg(format!("{target_url}{separator}application_name={name}"))
-            .args(["--queueCA", &pki.path("ca.crt")])
-            .args(["--queueCertificate", &pki.path(&format!("{cert}.crt"))])
-            .args(["--queuePrivateKey", &pki.path(&format!("{cert}.key"))])
-            .env("RUST_LOG", "info")
-            .env("WHARF_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("spawn wharf-applier");
+        let child = Process::spawn(
+            Command::new(bin)
+                .args(["start", "--queueAddr", queue_addr, "--name", name, "--workers", &workers.to_string()])
+                .arg("--targetConn")
+                .arg(format!("{target_url}{separator}application_name={name}"))
+                .args(["--queueCA", &pki.path("ca.crt")])
+                .args(["--queueCertificate", &pki.path(&format!("{cert}.crt"))])
+                .args(["--queuePrivateKey", &pki.path(&format!("{cert}.key"))])
+                .env("RUST_LOG", "info")
+                .env("WHARF_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(&log).unwrap())),
+        )
+        .expect("spawn wharf-applier");
         Applier { child, log, metrics_port }
     }
 
@@ -138,20 +141,11 @@ impl Applier {
     }
 
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
+        self.child.signal(signal).unwrap();
     }
 
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Applier {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -208,7 +202,7 @@ impl Target {
 
 /// A running `wharf-ingest start` process.
 pub struct Ingest {
-    pub child: Child,
+    pub child: Process,
     /// Where stderr goes when captured (see [`Ingest::start_logged`]).
     pub log: Option<PathBuf>,
     pub port: u16,
@@ -268,16 +262,17 @@ impl Ingest {
             Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
             None => Stdio::inherit(),
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
-            .args(["start", "--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
-            .arg("--journalDir")
-            .arg(journal)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn wharf-ingest");
+        let child = Process::spawn(
+            Command::new(env!("CARGO_BIN_EXE_wharf-ingest"))
+                .args(["start", "--bindAddr", &format!("127.0.0.1:{port}"), "--targetConn", target_url])
+                .arg("--journalDir")
+                .arg(journal)
+                .args(extra)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(stderr),
+        )
+        .expect("spawn wharf-ingest");
         let mut ingest = Ingest { child, port, journal: journal.to_owned(), log: log.map(Path::to_owned) };
         ingest.wait_healthy(healthy);
         ingest
@@ -303,25 +298,16 @@ impl Ingest {
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
-        self.child.wait().unwrap();
     }
 
     /// Sends SIGHUP (re-read JWT keys).
     pub fn hangup(&self) {
-        Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status().unwrap();
+        self.child.signal("HUP").unwrap();
     }
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Ingest {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.terminate().unwrap()
     }
 }
 
