@@ -116,7 +116,7 @@ pub async fn run<Q: QueueClient>(config: ApplierConfig, queue: Q, stats: Arc<App
         tracing::error!(worker = index, %error, "applier worker failed; giving its partitions back and starting a new one");
         let partitions = held.lock().expect("held lock").remove(&index).unwrap_or_default();
         for (partition, epoch) in partitions {
-            let grant = Grant { partition, epoch, fresh: false, upto: Hlc::ZERO };
+            let grant = Grant { partition, epoch, upto: Hlc::ZERO };
             if let Err(error) = queue.release(index, &grant, Release::Done).await {
                 tracing::warn!(%error, "cannot give a failed worker's partition back; its lease will expire");
             }
@@ -360,7 +360,7 @@ impl<Q: QueueClient> Worker<Q> {
     /// Gives every held partition back (shutdown, between windows).
     async fn release_all(&mut self) {
         for (partition, claim) in std::mem::take(&mut self.claims) {
-            let grant = Grant { partition, epoch: claim.epoch, fresh: false, upto: Hlc::ZERO };
+            let grant = Grant { partition, epoch: claim.epoch, upto: Hlc::ZERO };
             if let Err(error) = self.queue.release(self.index, &grant, Release::Done).await {
                 tracing::debug!(%error, "cannot give a partition back at shutdown; its lease will expire");
             }

@@ -21,9 +21,9 @@ use wharf_base::hlc::Hlc;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Grant {
     pub partition: Partition,
+    /// The worker claims it in the target before its first window under it (see
+    /// `wharf_targetdb::checkpoint`); a worker knows which epochs it claimed.
     pub epoch: u64,
-    /// A new epoch: claim it in the target before the first window.
-    pub fresh: bool,
     /// The newest resolved timestamp of the partition.
     pub upto: Hlc,
 }

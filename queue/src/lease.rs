@@ -37,13 +37,14 @@ pub struct WorkerId {
     pub index: u32,
 }
 
-/// A partition granted to a worker.
+/// A partition leased to a worker (the queue service turns it into the worker's `Grant`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Granted {
+pub struct Lease {
     pub partition: Partition,
     pub epoch: u64,
-    /// A new epoch: the worker must claim it in the target before its first window.
-    pub fresh: bool,
+    /// A new holder, so a new epoch (the service keeps it in the journal); else the holder asked
+    /// again for a partition it holds.
+    pub new_epoch: bool,
 }
 
 /// The partitions a session may lease: `db.schema` patterns, `*` for every schema of a database.
@@ -227,12 +228,7 @@ impl LeaseTable {
 
     /// A partition for `worker` to apply next, between its windows: a free one with work while it
     /// is under its quota, else the one it holds that has waited longest for its turn.
-    pub fn acquire(
-        &mut self,
-        worker: WorkerId,
-        now: Instant,
-        has_work: impl Fn(&Partition) -> bool,
-    ) -> Option<Granted> {
+    pub fn acquire(&mut self, worker: WorkerId, now: Instant, has_work: impl Fn(&Partition) -> bool) -> Option<Lease> {
         self.expire(now);
         if !self.is_worker(worker) {
             return None;
@@ -259,7 +255,7 @@ impl LeaseTable {
             slot.progress_at = Some(now);
             slot.paused_until = None;
             slot.pause_reason = None;
-            return Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: true });
+            return Some(Lease { partition: partition.clone(), epoch: slot.epoch, new_epoch: true });
         }
         let (partition, slot) = self
             .slots
@@ -268,7 +264,7 @@ impl LeaseTable {
             .min_by_key(|(_, s)| s.granted_at)?;
         slot.granted_at = Some(now);
         slot.progress_at = Some(now);
-        Some(Granted { partition: partition.clone(), epoch: slot.epoch, fresh: false })
+        Some(Lease { partition: partition.clone(), epoch: slot.epoch, new_epoch: false })
     }
 
     /// Notes progress of the holder of `partition` at `epoch` (a chunk read); `false` if `worker`
@@ -467,10 +463,10 @@ mod tests {
         let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
         let b = WorkerId { session: t.open_session("b", 1, true, now), index: 0 };
         let g = t.acquire(a, now, |_| true).unwrap();
-        assert_eq!((g.epoch, g.fresh), (1, true));
+        assert_eq!((g.epoch, g.new_epoch), (1, true));
         assert_eq!(t.acquire(b, now, |_| true), None);
         let again = t.acquire(a, now, |_| true).unwrap();
-        assert_eq!((again.epoch, again.fresh), (1, false));
+        assert_eq!((again.epoch, again.new_epoch), (1, false));
         assert!(t.release(a, &p(0), 1, None));
         assert_eq!(t.acquire(b, now, |_| true).unwrap().epoch, 2);
     }
@@ -496,7 +492,7 @@ mod tests {
         let a = WorkerId { session: t.open_session("a", 1, true, now), index: 0 };
         let mut held = 0;
         while let Some(g) = t.acquire(a, now, |_| true) {
-            if !g.fresh {
+            if !g.new_epoch {
                 break;
             }
             held += 1;
@@ -507,7 +503,7 @@ mod tests {
         // a hands back its surplus between windows; b then takes it.
         t.acquire(a, now, |_| true);
         let mut b_held = 0;
-        while t.acquire(b, now, |_| true).is_some_and(|g| g.fresh) {
+        while t.acquire(b, now, |_| true).is_some_and(|g| g.new_epoch) {
             b_held += 1;
         }
         assert_eq!(b_held, 4);
@@ -521,7 +517,7 @@ mod tests {
         let a = t.open_session("a", 4, false, now);
         for index in 0..4 {
             for _ in 0..2 {
-                assert!(t.acquire(WorkerId { session: a, index }, now, |_| true).unwrap().fresh);
+                assert!(t.acquire(WorkerId { session: a, index }, now, |_| true).unwrap().new_epoch);
             }
         }
         let c = t.open_session("c", 2, false, now);
@@ -529,7 +525,7 @@ mod tests {
             t.acquire(WorkerId { session: a, index }, now, |_| true);
         }
         for index in 0..2 {
-            assert!(t.acquire(WorkerId { session: c, index }, now, |_| true).is_some_and(|g| g.fresh));
+            assert!(t.acquire(WorkerId { session: c, index }, now, |_| true).is_some_and(|g| g.new_epoch));
         }
         assert_eq!(t.sessions().iter().map(|s| s.leases).collect::<Vec<_>>(), [4, 2]);
         // The two partitions still free go to whoever asks next; nobody hands back again.
@@ -580,7 +576,7 @@ mod tests {
         let s = t.open_scoped_session("scoped", 1, true, now, scope);
         let worker = WorkerId { session: s, index: 0 };
         let mut got = Vec::new();
-        while let Some(g) = t.acquire(worker, now, |_| true).filter(|g| g.fresh) {
+        while let Some(g) = t.acquire(worker, now, |_| true).filter(|g| g.new_epoch) {
             got.push(g.partition);
         }
         assert_eq!(got, vec![p(1)]);

@@ -182,12 +182,12 @@ impl QueueService {
             (Some(resolved), Some(applied)) => resolved > applied,
             (resolved, _) => resolved.is_some(),
         };
-        let Some(granted) = leases.acquire(worker, Instant::now(), has_work) else { return Ok(None) };
-        if granted.fresh {
-            journal.set_lease_epoch(&granted.partition, granted.epoch)?;
+        let Some(lease) = leases.acquire(worker, Instant::now(), has_work) else { return Ok(None) };
+        if lease.new_epoch {
+            journal.set_lease_epoch(&lease.partition, lease.epoch)?;
         }
-        let upto = journal.resolved(&granted.partition).unwrap_or(Hlc::ZERO);
-        Ok(Some(Grant { partition: granted.partition, epoch: granted.epoch, fresh: granted.fresh, upto }))
+        let upto = journal.resolved(&lease.partition).unwrap_or(Hlc::ZERO);
+        Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto }))
     }
 
     /// Starts reading `(after, upto]` for the partition's holder; `upto` no further than the

@@ -12,7 +12,7 @@ use crate::record::Partition;
 use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version of the protocol spoken here; the peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// ALPN name of the protocol, so a TLS client of another protocol is refused in the handshake.
 pub const ALPN: &[u8] = b"wharf-queue";
 /// Largest frame accepted: a chunk is bounded by the reader's byte limit, plus one row that may be
@@ -50,7 +50,6 @@ pub enum Message {
     Granted {
         partition: Partition,
         epoch: u64,
-        fresh: bool,
         upto: Hlc,
     },
     NoWork,
@@ -164,11 +163,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u32(*worker);
             w.u32(*wait_ms);
         }
-        Message::Granted { partition, epoch, fresh, upto } => {
+        Message::Granted { partition, epoch, upto } => {
             w.u8(4);
             w.partition(partition);
             w.u64(*epoch);
-            w.u8(*fresh as u8);
             w.hlc(*upto);
         }
         Message::NoWork => w.u8(5),
@@ -272,7 +270,7 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         1 => Message::Hello { version: r.u32()?, name: r.session_name()?, workers: r.u32()? },
         2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
         3 => Message::Acquire { worker: r.u32()?, wait_ms: r.u32()? },
-        4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, fresh: r.bool()?, upto: r.hlc()? },
+        4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, upto: r.hlc()? },
         5 => Message::NoWork,
         6 => {
             let (worker, partition, epoch, after, upto) = (r.u32()?, r.partition()?, r.u64()?, r.hlc()?, r.hlc()?);
@@ -516,7 +514,7 @@ mod tests {
             Message::Hello { version: 1, name: "w".into(), workers: 4 },
             Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
             Message::Acquire { worker: 2, wait_ms: 1000 },
-            Message::Granted { partition: p(), epoch: 3, fresh: true, upto: Hlc::new(9, 0) },
+            Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0) },
             Message::NoWork,
             Message::Open {
                 worker: 1,
