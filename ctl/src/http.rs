@@ -21,6 +21,8 @@ pub struct Sender {
     authorization: Option<String>,
     /// How long one body is retried before [`Sender::post`] gives up.
     retry_for: Duration,
+    /// `Content-Encoding` of the bodies (already encoded by the caller), as `compression` sends it.
+    content_encoding: Option<&'static str>,
 }
 
 /// Statuses a retry cannot change: the body, the token or the URL is wrong.
@@ -58,7 +60,7 @@ impl Sender {
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
-        Sender { client, base, authorization: None, retry_for: Duration::from_secs(120) }
+        Sender { client, base, authorization: None, retry_for: Duration::from_secs(120), content_encoding: None }
     }
 
     /// Gives up on a body that got no 2xx for this long (default 2 min).
@@ -73,12 +75,21 @@ impl Sender {
         self
     }
 
+    /// Sends `Content-Encoding: <encoding>` with every request (the bodies given are encoded).
+    pub fn with_content_encoding(mut self, encoding: &'static str) -> Sender {
+        self.content_encoding = Some(encoding);
+        self
+    }
+
     /// One attempt; returns the status and body text.
     pub async fn post_once(&self, path_suffix: &str, body: Bytes) -> anyhow::Result<(u16, String)> {
         let mut request =
             Request::post(format!("{}{path_suffix}", self.base)).header("content-type", "application/json");
         if let Some(authorization) = &self.authorization {
             request = request.header("authorization", authorization);
+        }
+        if let Some(encoding) = self.content_encoding {
+            request = request.header("content-encoding", encoding);
         }
         let request = request.body(Full::new(body))?;
         let response = self.client.request(request).await?;

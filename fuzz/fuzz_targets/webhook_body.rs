@@ -1,12 +1,15 @@
 #![no_main]
 //! The webhook body decoder never panics, whatever it accepts is well-formed, and validation
 //! against a catalog (canonical keys, nesting limits) never panics either: an accepted row's key
-//! is a JSON array with one element per primary-key column.
+//! is a JSON array with one element per primary-key column. A body that starts with gzip's or
+//! zstd's magic bytes is decompressed first (as the server does for `Content-Encoding`), so that
+//! is fuzzed too, and never yields more than its limit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
+use wharf_ingest::decode::compressed::{Encoding, decode};
 use wharf_ingest::decode::{Body, Message, decode_webhook};
 use wharf_ingest::validate::to_rows;
 use wharf_targetdb::catalog::{Column, ColumnKind, SchemaCatalog, Table};
@@ -30,8 +33,18 @@ fn catalog_for(messages: &[Message<'_>]) -> SchemaCatalog {
     SchemaCatalog { tables, fk_order: Vec::new() }
 }
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(Body::Rows(messages)) = decode_webhook(data) {
+/// Decoded bytes allowed (the server's `--bodyLimit`).
+const LIMIT: u64 = 1 << 20;
+
+fuzz_target!(|body: &[u8]| {
+    let encoding = match body {
+        [0x1f, 0x8b, ..] => Encoding::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Encoding::Zstd,
+        _ => Encoding::Identity,
+    };
+    let Ok(data) = decode(encoding, body, LIMIT) else { return };
+    assert!(data.len() as u64 <= LIMIT, "decoded past the limit");
+    if let Ok(Body::Rows(messages)) = decode_webhook(&data) {
         for row in &messages {
             assert!(!row.key.is_empty(), "accepted an empty key");
             assert!(!row.table.is_empty(), "accepted an empty table");

@@ -1,7 +1,8 @@
 //! Request paths, as CockroachDB's webhook and cloud-storage sinks build them.
 //!
 //! - `/{db}/{schema}`: webhook bodies (rows or resolved).
-//! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file.
+//! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file
+//!   (`.ndjson.gz` and `.ndjson.zst` when the changefeed compresses).
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
 //! - `/_/livez`, `/_/readyz`, `/_/healthz` (as readyz) and `/_/varz` (metrics): [`Ops`]; anything
 //!   else under `/_/` is reserved.
@@ -10,11 +11,13 @@
 
 use wharf_queue::{Hlc, Partition};
 
+use crate::decode::compressed::Encoding;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Ops(Ops),
     Webhook(Partition),
-    NdjsonFile { partition: Partition, table: String },
+    NdjsonFile { partition: Partition, table: String, encoding: Encoding },
     ResolvedFile { partition: Partition, hlc: Hlc },
 }
 
@@ -72,11 +75,13 @@ fn file_route(partition: Partition, file: &str) -> Result<Route, NoRoute> {
         let hlc = Hlc::parse_file_name(stamp).map_err(|_| NoRoute("RESOLVED file name is not a 33-digit timestamp"))?;
         return Ok(Route::ResolvedFile { partition, hlc });
     }
-    let stem =
-        file.strip_suffix(".ndjson").ok_or(NoRoute("only uncompressed .ndjson and .RESOLVED files are accepted"))?;
+    let (file, encoding) = Encoding::from_file_name(file);
+    let stem = file
+        .strip_suffix(".ndjson")
+        .ok_or(NoRoute("only .ndjson files (also .ndjson.gz and .ndjson.zst) and .RESOLVED files are accepted"))?;
     let table = topic_of_file_stem(stem)
         .ok_or(NoRoute("ndjson file name is not TS-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID"))?;
-    Ok(Route::NdjsonFile { partition, table })
+    Ok(Route::NdjsonFile { partition, table, encoding })
 }
 
 /// `TS33-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID`: the topic may itself contain dashes.
@@ -156,14 +161,22 @@ mod tests {
             parse_route(
                 "/db/sch/2020-04-02/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.ndjson"
             ),
-            Ok(Route::NdjsonFile { partition: p.clone(), table: "REAL-42".into() })
+            Ok(Route::NdjsonFile { partition: p.clone(), table: "REAL-42".into(), encoding: Encoding::Identity })
         );
         assert_eq!(
             parse_route(
                 "/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson"
             ),
-            Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into() })
+            Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding: Encoding::Identity })
         );
+        for (suffix, encoding) in [("gz", Encoding::Gzip), ("zst", Encoding::Zstd)] {
+            assert_eq!(
+                parse_route(&format!(
+                    "/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson.{suffix}"
+                )),
+                Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding })
+            );
+        }
         assert_eq!(
             parse_route("/db/sch/2020-04-04/202004042351304139680000000000000.RESOLVED"),
             Ok(Route::ResolvedFile { partition: p, hlc: Hlc::parse("1586044290413968000.0000000000").unwrap() })
@@ -179,6 +192,7 @@ mod tests {
             "/db/sch/too/much/x",
             "/_/diag",
             "/db/sch/2020-04-04/x.ndjson.gz",
+            "/db/sch/2020-04-04/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.csv.gz",
             "/db/sch/2020-04-04/1.RESOLVED",
         ] {
             assert!(parse_route(path).is_err(), "{path}");

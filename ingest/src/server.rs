@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use wharf_queue::{Journal, Partition, Resolved};
 use wharf_targetdb::CatalogError;
 
+use crate::decode::compressed::Encoding;
 use crate::decode::{self, Body};
 use crate::metrics::Refusal;
 use crate::route::{Ops, Route, parse_route};
@@ -218,6 +219,20 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         Ok(admitted) => admitted,
         Err(refusal) => return refuse(state, req, refusal).await,
     };
+    let header = req.headers().get(hyper::header::CONTENT_ENCODING).map(|v| v.as_bytes());
+    let encoding = match (Encoding::from_header(header), &route) {
+        (Err(why), _) => return refuse(state, req, reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why)).await,
+        (Ok(Encoding::Identity), Route::NdjsonFile { encoding, .. }) => *encoding,
+        (Ok(header), Route::NdjsonFile { encoding: file @ (Encoding::Gzip | Encoding::Zstd), .. }) => {
+            let why = format!(
+                "the file is {} and Content-Encoding says {}: stacked encodings are not accepted",
+                file.name(),
+                header.name()
+            );
+            return refuse(state, req, reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, &why)).await;
+        }
+        (Ok(header), _) => header,
+    };
     if let Some(declared) = declared_length(&req).filter(|n| *n > state.body_limit) {
         let text = format!("body of {declared} bytes exceeds the limit of {} bytes (--bodyLimit)", state.body_limit);
         return refuse_unread(req, reply(StatusCode::PAYLOAD_TOO_LARGE, &text));
@@ -229,6 +244,13 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         Ok(Ok(body)) => body,
         Ok(Err(reply)) => return reply,
         Err(_) => return reply(StatusCode::REQUEST_TIMEOUT, "the body was not received in time"),
+    };
+    let body = match encoding {
+        Encoding::Identity => body,
+        _ => match decode_body(&body, encoding, state.body_limit, &state.inflight, &mut held).await {
+            Ok(decoded) => decoded,
+            Err(reply) => return reply,
+        },
     };
     match route {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
@@ -357,6 +379,41 @@ async fn read_body(
     }
     Ok(out.freeze())
 }
+
+/// Decodes a compressed body in pieces, each held of `--inflightLimit` (with the compressed
+/// bytes) before it is kept, and refused once it passes `limit` decoded bytes.
+async fn decode_body(
+    raw: &Bytes,
+    encoding: Encoding,
+    limit: u64,
+    inflight: &crate::inflight::Inflight,
+    held: &mut crate::inflight::Held,
+) -> Result<Bytes, Reply> {
+    use std::io::Read as _;
+    let corrupt = |e: std::io::Error| {
+        reply(StatusCode::BAD_REQUEST, &format!("the {} body cannot be decoded: {e}", encoding.name()))
+    };
+    let mut decoder = encoding.decoder(raw).map_err(corrupt)?;
+    let mut out = Vec::new();
+    let mut piece = vec![0u8; DECODE_PIECE];
+    loop {
+        let n = decoder.read(&mut piece).map_err(corrupt)?;
+        if n == 0 {
+            return Ok(Bytes::from(out));
+        }
+        if (out.len() + n) as u64 > limit {
+            let text = format!("the body decodes to more than the limit of {limit} bytes (--bodyLimit)");
+            return Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &text));
+        }
+        if !inflight.grow(held, (raw.len() + out.len() + n) as u64).await {
+            return Err(unavailable("too many body bytes in flight (--inflightLimit); retry shortly", 1));
+        }
+        out.extend_from_slice(&piece[..n]);
+    }
+}
+
+/// Decoded bytes read (and held) at a time.
+const DECODE_PIECE: usize = 256 << 10;
 
 async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, decode::DecodeError>) -> Reply {
     let messages = match decoded {

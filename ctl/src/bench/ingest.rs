@@ -1,6 +1,7 @@
 //! The ingest phase: the `--discard` reference first and last, the durable ingest before and after
-//! the same run with JWT authentication, and a fourth durable run as the backlog of the second
-//! separate apply. Each durable run leaves its journal for the apply phase.
+//! the same run with JWT authentication and one with gzip bodies (`compression = 'gzip'`), and a
+//! last durable run as the backlog of the second separate apply. Each durable run without gzip
+//! leaves its journal for the apply phase.
 
 use std::time::Duration;
 
@@ -21,6 +22,9 @@ pub struct IngestRuns {
     /// The durable ingest without authentication, before and after the JWT run.
     pub durable: [Duration; 2],
     pub durable_jwt: Duration,
+    pub durable_gzip: Duration,
+    /// Bytes on the wire of all bodies, plain and gzip.
+    pub wire_bytes: (usize, usize),
     /// CPU seconds of the two durable runs without authentication.
     pub durable_busy: Vec<Option<f64>>,
     /// wharfctl's memory in each run, in the order they ran.
@@ -82,6 +86,8 @@ pub async fn measure_ingest(
     memory.push(PhaseMemory::json("durable, JWT", used));
     let durable_jwt = durable_jwt?;
     eprintln!("bench: durable ingest with JWT {:.0} rows/s", rows as f64 / durable_jwt.as_secs_f64());
+    let (durable_gzip, wire_bytes) = gzip_run(feed).await?;
+    eprintln!("bench: durable ingest of gzip bodies {:.0} rows/s", rows as f64 / durable_gzip.as_secs_f64());
     // Phases run later are slower on this machine (disk writeback of earlier phases), so the
     // open run is repeated after the JWT run and the JWT figure is compared with their mean.
     let again_dir = tempfile::tempdir()?;
@@ -101,10 +107,31 @@ pub async fn measure_ingest(
         discard: [discard_first, discard_last],
         durable: [durable, durable_again],
         durable_jwt,
+        durable_gzip,
+        wire_bytes,
         durable_busy,
         memory,
         journals: Journals { durable: durable_dir, jwt: jwt_dir, durable_again: again_dir, extra: extra_dir },
     })
+}
+
+/// One durable run of the bodies gzipped as CockroachDB does (its default level), into a journal
+/// of its own; returns the time and the bytes on the wire, plain and gzip.
+async fn gzip_run(feed: &Feed<'_>) -> anyhow::Result<(Duration, (usize, usize))> {
+    use std::io::Write as _;
+    let gzip = |body: &Bytes| -> std::io::Result<Bytes> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(body)?;
+        Ok(Bytes::from(encoder.finish()?))
+    };
+    let compressed: Vec<Bytes> = feed.bodies.iter().map(gzip).collect::<std::io::Result<_>>()?;
+    let wire = (feed.bodies.iter().map(Bytes::len).sum(), compressed.iter().map(Bytes::len).sum());
+    let dir = tempfile::tempdir()?;
+    let ingest = InProcessIngest::start(feed.url, dir.path(), IngestOptions::default()).await?;
+    let sender = Sender::new(ingest.base_url(feed.database, "bench")).with_content_encoding("gzip");
+    let took = send_all(&sender, &compressed, feed.senders).await;
+    ingest.stop().await?;
+    Ok((took?, wire))
 }
 
 /// One durable run into the journal at `dir`.

@@ -121,6 +121,10 @@ impl Report<'_> {
             "lag_max_ms": lag.as_ref().map(|l| l.max_ms.round()),
         });
         let extra = json!({
+            "ingest_durable_gzip_rows_per_s": rate(ingest.durable_gzip).round(),
+            "ingest_gzip_vs_open": (rate(ingest.durable_gzip) / durable_mean * 100.0).round() / 100.0,
+            "gzip_wire_bytes": ingest.wire_bytes.1,
+            "plain_wire_bytes": ingest.wire_bytes.0,
             "e2e_capacity_separate_rows_per_s": capacity_separate.as_ref().map(|c| c.rows_per_s.round()),
             "e2e_capacity_separate_vs_min_ingest_apply": capacity_separate.as_ref().map(|c| (c.rows_per_s / apply_quic_rate.min(durable_rate) * 100.0).round() / 100.0),
             "peak_rss_mib_ingest_capacity_separate": capacity_separate.as_ref().and_then(|c| c.peak_rss_mib).map(|p| p.0.round()),
@@ -183,6 +187,15 @@ impl Report<'_> {
             rate(durable_auth),
             durable_mean,
             rate(durable_auth) / durable_mean
+        );
+        println!(
+            "{:<36} {:>12.0}   durable, open (mean of runs before and after) {:>10.0}  ratio {:.2} (target ≥ 0.8); {:.1} MiB on the wire against {:.1} MiB plain",
+            "ingest, durable, gzip bodies",
+            rate(ingest.durable_gzip),
+            durable_mean,
+            rate(ingest.durable_gzip) / durable_mean,
+            ingest.wire_bytes.1 as f64 / 1048576.0,
+            ingest.wire_bytes.0 as f64 / 1048576.0
         );
         println!(
             "{:<36} {:>12.0}   (acknowledged and readable by appliers; absolute target ≥ 150000 for durable)",

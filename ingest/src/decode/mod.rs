@@ -1,7 +1,9 @@
 //! Request-body decoders: pure functions from bytes to validated messages, no I/O.
 //!
-//! These are what the fuzz targets and the malformed-input tests call.
+//! These are what the fuzz targets and the malformed-input tests call; [`compressed`] undoes
+//! `gzip` and `zstd` before them.
 
+pub mod compressed;
 mod ndjson;
 mod webhook;
 
