@@ -4,6 +4,9 @@
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file
 //!   (`.ndjson.gz` and `.ndjson.zst` when the changefeed compresses).
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
+//! - The same files under `/{YYYY-MM-DD}/{HH}/` (`partition_format = 'hourly'`) or directly under
+//!   `/{db}/{schema}/` (`partition_format = 'flat'`; a file name starts with 33 digits, which no
+//!   table name of a query feed's `/{db}/{schema}/{table}` does).
 //! - `/_/livez`, `/_/readyz`, `/_/healthz` (as readyz) and `/_/varz` (metrics): [`Ops`]; anything
 //!   else under `/_/` is reserved.
 //!
@@ -64,8 +67,10 @@ pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
         .ok_or(NoRoute("path is not valid percent-encoded UTF-8"))?;
     match segments.as_slice() {
         [db, schema] => Ok(Route::Webhook(Partition::new(db, schema))),
+        [db, schema, file] if is_file_name(file) => file_route(Partition::new(db, schema), file),
         [_, _, _] => Err(NoRoute("CDC-query paths /db/schema/table are not supported; use /db/schema")),
         [db, schema, day, file] if is_date(day) => file_route(Partition::new(db, schema), file),
+        [db, schema, day, hour, file] if is_date(day) && is_hour(hour) => file_route(Partition::new(db, schema), file),
         _ => Err(NoRoute("expected /{database}/{schema} or a cloud-storage file path under it")),
     }
 }
@@ -101,6 +106,17 @@ fn topic_of_file_stem(stem: &str) -> Option<String> {
     let topic = topic.rsplit('.').next().unwrap_or(topic);
     // Column families are written as `table+family`.
     Some(topic.split('+').next().unwrap_or(topic).to_owned())
+}
+
+/// A cloud-storage file name: its 33-digit timestamp, then `-` (a data file) or `.` (`.RESOLVED`).
+fn is_file_name(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() > 34 && b[..33].iter().all(u8::is_ascii_digit) && (b[33] == b'-' || b[33] == b'.')
+}
+
+/// `00` to `23`, the hour directory of `partition_format = 'hourly'`.
+fn is_hour(text: &str) -> bool {
+    text.len() == 2 && text.parse::<u8>().is_ok_and(|h| h < 24)
 }
 
 fn is_date(text: &str) -> bool {
@@ -169,6 +185,22 @@ mod tests {
             ),
             Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding: Encoding::Identity })
         );
+        // Hourly and flat layouts name the same files.
+        let name = "202411261000040000000000000000000-8f3c2a1b4d5e6f70-1-3-0000000a-orders-2.ndjson";
+        for path in [format!("/db/sch/2024-11-26/10/{name}"), format!("/db/sch/{name}")] {
+            assert_eq!(
+                parse_route(&path),
+                Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding: Encoding::Identity }),
+                "{path}"
+            );
+        }
+        let resolved = Hlc::parse_file_name("202411261000300000000000000000000").unwrap();
+        for path in [
+            "/db/sch/2024-11-26/10/202411261000300000000000000000000.RESOLVED",
+            "/db/sch/202411261000300000000000000000000.RESOLVED",
+        ] {
+            assert_eq!(parse_route(path), Ok(Route::ResolvedFile { partition: p.clone(), hlc: resolved }), "{path}");
+        }
         for (suffix, encoding) in [("gz", Encoding::Gzip), ("zst", Encoding::Zstd)] {
             assert_eq!(
                 parse_route(&format!(
@@ -194,6 +226,10 @@ mod tests {
             "/db/sch/2020-04-04/x.ndjson.gz",
             "/db/sch/2020-04-04/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.csv.gz",
             "/db/sch/2020-04-04/1.RESOLVED",
+            "/db/sch/2024-11-26/24/202411261000300000000000000000000.RESOLVED",
+            "/db/sch/2024-11-26/1/202411261000300000000000000000000.RESOLVED",
+            "/db/sch/2024-11-26/10/extra/202411261000300000000000000000000.RESOLVED",
+            "/db/sch/orders",
         ] {
             assert!(parse_route(path).is_err(), "{path}");
         }

@@ -38,7 +38,7 @@ const T: u64 = 1_732_615_200_000_000_000;
 type Case = (&'static str, Option<&'static str>, Vec<u8>, u16, &'static str);
 
 #[test]
-fn gzip_and_zstd_bodies_and_files_apply_exactly_as_plain_ones() {
+fn gzip_and_zstd_bodies_and_files_in_every_layout_apply_exactly_as_plain_ones() {
     let target = Target::start();
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &[]);
@@ -49,28 +49,25 @@ fn gzip_and_zstd_bodies_and_files_apply_exactly_as_plain_ones() {
     let mut members = gzip(br#"{"payload":[{"after": {"k": 7, "v": "v7"}, "key": [7], "topic": "kv_bare", "#);
     members.extend(gzip(format!(r#""updated": "{}.0000000000"}}],"length":1}}"#, T + 2).as_bytes()));
     assert_eq!(post(port, "/app/public", Some("gzip"), &members).0, 200);
-    // Cloud-storage files, compressed by name, one per layout suffix.
+    // Cloud-storage files, compressed by name, in the daily, hourly and flat layouts.
     let line = |k: u64, at: u64| {
         format!(r#"{{"after": {{"k": {k}, "v": "v{k}"}}, "key": [{k}], "updated": "{at}.0000000000"}}"#)
     };
-    let file = |suffix: &str| {
-        format!(
-            "/app/public/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-kv_bare-1.ndjson{suffix}"
-        )
-    };
-    assert_eq!(
-        post(port, &file(".gz"), None, &gzip(format!("{}\n{}\n", line(8, T + 3), line(9, T + 3)).as_bytes())).0,
-        200
-    );
-    assert_eq!(post(port, &file(".zst"), None, &zstd(format!("{}\n", line(10, T + 4)).as_bytes())).0, 200);
+    let name = "202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-kv_bare-1.ndjson";
+    let daily = format!("/app/public/2024-11-26/{name}.gz");
+    assert_eq!(post(port, &daily, None, &gzip(format!("{}\n{}\n", line(8, T + 3), line(9, T + 3)).as_bytes())).0, 200);
+    let hourly = format!("/app/public/2024-11-26/10/{name}.zst");
+    assert_eq!(post(port, &hourly, None, &zstd(format!("{}\n", line(10, T + 4)).as_bytes())).0, 200);
+    let flat = format!("/app/public/{name}");
+    assert_eq!(post(port, &flat, None, format!("{}\n", line(11, T + 5)).as_bytes()).0, 200);
     // A compressed resolved timestamp.
     let resolved = format!(r#"{{"resolved":"{}.0000000000"}}"#, T + 10);
     assert_eq!(post(port, "/app/public", Some("gzip"), &gzip(resolved.as_bytes())).0, 200);
     wait_for("the rows to be applied", Duration::from_secs(60), || {
-        target.query("SELECT count(*)::text FROM public.kv_bare")[0][0].as_deref() == Some("10")
+        target.query("SELECT count(*)::text FROM public.kv_bare")[0][0].as_deref() == Some("11")
     });
     let applied = target.query("SELECT string_agg(k || '=' || v, ',' ORDER BY k) FROM public.kv_bare");
-    assert_eq!(applied[0][0].as_deref(), Some("1=v1,2=v2,3=v3,4=v4,5=v5,6=v6,7=v7,8=v8,9=v9,10=v10"));
+    assert_eq!(applied[0][0].as_deref(), Some("1=v1,2=v2,3=v3,4=v4,5=v5,6=v6,7=v7,8=v8,9=v9,10=v10,11=v11"));
 }
 
 #[test]
