@@ -62,6 +62,7 @@ pub struct IngestMetrics {
     http_latency: Histogram,
     mutations_received: Family<SchemaLabel, Counter>,
     source_lag: Family<SchemaLabel, Seconds>,
+    stale_resolved: Family<SchemaLabel, Counter>,
     refusals: Family<ReasonLabel, Counter>,
     /// Refreshed from their owners at every scrape (under the lock, so deltas are not counted twice).
     scraped: Mutex<Scraped>,
@@ -92,6 +93,7 @@ impl IngestMetrics {
             http_latency: latency_histogram(),
             mutations_received: Family::default(),
             source_lag: Family::default(),
+            stale_resolved: Family::default(),
             refusals: Family::default(),
             scraped: Mutex::new(Scraped::default()),
             registry: Registry::default(),
@@ -116,6 +118,11 @@ impl IngestMetrics {
             "source_lag_seconds",
             "Age of the newest resolved timestamp when it arrived (how far the changefeed is behind)",
             self.source_lag.clone(),
+        );
+        r.register(
+            "wharf_resolved_stale",
+            "Resolved timestamps at or below the partition's newest, answered 200 and ignored (CockroachDB can send them after a restart)",
+            self.stale_resolved.clone(),
         );
         r.register(
             "wharf_backpressure_refusals",
@@ -173,6 +180,11 @@ impl IngestMetrics {
     pub fn resolved(&self, partition: &Partition, hlc: wharf_queue::Hlc) {
         let age = now_seconds() - hlc.wall as f64 / 1e9;
         self.source_lag.get_or_create(&SchemaLabel::of(partition)).set(age.max(0.0));
+    }
+
+    /// A resolved timestamp that moved nothing.
+    pub fn stale_resolved(&self, partition: &Partition) {
+        self.stale_resolved.get_or_create(&SchemaLabel::of(partition)).inc();
     }
 
     pub fn refused(&self, why: Refusal) {

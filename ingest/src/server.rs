@@ -493,6 +493,7 @@ async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) ->
         }
         Ok(Resolved::Stale { current }) => {
             tracing::debug!(%partition, %hlc, %current, "stale resolved timestamp ignored");
+            state.metrics.stale_resolved(partition);
             reply(StatusCode::OK, "OK")
         }
         Err(error) => journal_failure(state, &error),

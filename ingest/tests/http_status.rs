@@ -88,6 +88,11 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     let (status, text) = request(port, "POST", "/app/public", body.as_bytes()).unwrap();
     assert_eq!(status, 400);
     assert!(text.contains("the primary key is 5004 bytes of JSON; at most 4096 are accepted"), "{text}");
+    // A resolved timestamp older than the newest is a 200 no-op, counted.
+    for resolved in ["1732615205000000000.0000000000", "1732615201000000000.0000000000"] {
+        let body = format!(r#"{{"resolved":"{resolved}"}}"#);
+        assert_eq!(request(port, "POST", "/app/public", body.as_bytes()).unwrap().0, 200);
+    }
     // Metrics count what happened, and need no token.
     let (status, metrics) = request(port, "GET", "/_/varz", b"").unwrap();
     assert_eq!(status, 200);
@@ -97,6 +102,7 @@ fn routes_limits_and_health_answer_with_exact_codes() {
         "http_status_codes_total{code=\"400\"} 5",
         "http_status_codes_total{code=\"413\"} 1",
         "wharf_jwt_refresh_failures_total 0",
+        "wharf_resolved_stale_total{schema=\"app.public\"} 1",
     ] {
         assert!(metrics.lines().any(|l| l == line), "missing {line:?} in:\n{metrics}");
     }
