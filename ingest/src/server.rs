@@ -237,8 +237,10 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         let text = format!("body of {declared} bytes exceeds the limit of {} bytes (--bodyLimit)", state.body_limit);
         return refuse_unread(req, reply(StatusCode::PAYLOAD_TOO_LARGE, &text));
     }
-    // Body bytes are held of --inflightLimit as they arrive, never on what a client announces.
-    let mut held = state.inflight.hold();
+    // Body bytes are held of --inflightLimit as they arrive; a body that must wait for room
+    // waits for what it announced (clamped to the limit), so growing bodies never hold the budget
+    // for each other (see inflight.rs).
+    let mut held = state.inflight.hold(declared_length(&req).unwrap_or(0));
     let reading = read_body(req, state.body_limit, &state.inflight, &mut held);
     let body = match tokio::time::timeout(state.limits.read_timeout, reading).await {
         Ok(Ok(body)) => body,
