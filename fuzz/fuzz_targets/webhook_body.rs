@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use wharf_ingest::decode::compressed::{Encoding, decode};
-use wharf_ingest::decode::{Body, Message, decode_webhook};
+use wharf_ingest::decode::{Body, Feed, Key, Message, decode_webhook};
 use wharf_ingest::validate::to_rows;
 use wharf_targetdb::catalog::{Column, ColumnKind, SchemaCatalog, Table};
 
@@ -19,18 +19,40 @@ fn catalog_for(messages: &[Message<'_>]) -> SchemaCatalog {
     let mut tables: HashMap<String, Arc<Table>> = HashMap::new();
     for m in messages {
         tables.entry(m.table.to_string()).or_insert_with(|| {
-            let mut names: Vec<String> = (0..m.key.len()).map(|i| format!("k{i}")).collect();
+            let mut names = key_names(m);
+            let keys = names.len();
             if let Some((_, props)) = &m.after {
-                names.extend(props.0.iter().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with('k')));
+                for (name, _) in &props.0 {
+                    if !names.iter().any(|n| n == name) {
+                        names.push(name.to_string());
+                    }
+                }
             }
             let columns = names
                 .into_iter()
                 .map(|name| Column { name, sql_type: "text".into(), kind: ColumnKind::Scalar, generated: false })
                 .collect();
-            Arc::new(Table::new("s", &m.table, columns, (0..m.key.len()).collect()))
+            Arc::new(Table::new("s", &m.table, columns, (0..keys).collect()))
         });
     }
     SchemaCatalog { tables, fk_order: Vec::new() }
+}
+
+/// The primary-key column names a catalog needs for `m`'s key (distinct).
+fn key_names(m: &Message<'_>) -> Vec<String> {
+    match &m.key {
+        Key::Array { values, .. } => (0..values.len()).map(|i| format!("k{i}")).collect(),
+        Key::Columns(props) => {
+            let mut names: Vec<String> = Vec::new();
+            for (name, _) in &props.0 {
+                if !names.iter().any(|n| n == name) {
+                    names.push(name.to_string());
+                }
+            }
+            names
+        }
+        Key::Row => vec!["k0".into()],
+    }
 }
 
 /// Decoded bytes allowed (the server's `--bodyLimit`).
@@ -44,9 +66,15 @@ fuzz_target!(|body: &[u8]| {
     };
     let Ok(data) = decode(encoding, body, LIMIT) else { return };
     assert!(data.len() as u64 <= LIMIT, "decoded past the limit");
-    if let Ok(Body::Rows(messages)) = decode_webhook(&data) {
+    for feed in [Feed::Tables, Feed::Query("q")] {
+        check(&data, feed);
+    }
+});
+
+fn check(data: &[u8], feed: Feed<'_>) {
+    if let Ok(Body::Rows { messages, .. }) = decode_webhook(data, feed) {
         for row in &messages {
-            assert!(!row.key.is_empty(), "accepted an empty key");
+            assert!(!key_names(row).is_empty(), "accepted an empty key");
             assert!(!row.table.is_empty(), "accepted an empty table");
             assert!(row.hlc > wharf_queue::Hlc::ZERO, "accepted the zero timestamp");
         }
@@ -54,8 +82,8 @@ fuzz_target!(|body: &[u8]| {
         if let Ok(rows) = to_rows(&messages, "s", &catalog) {
             for (row, message) in rows.iter().zip(&messages) {
                 let key: Vec<serde_json::Value> = serde_json::from_slice(&row.key).expect("canonical key is JSON");
-                assert_eq!(key.len(), message.key.len());
+                assert_eq!(key.len(), key_names(message).len());
             }
         }
     }
-});
+}

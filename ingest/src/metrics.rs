@@ -63,6 +63,7 @@ pub struct IngestMetrics {
     mutations_received: Family<SchemaLabel, Counter>,
     source_lag: Family<SchemaLabel, Seconds>,
     stale_resolved: Family<SchemaLabel, Counter>,
+    phantoms_dropped: Family<SchemaLabel, Counter>,
     refusals: Family<ReasonLabel, Counter>,
     /// Refreshed from their owners at every scrape (under the lock, so deltas are not counted twice).
     scraped: Mutex<Scraped>,
@@ -94,6 +95,7 @@ impl IngestMetrics {
             mutations_received: Family::default(),
             source_lag: Family::default(),
             stale_resolved: Family::default(),
+            phantoms_dropped: Family::default(),
             refusals: Family::default(),
             scraped: Mutex::new(Scraped::default()),
             registry: Registry::default(),
@@ -123,6 +125,11 @@ impl IngestMetrics {
             "wharf_resolved_stale",
             "Resolved timestamps at or below the partition's newest, answered 200 and ignored (CockroachDB can send them after a restart)",
             self.stale_resolved.clone(),
+        );
+        r.register(
+            "wharf_phantom_deletes_dropped",
+            "Query-feed deletes with neither after nor before (of a row the query never emitted), dropped",
+            self.phantoms_dropped.clone(),
         );
         r.register(
             "wharf_backpressure_refusals",
@@ -185,6 +192,11 @@ impl IngestMetrics {
     /// A resolved timestamp that moved nothing.
     pub fn stale_resolved(&self, partition: &Partition) {
         self.stale_resolved.get_or_create(&SchemaLabel::of(partition)).inc();
+    }
+
+    /// Query-feed phantom deletes dropped from a request.
+    pub fn phantoms_dropped(&self, partition: &Partition, count: u64) {
+        self.phantoms_dropped.get_or_create(&SchemaLabel::of(partition)).inc_by(count);
     }
 
     pub fn refused(&self, why: Refusal) {

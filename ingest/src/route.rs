@@ -1,12 +1,15 @@
 //! Request paths, as CockroachDB's webhook and cloud-storage sinks build them.
 //!
-//! - `/{db}/{schema}`: webhook bodies (rows or resolved).
+//! - `/{db}/{schema}`: a table feed's webhook bodies (rows or resolved).
+//! - `/{db}/{schema}/{table}`: a CDC-query feed's webhook bodies, all for `table`.
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33-…-TOPIC-SCHEMAID}.ndjson`: a cloud-storage data file
 //!   (`.ndjson.gz` and `.ndjson.zst` when the changefeed compresses).
 //! - `/{db}/{schema}/{YYYY-MM-DD}/{TS33}.RESOLVED`: a cloud-storage resolved marker (body ignored).
 //! - The same files under `/{YYYY-MM-DD}/{HH}/` (`partition_format = 'hourly'`) or directly under
 //!   `/{db}/{schema}/` (`partition_format = 'flat'`; a file name starts with 33 digits, which no
 //!   table name of a query feed's `/{db}/{schema}/{table}` does).
+//! - A query feed's files: the same under `/{db}/{schema}/{table}/` (a table named like a date or
+//!   a file is taken for one).
 //! - `/_/livez`, `/_/readyz`, `/_/healthz` (as readyz) and `/_/varz` (metrics): [`Ops`]; anything
 //!   else under `/_/` is reserved.
 //!
@@ -19,9 +22,22 @@ use crate::decode::compressed::Encoding;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     Ops(Ops),
-    Webhook(Partition),
-    NdjsonFile { partition: Partition, table: String, encoding: Encoding },
-    ResolvedFile { partition: Partition, hlc: Hlc },
+    /// Webhook bodies; `query` is the table of a CDC-query feed.
+    Webhook {
+        partition: Partition,
+        query: Option<String>,
+    },
+    /// A data file for `table`; `query` says the path named it (a query feed), not the file.
+    NdjsonFile {
+        partition: Partition,
+        table: String,
+        query: bool,
+        encoding: Encoding,
+    },
+    ResolvedFile {
+        partition: Partition,
+        hlc: Hlc,
+    },
 }
 
 /// The operator's endpoints (no token needed; nothing secret in them).
@@ -65,17 +81,25 @@ pub fn parse_route(path: &str) -> Result<Route, NoRoute> {
         .map(percent_decode)
         .collect::<Option<_>>()
         .ok_or(NoRoute("path is not valid percent-encoded UTF-8"))?;
+    let p = |db: &str, schema: &str| Partition::new(db, schema);
     match segments.as_slice() {
-        [db, schema] => Ok(Route::Webhook(Partition::new(db, schema))),
-        [db, schema, file] if is_file_name(file) => file_route(Partition::new(db, schema), file),
-        [_, _, _] => Err(NoRoute("CDC-query paths /db/schema/table are not supported; use /db/schema")),
-        [db, schema, day, file] if is_date(day) => file_route(Partition::new(db, schema), file),
-        [db, schema, day, hour, file] if is_date(day) && is_hour(hour) => file_route(Partition::new(db, schema), file),
-        _ => Err(NoRoute("expected /{database}/{schema} or a cloud-storage file path under it")),
+        [db, schema] => Ok(Route::Webhook { partition: p(db, schema), query: None }),
+        [db, schema, file] if is_file_name(file) => file_route(p(db, schema), None, file),
+        [db, schema, table] => Ok(Route::Webhook { partition: p(db, schema), query: Some(table.clone()) }),
+        [db, schema, day, file] if is_date(day) => file_route(p(db, schema), None, file),
+        [db, schema, day, hour, file] if is_date(day) && is_hour(hour) => file_route(p(db, schema), None, file),
+        [db, schema, table, file] if is_file_name(file) => file_route(p(db, schema), Some(table), file),
+        [db, schema, table, day, file] if is_date(day) => file_route(p(db, schema), Some(table), file),
+        [db, schema, table, day, hour, file] if is_date(day) && is_hour(hour) => {
+            file_route(p(db, schema), Some(table), file)
+        }
+        _ => Err(NoRoute(
+            "expected /{database}/{schema} (table feeds), /{database}/{schema}/{table} (query feeds) or a cloud-storage file path under either",
+        )),
     }
 }
 
-fn file_route(partition: Partition, file: &str) -> Result<Route, NoRoute> {
+fn file_route(partition: Partition, query: Option<&String>, file: &str) -> Result<Route, NoRoute> {
     if let Some(stamp) = file.strip_suffix(".RESOLVED") {
         let hlc = Hlc::parse_file_name(stamp).map_err(|_| NoRoute("RESOLVED file name is not a 33-digit timestamp"))?;
         return Ok(Route::ResolvedFile { partition, hlc });
@@ -84,9 +108,12 @@ fn file_route(partition: Partition, file: &str) -> Result<Route, NoRoute> {
     let stem = file
         .strip_suffix(".ndjson")
         .ok_or(NoRoute("only .ndjson files (also .ndjson.gz and .ndjson.zst) and .RESOLVED files are accepted"))?;
-    let table = topic_of_file_stem(stem)
+    let topic = topic_of_file_stem(stem)
         .ok_or(NoRoute("ndjson file name is not TS-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID"))?;
-    Ok(Route::NdjsonFile { partition, table, encoding })
+    Ok(match query {
+        Some(table) => Route::NdjsonFile { partition, table: table.clone(), query: true, encoding },
+        None => Route::NdjsonFile { partition, table: topic, query: false, encoding },
+    })
 }
 
 /// `TS33-SESSION-NODE-SINK-FILEID-TOPIC-SCHEMAID`: the topic may itself contain dashes.
@@ -165,9 +192,12 @@ mod tests {
     #[test]
     fn webhook_paths_ignore_empty_segments() {
         for path in ["/db/sch", "/db/sch/", "/db///sch/"] {
-            assert_eq!(parse_route(path), Ok(Route::Webhook(Partition::new("db", "sch"))));
+            assert_eq!(parse_route(path), Ok(Route::Webhook { partition: Partition::new("db", "sch"), query: None }));
         }
-        assert_eq!(parse_route("/d%C3%A9j%C3%A0/s"), Ok(Route::Webhook(Partition::new("déjà", "s"))));
+        assert_eq!(
+            parse_route("/d%C3%A9j%C3%A0/s"),
+            Ok(Route::Webhook { partition: Partition::new("déjà", "s"), query: None })
+        );
     }
 
     #[test]
@@ -177,20 +207,35 @@ mod tests {
             parse_route(
                 "/db/sch/2020-04-02/202004022058072107140000000000000-56087568dba1e6b8-1-72-00000000-REAL-42-1.ndjson"
             ),
-            Ok(Route::NdjsonFile { partition: p.clone(), table: "REAL-42".into(), encoding: Encoding::Identity })
+            Ok(Route::NdjsonFile {
+                partition: p.clone(),
+                table: "REAL-42".into(),
+                query: false,
+                encoding: Encoding::Identity
+            })
         );
         assert_eq!(
             parse_route(
                 "/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson"
             ),
-            Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding: Encoding::Identity })
+            Ok(Route::NdjsonFile {
+                partition: p.clone(),
+                table: "orders".into(),
+                query: false,
+                encoding: Encoding::Identity
+            })
         );
         // Hourly and flat layouts name the same files.
         let name = "202411261000040000000000000000000-8f3c2a1b4d5e6f70-1-3-0000000a-orders-2.ndjson";
         for path in [format!("/db/sch/2024-11-26/10/{name}"), format!("/db/sch/{name}")] {
             assert_eq!(
                 parse_route(&path),
-                Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding: Encoding::Identity }),
+                Ok(Route::NdjsonFile {
+                    partition: p.clone(),
+                    table: "orders".into(),
+                    query: false,
+                    encoding: Encoding::Identity
+                }),
                 "{path}"
             );
         }
@@ -206,7 +251,7 @@ mod tests {
                 parse_route(&format!(
                     "/db/sch/2024-11-26/202411261000000000000000000000000-4f1e2d3c4b5a6978-1-7-00000001-orders-1.ndjson.{suffix}"
                 )),
-                Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), encoding })
+                Ok(Route::NdjsonFile { partition: p.clone(), table: "orders".into(), query: false, encoding })
             );
         }
         assert_eq!(
@@ -216,11 +261,41 @@ mod tests {
     }
 
     #[test]
+    fn query_feeds_name_their_table_in_the_path() {
+        let p = Partition::new("db", "sch");
+        assert_eq!(
+            parse_route("/db/sch/vehicles"),
+            Ok(Route::Webhook { partition: p.clone(), query: Some("vehicles".into()) })
+        );
+        let name = "202411261000040000000000000000000-8f3c2a1b4d5e6f70-1-3-0000000a-other-2.ndjson.gz";
+        for path in [
+            format!("/db/sch/vehicles/{name}"),
+            format!("/db/sch/vehicles/2024-11-26/{name}"),
+            format!("/db/sch/vehicles/2024-11-26/10/{name}"),
+        ] {
+            assert_eq!(
+                parse_route(&path),
+                Ok(Route::NdjsonFile {
+                    partition: p.clone(),
+                    table: "vehicles".into(),
+                    query: true,
+                    encoding: Encoding::Gzip
+                }),
+                "{path}"
+            );
+        }
+        let resolved = Hlc::parse_file_name("202411261000300000000000000000000").unwrap();
+        assert_eq!(
+            parse_route("/db/sch/vehicles/2024-11-26/202411261000300000000000000000000.RESOLVED"),
+            Ok(Route::ResolvedFile { partition: p, hlc: resolved })
+        );
+    }
+
+    #[test]
     fn other_paths_match_nothing() {
         for path in [
             "/",
             "/sch",
-            "/db/sch/tbl",
             "/db/sch/too/much/x",
             "/_/diag",
             "/db/sch/2020-04-04/x.ndjson.gz",
@@ -229,7 +304,6 @@ mod tests {
             "/db/sch/2024-11-26/24/202411261000300000000000000000000.RESOLVED",
             "/db/sch/2024-11-26/1/202411261000300000000000000000000.RESOLVED",
             "/db/sch/2024-11-26/10/extra/202411261000300000000000000000000.RESOLVED",
-            "/db/sch/orders",
         ] {
             assert!(parse_route(path).is_err(), "{path}");
         }

@@ -24,7 +24,7 @@ use wharf_queue::{Journal, Partition, Resolved};
 use wharf_targetdb::CatalogError;
 
 use crate::decode::compressed::Encoding;
-use crate::decode::{self, Body};
+use crate::decode::{self, Body, Feed, decode_webhook};
 use crate::metrics::Refusal;
 use crate::route::{Ops, Route, parse_route};
 use crate::target::Target;
@@ -208,12 +208,12 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
             return refuse(state, req, reply(StatusCode::NOT_FOUND, "metrics are served on --metricsAddr")).await;
         }
         Route::Ops(ops) => return crate::ops::answer(state, *ops).await,
-        Route::Webhook(p) | Route::NdjsonFile { partition: p, .. } | Route::ResolvedFile { partition: p, .. } => {
-            match canonical(state, p) {
-                Ok(partition) => partition,
-                Err(why) => return refuse(state, req, reply(StatusCode::NOT_FOUND, &why)).await,
-            }
-        }
+        Route::Webhook { partition: p, .. }
+        | Route::NdjsonFile { partition: p, .. }
+        | Route::ResolvedFile { partition: p, .. } => match canonical(state, p) {
+            Ok(partition) => partition,
+            Err(why) => return refuse(state, req, reply(StatusCode::NOT_FOUND, &why)).await,
+        },
     };
     let _admitted = match admit(state, peer, &req, &partition).await {
         Ok(admitted) => admitted,
@@ -256,8 +256,14 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
     };
     match route {
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
-        Route::Webhook(_) => accept(state, &partition, decode::decode_webhook(&body)).await,
-        Route::NdjsonFile { table, .. } => accept(state, &partition, decode::decode_ndjson(&body, &table)).await,
+        Route::Webhook { query: None, .. } => accept(state, &partition, decode_webhook(&body, Feed::Tables)).await,
+        Route::Webhook { query: Some(table), .. } => {
+            accept(state, &partition, decode_webhook(&body, Feed::Query(&table))).await
+        }
+        Route::NdjsonFile { table, query, .. } => {
+            let feed = if query { Feed::Query(&table) } else { Feed::File(&table) };
+            accept(state, &partition, decode::decode_ndjson(&body, feed)).await
+        }
         Route::Ops(_) => unreachable!("handled above"),
     }
 }
@@ -421,9 +427,17 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
     let messages = match decoded {
         Ok(Body::Empty) => return reply(StatusCode::OK, "OK"),
         Ok(Body::Resolved(hlc)) => return resolve(state, partition, hlc).await,
-        Ok(Body::Rows(messages)) => messages,
+        Ok(Body::Rows { messages, phantoms }) => {
+            if phantoms > 0 {
+                state.metrics.phantoms_dropped(partition, phantoms as u64);
+            }
+            messages
+        }
         Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
     };
+    if messages.is_empty() {
+        return reply(StatusCode::OK, "OK");
+    }
     if let Some(newest) = messages.iter().map(|m| m.hlc).max()
         && let Err(why) = not_ahead(state, "a row's updated", newest)
     {

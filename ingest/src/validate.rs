@@ -1,11 +1,14 @@
 //! Checking decoded messages against the target catalog and turning them into journal rows. Pure.
 
-use thiserror::Error;
-use wharf_base::json::{MAX_KEY_BYTES, MAX_NESTING, canonical_key};
-use wharf_queue::RowRef;
-use wharf_targetdb::catalog::SchemaCatalog;
+use std::borrow::Cow;
 
-use crate::decode::Message;
+use serde_json::value::RawValue;
+use thiserror::Error;
+use wharf_base::json::{MAX_KEY_BYTES, MAX_NESTING, TooDeep, canonical_key};
+use wharf_queue::RowRef;
+use wharf_targetdb::catalog::{SchemaCatalog, Table};
+
+use crate::decode::{Key, Message};
 
 /// Why a body's rows do not fit the target (HTTP 400, after one catalog refresh).
 #[derive(Debug, Error, PartialEq)]
@@ -14,6 +17,8 @@ pub enum RowError {
     UnknownTable { index: usize, table: String, schema: String },
     #[error("message {index}: table {table:?}: key has {got} values but the primary key has {want} columns")]
     KeyArity { index: usize, table: String, got: usize, want: usize },
+    #[error("message {index}: table {table:?}: the {part} has no value for primary-key column {column:?}")]
+    KeyColumn { index: usize, table: String, part: &'static str, column: String },
     #[error("message {index}: table {table:?} has no column {column:?} (add it to the target first)")]
     UnknownColumn { index: usize, table: String, column: String },
     #[error("message {index}: the {part} is nested {depth} levels deep; at most {MAX_NESTING} are accepted")]
@@ -44,21 +49,12 @@ pub fn to_rows<'a>(
             table: m.table.to_string(),
             schema: schema.to_owned(),
         })?;
-        if m.key.len() != table.primary_key.len() {
-            return Err(RowError::KeyArity {
-                index,
-                table: table.name.clone(),
-                got: m.key.len(),
-                want: table.primary_key.len(),
-            });
-        }
         if let Some((_, props)) = &m.after
             && let Some((column, _)) = props.0.iter().find(|(c, _)| table.column_index(c).is_none())
         {
             return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
         }
-        let key =
-            canonical_key(m.key_text, &m.key).map_err(|e| RowError::TooDeep { index, part: "key", depth: e.depth })?;
+        let key = key_of(index, m, table)?;
         if key.len() > MAX_KEY_BYTES {
             return Err(RowError::KeyTooLong { index, table: table.name.clone(), bytes: key.len() });
         }
@@ -76,4 +72,38 @@ pub fn to_rows<'a>(
         });
     }
     Ok(rows)
+}
+
+/// The canonical key of a message: its `key` array, or the target's primary-key columns (in the
+/// target's order) read from the enriched `key` object or from the row.
+fn key_of<'a>(index: usize, m: &'a Message<'a>, table: &Table) -> Result<Cow<'a, [u8]>, RowError> {
+    let want = table.primary_key.len();
+    let arity = |got: usize| RowError::KeyArity { index, table: table.name.clone(), got, want };
+    let too_deep = |e: TooDeep| RowError::TooDeep { index, part: "key", depth: e.depth };
+    let (part, props) = match &m.key {
+        Key::Array { text, values } if values.len() == want => return canonical_key(text, values).map_err(too_deep),
+        Key::Array { values, .. } => return Err(arity(values.len())),
+        Key::Columns(props) if props.0.len() != want => return Err(arity(props.0.len())),
+        Key::Columns(props) => ("key", props),
+        Key::Row => match (&m.after, &m.before) {
+            (Some((_, after)), _) => ("after", after),
+            (None, Some(before)) => ("before", before),
+            (None, None) => return Err(arity(0)),
+        },
+    };
+    let values = table
+        .primary_key
+        .iter()
+        .map(|&c| {
+            let column = &table.columns[c].name;
+            props.get(column).filter(|v| v.get() != "null").ok_or_else(|| RowError::KeyColumn {
+                index,
+                table: table.name.clone(),
+                part,
+                column: column.clone(),
+            })
+        })
+        .collect::<Result<Vec<&RawValue>, _>>()?;
+    let text = format!("[{}]", values.iter().map(|v| v.get()).collect::<Vec<_>>().join(","));
+    Ok(Cow::Owned(canonical_key(&text, &values).map_err(too_deep)?.into_owned()))
 }

@@ -4,6 +4,7 @@
 //! `gzip` and `zstd` before them.
 
 pub mod compressed;
+mod message;
 mod ndjson;
 mod webhook;
 
@@ -14,7 +15,7 @@ use std::borrow::Cow;
 
 use serde_json::value::RawValue;
 use thiserror::Error;
-use wharf_base::json::{Props, string_of};
+use wharf_base::json::Props;
 use wharf_queue::{Hlc, HlcError};
 
 /// One row version as the changefeed sent it, borrowed from the request body, before it is
@@ -22,13 +23,40 @@ use wharf_queue::{Hlc, HlcError};
 #[derive(Debug)]
 pub struct Message<'a> {
     pub hlc: Hlc,
-    /// The unqualified table name (the last part of `topic`).
+    /// The unqualified table name (the last part of `topic`, the file's table or the query's).
     pub table: Cow<'a, str>,
-    /// The `key` array as sent, and its elements.
-    pub key_text: &'a str,
-    pub key: Vec<&'a RawValue>,
+    pub key: Key<'a>,
     /// The `after` object as sent, with its properties; `None` for a delete.
     pub after: Option<(&'a RawValue, Props<'a>)>,
+    /// The `before` object of a query feed's delete, which its key is read from.
+    pub before: Option<Props<'a>>,
+    /// The Kafka Connect schema of an enriched message sent with `enriched_properties='schema'`.
+    pub schema: Option<&'a RawValue>,
+}
+
+/// Where a message's primary key is.
+#[derive(Debug)]
+pub enum Key<'a> {
+    /// The `key` array as sent (table feeds), and its elements.
+    Array { text: &'a str, values: Vec<&'a RawValue> },
+    /// The `key` object of the enriched envelope: primary-key column to value.
+    Columns(Props<'a>),
+    /// In the row: the target's primary-key columns of `after`, or of `before` for a delete
+    /// (query feeds, whose messages need not carry a key).
+    Row,
+}
+
+/// Which changefeed a body comes from, as its path says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed<'t> {
+    /// A table feed's webhook on `/{db}/{schema}`: each message names its table (`topic`, or
+    /// `source.table_name` in the enriched envelope).
+    Tables,
+    /// A table feed's cloud-storage file: its name names the table.
+    File(&'t str),
+    /// A CDC-query feed (`AS SELECT …`) on `/{db}/{schema}/{table}`, webhook or file: every
+    /// message is for the path's table, whatever its `topic` says.
+    Query(&'t str),
 }
 
 /// What a body asks for.
@@ -36,7 +64,12 @@ pub struct Message<'a> {
 pub enum Body<'a> {
     /// An empty body: CockroachDB never sends one, MOLT Replicator answers 200; so do we.
     Empty,
-    Rows(Vec<Message<'a>>),
+    /// Row versions, and how many phantom deletes of a query feed (`after` and `before` both
+    /// null: a delete of a row the sink never saw) were dropped.
+    Rows {
+        messages: Vec<Message<'a>>,
+        phantoms: usize,
+    },
     Resolved(Hlc),
 }
 
@@ -48,7 +81,7 @@ pub enum DecodeError {
     #[error("body must be a JSON object with \"payload\" or \"resolved\"")]
     NotObject,
     #[error(
-        "bare envelope is not supported: create the changefeed with envelope='wrapped' (the default) so deletes can be told from updates"
+        "bare envelope is not supported: create the changefeed with envelope='wrapped' (the default for table feeds; for a query feed add WITH envelope='wrapped', diff) so deletes can be told from updates"
     )]
     BareEnvelope,
     #[error("unknown top-level field {0:?}; expected \"payload\", \"length\" or \"resolved\"")]
@@ -73,47 +106,6 @@ impl DecodeError {
     fn message(index: usize, reason: impl Into<String>) -> Self {
         DecodeError::Message { index, reason: reason.into() }
     }
-}
-
-/// Decodes the fields every message format shares; `topic` is handled by the caller.
-/// Other fields (`before`, `mvcc_timestamp`, …) are ignored.
-fn decode_message<'a>(index: usize, fields: &Props<'a>, table: Cow<'a, str>) -> Result<Message<'a>, DecodeError> {
-    if fields.get("__crdb__").is_some() {
-        return Err(DecodeError::BareEnvelope);
-    }
-    let hlc = match fields.get("updated") {
-        None => {
-            return Err(DecodeError::message(index, "no \"updated\" timestamp; create the changefeed WITH updated"));
-        }
-        Some(raw) => match string_of(raw) {
-            Some(text) => Hlc::parse(&text).map_err(|e| DecodeError::message(index, format!("\"updated\": {e}")))?,
-            None => return Err(DecodeError::message(index, "\"updated\" must be a string HLC timestamp")),
-        },
-    };
-    if hlc == Hlc::ZERO {
-        return Err(DecodeError::message(index, "\"updated\" is the zero timestamp"));
-    }
-    let (key_text, key) = match fields.get("key") {
-        None => return Err(DecodeError::message(index, "no \"key\"; the primary key is required")),
-        Some(raw) if raw.get().starts_with('[') => {
-            let key: Vec<&RawValue> =
-                serde_json::from_str(raw.get()).map_err(|e| DecodeError::message(index, e.to_string()))?;
-            if key.is_empty() {
-                return Err(DecodeError::message(index, "\"key\" is an empty array"));
-            }
-            (raw.get(), key)
-        }
-        Some(_) => return Err(DecodeError::message(index, "\"key\" must be an array of primary-key values")),
-    };
-    let after = match fields.get("after") {
-        None => None,
-        Some(raw) if raw.get() == "null" => None,
-        Some(raw) => match Props::parse(raw.get()) {
-            Ok(Some(props)) => Some((raw, props)),
-            _ => return Err(DecodeError::message(index, "\"after\" must be an object or null")),
-        },
-    };
-    Ok(Message { hlc, table, key_text, key, after })
 }
 
 /// Parses a JSON object into its properties; `Ok(None)` for a JSON `null`.

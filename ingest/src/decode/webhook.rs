@@ -12,10 +12,11 @@ use serde_json::value::RawValue;
 use wharf_base::json::{Props, string_of};
 use wharf_queue::Hlc;
 
-use super::{Body, DecodeError, Message, decode_message, parse_object, utf8};
+use super::message::decode_message;
+use super::{Body, DecodeError, Feed, parse_object, utf8};
 
-/// Decodes a webhook body completely; any defect rejects the whole body.
-pub fn decode_webhook(bytes: &[u8]) -> Result<Body<'_>, DecodeError> {
+/// Decodes a webhook body of `feed` completely; any defect rejects the whole body.
+pub fn decode_webhook<'a>(bytes: &'a [u8], feed: Feed<'_>) -> Result<Body<'a>, DecodeError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Body::Empty);
     }
@@ -27,7 +28,7 @@ pub fn decode_webhook(bytes: &[u8]) -> Result<Body<'_>, DecodeError> {
             None => return Ok(Body::Empty),
         },
     };
-    envelope.decode()
+    envelope.decode(feed)
 }
 
 /// The top-level fields of a body; the first of each name counts, as in [`Props::get`].
@@ -60,7 +61,7 @@ impl<'a> Envelope<'a> {
         }
     }
 
-    fn decode(self) -> Result<Body<'a>, DecodeError> {
+    fn decode(self, feed: Feed<'_>) -> Result<Body<'a>, DecodeError> {
         if self.bare {
             return Err(DecodeError::BareEnvelope);
         }
@@ -70,7 +71,7 @@ impl<'a> Envelope<'a> {
         match (self.payload, self.resolved) {
             (Some(_), Some(_)) => Err(DecodeError::PayloadAndResolved),
             (None, Some(resolved)) => decode_resolved(resolved),
-            (Some(payload), None) => decode_payload(payload, self.length),
+            (Some(payload), None) => decode_payload(payload, self.length, feed),
             (None, None) => Err(DecodeError::NotObject),
         }
     }
@@ -123,7 +124,11 @@ fn decode_resolved(resolved: &RawValue) -> Result<Body<'static>, DecodeError> {
     Hlc::parse(&text).map(Body::Resolved).map_err(DecodeError::ResolvedHlc)
 }
 
-fn decode_payload<'a>(payload: Payload<'a>, length: Option<&'a RawValue>) -> Result<Body<'a>, DecodeError> {
+fn decode_payload<'a>(
+    payload: Payload<'a>,
+    length: Option<&'a RawValue>,
+    feed: Feed<'_>,
+) -> Result<Body<'a>, DecodeError> {
     let messages: Vec<Option<Props>> = match payload {
         Payload::Messages(messages) => messages.into_iter().map(Some).collect(),
         Payload::Raw(raw) if raw.get().starts_with('[') => {
@@ -134,8 +139,16 @@ fn decode_payload<'a>(payload: Payload<'a>, length: Option<&'a RawValue>) -> Res
         Payload::Raw(_) => return Err(DecodeError::PayloadNotArray),
     };
     check_length(length, &messages)?;
-    let rows = messages.into_iter().enumerate().map(|(i, m)| decode_one(i, m)).collect::<Result<_, _>>()?;
-    Ok(Body::Rows(rows))
+    let sent = messages.len();
+    let mut rows = Vec::with_capacity(messages.len());
+    for (index, fields) in messages.into_iter().enumerate() {
+        let Some(fields) = fields else {
+            return Err(DecodeError::message(index, "message must be a JSON object"));
+        };
+        rows.extend(decode_message(index, &fields, feed)?);
+    }
+    let phantoms = sent - rows.len();
+    Ok(Body::Rows { messages: rows, phantoms })
 }
 
 fn check_length<T>(length: Option<&RawValue>, messages: &[T]) -> Result<(), DecodeError> {
@@ -147,48 +160,20 @@ fn check_length<T>(length: Option<&RawValue>, messages: &[T]) -> Result<(), Deco
     Ok(())
 }
 
-/// One message's fields; `None` if the message is not a JSON object.
-fn decode_one(index: usize, fields: Option<Props<'_>>) -> Result<Message<'_>, DecodeError> {
-    let Some(fields) = fields else {
-        return Err(DecodeError::message(index, "message must be a JSON object"));
-    };
-    let table = match fields.get("topic") {
-        Some(raw) => match string_of(raw) {
-            Some(topic) => table_of_topic(topic),
-            None => return Err(DecodeError::message(index, "\"topic\" must be a string")),
-        },
-        None if fields.get("__crdb__").is_some() => return Err(DecodeError::BareEnvelope),
-        None => return Err(DecodeError::message(index, "no \"topic\"; the table name is required")),
-    };
-    if table.is_empty() {
-        return Err(DecodeError::message(index, "\"topic\" is empty; the table name is required"));
-    }
-    decode_message(index, &fields, table)
-}
-
-/// The table part of a topic: `orders`, or `app.public.orders` with `full_table_name`; the last
-/// dotted part is the table, as the peer does.
-fn table_of_topic(topic: Cow<'_, str>) -> Cow<'_, str> {
-    let last = topic.rsplit('.').next().unwrap_or(&topic);
-    let last = last.strip_prefix('"').and_then(|t| t.strip_suffix('"')).unwrap_or(last);
-    if last.len() == topic.len() {
-        return topic;
-    }
-    Cow::Owned(last.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(body: &str) -> String {
-        decode_webhook(body.as_bytes()).unwrap_err().to_string()
+        decode_webhook(body.as_bytes(), Feed::Tables).unwrap_err().to_string()
     }
 
     #[test]
     fn rows_decode_with_exact_numbers() {
         let body = r#"{"payload":[{"after": {"id": 9223372036854775807, "d": 3.141592653589793238462643383279}, "key": [9223372036854775807], "topic": "app.public.t", "updated": "10.0000000001", "mvcc_timestamp": "10.0000000001"}],"length":1}"#;
-        let Body::Rows(rows) = decode_webhook(body.as_bytes()).unwrap() else { panic!("rows") };
+        let Body::Rows { messages: rows, .. } = decode_webhook(body.as_bytes(), Feed::Tables).unwrap() else {
+            panic!("rows")
+        };
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].table, "t");
         assert_eq!(rows[0].hlc, Hlc::new(10, 1));
@@ -200,17 +185,19 @@ mod tests {
     #[test]
     fn deletes_have_no_after() {
         let body = r#"{"payload":[{"after": null, "before": null, "key": [99], "topic": "customers", "updated": "1.0000000000"}],"length":1}"#;
-        let Body::Rows(rows) = decode_webhook(body.as_bytes()).unwrap() else { panic!("rows") };
+        let Body::Rows { messages: rows, .. } = decode_webhook(body.as_bytes(), Feed::Tables).unwrap() else {
+            panic!("rows")
+        };
         assert!(rows[0].after.is_none());
     }
 
     #[test]
     fn resolved_and_empty_bodies() {
         assert!(
-            matches!(decode_webhook(br#"{"resolved":"5.0000000000"}"#).unwrap(), Body::Resolved(h) if h == Hlc::new(5, 0))
+            matches!(decode_webhook(br#"{"resolved":"5.0000000000"}"#, Feed::Tables).unwrap(), Body::Resolved(h) if h == Hlc::new(5, 0))
         );
-        assert!(matches!(decode_webhook(b"").unwrap(), Body::Empty));
-        assert!(matches!(decode_webhook(b"null").unwrap(), Body::Empty));
+        assert!(matches!(decode_webhook(b"", Feed::Tables).unwrap(), Body::Empty));
+        assert!(matches!(decode_webhook(b"null", Feed::Tables).unwrap(), Body::Empty));
     }
 
     #[test]
