@@ -17,7 +17,7 @@ pub enum RowError {
     UnknownTable { index: usize, table: String, schema: String },
     #[error("message {index}: table {table:?}: key has {got} values but the primary key has {want} columns")]
     KeyArity { index: usize, table: String, got: usize, want: usize },
-    #[error("message {index}: table {table:?}: the {part} has no value for primary-key column {column:?}")]
+    #[error("message {index}: table {table:?}: \"{part}\" has no value for primary-key column {column:?}")]
     KeyColumn { index: usize, table: String, part: &'static str, column: String },
     #[error("message {index}: table {table:?} has no column {column:?} (add it to the target first)")]
     UnknownColumn { index: usize, table: String, column: String },

@@ -13,12 +13,10 @@ use wharf_testkit::Process;
 
 pub use wharf_testkit::{LocalPg, free_port};
 
-/// The shared fixtures beside the checkout (`../shared/fixtures`) when present, so the suite
-/// replays the project's current manifest; otherwise the copy in `testdata/fixtures`.
+/// The fixtures in `testdata/fixtures`: the shared set (scenarios A to D, copied unchanged) and
+/// the changefeed-contract scenarios E, Q and N written by `gen_contract_fixtures.py`.
 pub fn fixtures_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let shared = root.join("../shared/fixtures");
-    if shared.join("manifest.json").exists() { shared } else { root.join("testdata/fixtures") }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
 }
 
 // Compiled into every test crate; not all of them wait for anything.
