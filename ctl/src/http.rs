@@ -25,26 +25,40 @@ pub struct Sender {
     content_encoding: Option<&'static str>,
 }
 
+type ClientIdentity = (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>);
+
 /// Statuses a retry cannot change: the body, the token or the URL is wrong.
 const FINAL_STATUSES: [u16; 5] = [400, 401, 403, 404, 413];
 
 impl Sender {
     /// `base` is `http://host:port/db/schema` (an `https://` base needs [`Sender::with_ca`]).
     pub fn new(base: String) -> Sender {
-        Self::build(base, rustls::RootCertStore::empty())
+        Self::build(base, rustls::RootCertStore::empty(), None).expect("no client certificate to refuse")
     }
 
     /// Like [`Sender::new`], trusting the CA certificates in the PEM file `ca` for `https://`.
     pub fn with_ca(base: String, ca: &Path) -> anyhow::Result<Sender> {
-        let mut roots = rustls::RootCertStore::empty();
-        let certs = wharf_base::pem::read_chain(ca, "CA certificate")?;
-        for cert in certs {
-            roots.add(cert).with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
-        }
-        Ok(Self::build(base, roots))
+        Self::with_tls(base, Some(ca), None)
     }
 
-    fn build(base: String, roots: rustls::RootCertStore) -> Sender {
+    /// Like [`Sender::with_ca`], also presenting the client certificate and key `client` (files).
+    pub fn with_tls(base: String, ca: Option<&Path>, client: Option<(&Path, &Path)>) -> anyhow::Result<Sender> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Some(ca) = ca {
+            for cert in wharf_base::pem::read_chain(ca, "CA certificate")? {
+                roots.add(cert).with_context(|| format!("{} holds a certificate rustls refuses", ca.display()))?;
+            }
+        }
+        let client = match client {
+            Some((cert, key)) => {
+                Some((wharf_base::pem::read_chain(cert, "client certificate")?, wharf_base::pem::read_key(key)?))
+            }
+            None => None,
+        };
+        Self::build(base, roots, client)
+    }
+
+    fn build(base: String, roots: rustls::RootCertStore, client: Option<ClientIdentity>) -> anyhow::Result<Sender> {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.enforce_http(false);
@@ -52,15 +66,18 @@ impl Sender {
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("aws-lc-rs supports the default protocol versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+            .with_root_certificates(roots);
+        let tls = match client {
+            Some((chain, key)) => tls.with_client_auth_cert(chain, key).context("the client certificate and key")?,
+            None => tls.with_no_client_auth(),
+        };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
-        Sender { client, base, authorization: None, retry_for: Duration::from_secs(120), content_encoding: None }
+        Ok(Sender { client, base, authorization: None, retry_for: Duration::from_secs(120), content_encoding: None })
     }
 
     /// Gives up on a body that got no 2xx for this long (default 2 min).

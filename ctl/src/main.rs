@@ -8,6 +8,7 @@ mod bench;
 mod bench_target;
 mod capacity;
 mod certs;
+mod changefeed;
 mod churn;
 mod cluster;
 mod cpu_cost;
@@ -55,6 +56,9 @@ enum Command {
     /// Make the certificates of the queue service and of applier processes (mutual TLS).
     #[command(subcommand)]
     Certs(certs::CertsCommand),
+    /// Print the CREATE CHANGEFEED statement for a running wharf-ingest (--check: ask it whether it
+    /// would accept the statement's path and token).
+    Changefeed(changefeed::ChangefeedArgs),
     /// Show leases, checkpoints, lag and the journal's backlog per partition, and the connected appliers.
     Status(status::StatusArgs),
     /// After a lost or damaged journal: the CREATE CHANGEFEED statements that restart each feed
@@ -90,6 +94,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(bench::run(args)),
         Command::MakeJwt(args) => security::make_jwt(args),
         Command::Certs(command) => certs::run(command),
+        Command::Changefeed(args) => runtime.block_on(changefeed::run(args)),
         Command::Status(args) => runtime.block_on(status::run(args)),
         Command::Recover(args) => runtime.block_on(recover::run(args)),
         Command::Keys(command) => runtime.block_on(security::keys(command)),

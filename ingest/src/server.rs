@@ -258,7 +258,8 @@ async fn respond(state: &State, peer: SocketAddr, req: Request<Incoming>) -> Rep
         Route::ResolvedFile { hlc, .. } => resolve(state, &partition, hlc).await,
         Route::Webhook { query: None, .. } => accept(state, &partition, decode_webhook(&body, Feed::Tables)).await,
         Route::Webhook { query: Some(table), .. } => {
-            accept(state, &partition, decode_webhook(&body, Feed::Query(&table))).await
+            let feed = Feed::Query(&table);
+            accept(state, &partition, decode_webhook(&body, feed)).await
         }
         Route::NdjsonFile { table, query, .. } => {
             let feed = if query { Feed::Query(&table) } else { Feed::File(&table) };
@@ -435,9 +436,6 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
         }
         Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
     };
-    if messages.is_empty() {
-        return reply(StatusCode::OK, "OK");
-    }
     if let Some(newest) = messages.iter().map(|m| m.hlc).max()
         && let Err(why) = not_ahead(state, "a row's updated", newest)
     {
@@ -447,6 +445,11 @@ async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, 
         Ok(catalog) => catalog,
         Err(error) => return catalog_failure(state, partition, error),
     };
+    if messages.is_empty() {
+        // `{"payload":[],"length":0}` (`wharfctl changefeed --check`, or only phantom deletes):
+        // the schema was checked, nothing to journal.
+        return reply(StatusCode::OK, "OK");
+    }
     let fresher;
     let rows = match to_rows(&messages, &partition.schema, &catalog) {
         Err(error) if error.may_be_stale_catalog() => {
