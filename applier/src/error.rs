@@ -77,6 +77,20 @@ impl ApplyError {
         }
     }
 
+    /// Whether the target's shape may have changed under the cached catalog: a table or column
+    /// it lacks, or the target refusing a statement's names or types (SQLSTATE class 42, e.g.
+    /// after an `ALTER TABLE`). The next window reads the catalog again.
+    pub fn may_be_stale_catalog(&self) -> bool {
+        match self {
+            ApplyError::UnknownTable(_) | ApplyError::UnknownColumn { .. } | ApplyError::MissingKeyColumn { .. } => {
+                true
+            }
+            ApplyError::KeyArity { .. } => true,
+            ApplyError::Target(e) => e.code().is_some_and(|c| c.code().starts_with("42")),
+            _ => false,
+        }
+    }
+
     /// A constraint failure that a timestamp-by-timestamp replay of the window may avoid.
     pub fn is_constraint_order(&self) -> bool {
         matches!(self, ApplyError::Target(e) if e.code().is_some_and(|c| c.code() == "23503" || c.code() == "23505"))

@@ -41,7 +41,9 @@ pub const DEFAULT_COMMIT_ROWS: usize = 100_000;
 const PERMANENT_PAUSE: Duration = Duration::from_secs(60);
 /// How long one `acquire` waits for work; a resolved timestamp ends the wait at once.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
-const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+/// A catalog is read again after this long (as the ingest's default `--catalogRefresh`), and at the
+/// next window after an error that says the target's shape changed.
+const CATALOG_MAX_AGE: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug)]
@@ -229,19 +231,13 @@ impl<Q: QueueClient> Worker<Q> {
             return Ok(self.queue.committed(self.index, grant, from, 0).await?);
         }
         let catalog = self.catalog(&grant.partition.schema).await?;
-        let plan = WindowPlan { grant, catalog: &catalog, from, by_timestamp: false };
-        let applied = match window::apply(self.window(), plan, shutdown).await {
-            Err(e) if e.is_constraint_order() => {
-                tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
-                self.forget_prepared();
-                // Transactions of the window may have committed before the failure: the target's
-                // row says where the replay starts.
-                if let Some(claim) = self.claims.get_mut(&grant.partition) {
-                    claim.checkpoint = None;
-                }
-                let from = self.checkpoint(grant).await?;
-                let plan = WindowPlan { grant, catalog: &catalog, from, by_timestamp: true };
-                window::apply(self.window(), plan, shutdown).await
+        let applied = match self.apply(grant, &catalog, from, shutdown).await {
+            Err(e) if e.may_be_stale_catalog() => {
+                tracing::info!(partition = %grant.partition, error = %e, "the target's shape may have changed; reading its catalog again and retrying the window");
+                self.catalogs.remove(&grant.partition.schema);
+                let from = self.reread_checkpoint(grant).await?;
+                let catalog = self.catalog(&grant.partition.schema).await?;
+                self.apply(grant, &catalog, from, shutdown).await
             }
             other => other,
         }?;
@@ -249,6 +245,37 @@ impl<Q: QueueClient> Worker<Q> {
             claim.checkpoint = Some(applied.through);
         }
         Ok(applied.keep)
+    }
+
+    /// Applies a window from `from`; after a constraint failure of folded chunks, once more one
+    /// timestamp at a time.
+    async fn apply(
+        &mut self,
+        grant: &Grant,
+        catalog: &Arc<SchemaCatalog>,
+        from: Hlc,
+        shutdown: &CancellationToken,
+    ) -> Result<window::Applied, ApplyError> {
+        let plan = WindowPlan { grant, catalog, from, by_timestamp: false };
+        match window::apply(self.window(), plan, shutdown).await {
+            Err(e) if e.is_constraint_order() => {
+                tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
+                let from = self.reread_checkpoint(grant).await?;
+                let plan = WindowPlan { grant, catalog, from, by_timestamp: true };
+                window::apply(self.window(), plan, shutdown).await
+            }
+            other => other,
+        }
+    }
+
+    /// After a failed window: transactions of it may have committed before the failure, so the
+    /// target's row says where a retry starts. Prepared statements are dropped too.
+    async fn reread_checkpoint(&mut self, grant: &Grant) -> Result<Hlc, ApplyError> {
+        self.forget_prepared();
+        if let Some(claim) = self.claims.get_mut(&grant.partition) {
+            claim.checkpoint = None;
+        }
+        self.checkpoint(grant).await
     }
 
     /// What a window needs of this worker (connected).
@@ -313,7 +340,7 @@ impl<Q: QueueClient> Worker<Q> {
             self.client = None;
         }
         self.forget_prepared();
-        if matches!(error, ApplyError::UnknownTable(_) | ApplyError::UnknownColumn { .. }) {
+        if error.may_be_stale_catalog() {
             self.catalogs.clear();
         }
         if let Some(claim) = self.claims.get_mut(partition) {

@@ -83,6 +83,8 @@ impl InProcessIngest {
             grace_period: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(300),
             metrics_addr: None,
+            drift: Default::default(),
+            catalog_refresh: wharf_ingest::config::DEFAULT_CATALOG_REFRESH,
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);

@@ -72,7 +72,12 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     };
     let rows = rows(&status, &target);
     if args.json {
-        let out = serde_json::json!({ "partitions": rows, "sessions": status.sessions, "lease_timeout_ms": status.lease_timeout_ms });
+        let out = serde_json::json!({
+            "partitions": rows,
+            "sessions": status.sessions,
+            "lease_timeout_ms": status.lease_timeout_ms,
+            "drift": status.drift,
+        });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         print_tables(&rows, &status);
@@ -149,5 +154,32 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
     }
     if status.sessions.is_empty() {
         println!("(no applier connected)");
+    }
+    print_drift(status);
+}
+
+/// Payload tables and columns the target lacks, while the ingest sees them.
+fn print_drift(status: &ServiceStatus) {
+    if status.drift.is_empty() {
+        return;
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    println!();
+    println!(
+        "{:<24} {:<24} {:<24} {:<15} {:<7} {:>8} {:>9} {:>8}",
+        "DRIFT", "TABLE", "COLUMN", "KIND", "POLICY", "SINCE_S", "REFUSED", "DROPPED"
+    );
+    for d in &status.drift {
+        println!(
+            "{:<24} {:<24} {:<24} {:<15} {:<7} {:>8} {:>9} {:>8}",
+            d.partition,
+            d.table,
+            d.column.as_deref().unwrap_or("-"),
+            d.kind,
+            d.policy,
+            now.saturating_sub(d.since_unix_s),
+            d.refused,
+            d.dropped
+        );
     }
 }

@@ -17,6 +17,8 @@ pub const MAX_BODY_LIMIT: u64 = 1 << 30;
 /// Default of `--maxClockSkew`: far above CockroachDB's own clock offset limit (500 ms), far
 /// below what a forged timestamp needs to do harm.
 pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+/// Default of `--catalogRefresh`.
+pub const DEFAULT_CATALOG_REFRESH: Duration = Duration::from_secs(30);
 /// Time allowed to finish in-flight requests on SIGTERM before the process exits anyway.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
@@ -119,6 +121,18 @@ pub struct StartArgs {
     /// Log lines as `text` (colour only on a terminal) or `json` (one object per line), on stderr.
     #[arg(long = "logFormat", env = "WHARF_LOG_FORMAT", default_value = "text")]
     pub log_format: wharf_base::logging::LogFormat,
+    /// A payload column the target lacks: `halt` (400, until the target has it) or `ignore` (drop
+    /// it before journaling); `db.schema=halt|ignore` for one schema. Repeat or separate by commas.
+    #[arg(long = "onUnknownColumn", env = "WHARF_ON_UNKNOWN_COLUMN", value_delimiter = ',', default_value = "halt")]
+    pub on_unknown_column: Vec<String>,
+    /// A payload table the target lacks: `halt` (400) or `ignore` (drop its rows); per schema as
+    /// for --onUnknownColumn.
+    #[arg(long = "onUnknownTable", env = "WHARF_ON_UNKNOWN_TABLE", value_delimiter = ',', default_value = "halt")]
+    pub on_unknown_table: Vec<String>,
+    /// How old a schema's cached catalog may get before it is read again (it is also read again
+    /// at once when a payload names something it lacks).
+    #[arg(long = "catalogRefresh", env = "WHARF_CATALOG_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    pub catalog_refresh: Duration,
     /// Time allowed for in-flight requests on shutdown, e.g. 30s.
     #[arg(long = "gracePeriod", env = "WHARF_GRACE_PERIOD", default_value = "30s", value_parser = parse_duration)]
     pub grace_period: Duration,
@@ -147,6 +161,15 @@ pub struct IngestConfig {
     pub stall_timeout: Duration,
     pub max_clock_skew: Duration,
     pub metrics_addr: Option<SocketAddr>,
+    pub drift: DriftPolicies,
+    pub catalog_refresh: Duration,
+}
+
+/// What to do with payload columns and tables the target lacks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DriftPolicies {
+    pub column: crate::drift::Policies,
+    pub table: crate::drift::Policies,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -177,6 +200,10 @@ pub enum ConfigError {
     LeaseTimeout,
     #[error("--metricsAddr {0:?} is not HOST:PORT or :PORT")]
     MetricsAddr(String),
+    #[error("{0}")]
+    Drift(String),
+    #[error("--catalogRefresh must be at least 1s")]
+    CatalogRefresh,
 }
 
 impl StartArgs {
@@ -211,6 +238,15 @@ impl StartArgs {
         if self.lease_timeout < Duration::from_secs(1) {
             return Err(ConfigError::LeaseTimeout);
         }
+        let drift = DriftPolicies {
+            column: crate::drift::Policies::parse(&self.on_unknown_column, "--onUnknownColumn")
+                .map_err(ConfigError::Drift)?,
+            table: crate::drift::Policies::parse(&self.on_unknown_table, "--onUnknownTable")
+                .map_err(ConfigError::Drift)?,
+        };
+        if self.catalog_refresh < Duration::from_secs(1) {
+            return Err(ConfigError::CatalogRefresh);
+        }
         let mut journal = wharf_queue::JournalConfig::new(self.journal_dir);
         journal.byte_budget = self.journal_budget;
         journal.disk_reserve = self.disk_reserve;
@@ -242,6 +278,8 @@ impl StartArgs {
                 Some(text) => Some(parse_bind_addr(text).map_err(|_| ConfigError::MetricsAddr(text.to_owned()))?),
                 None => None,
             },
+            drift,
+            catalog_refresh: self.catalog_refresh,
         })
     }
 }

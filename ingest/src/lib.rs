@@ -6,12 +6,15 @@
 //! - [`route`]: request paths to routes (pure).
 //! - [`decode`]: webhook and ndjson bodies to messages (pure, fuzzed).
 //! - [`validate`]: messages checked against the target catalog, encoded as journal rows (pure).
+//! - [`drift`]: payload tables and columns the target lacks: found (pure), handled by policy
+//!   (`--onUnknownColumn`, `--onUnknownTable`) and shown while they last.
 //! - [`target`]: target database name, cached catalogs, health.
 //! - [`server`]: HTTP, status codes, graceful shutdown; [`inflight`]: the bound on body bytes
 //!   processed at once (`--inflightLimit`); [`stall`]: stalled partitions on health
 //!   (`--stallTimeout`).
 //! - [`auth`]: JWT verification with keys in the staging schema; [`tls`]: HTTPS and mutual TLS.
 //! - [`metrics`]: `/_/varz`; [`ops`]: livez, readyz, healthz and the `--metricsAddr` server.
+//! - [`accept`]: a decoded body checked, journaled or recorded, and the answers on the way.
 //! - [`answer`]: answer bodies that keep an unread request body until sent; [`refusals`]: the
 //!   rate limit of warnings about refused callers.
 //!
@@ -22,11 +25,13 @@
 //! A request is answered 200 only after all of its rows are durable in the journal. This library
 //! does not depend on the applier: the `wharf-ingest` binary passes it the embedded workers.
 
+pub mod accept;
 pub mod answer;
 pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod decode;
+pub mod drift;
 pub mod inflight;
 pub mod metrics;
 pub mod ops;

@@ -19,6 +19,13 @@ use wharf_queue::Partition;
 use crate::server::State;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DriftLabel {
+    schema: String,
+    table: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
     code: u16,
 }
@@ -64,6 +71,7 @@ pub struct IngestMetrics {
     source_lag: Family<SchemaLabel, Seconds>,
     stale_resolved: Family<SchemaLabel, Counter>,
     phantoms_dropped: Family<SchemaLabel, Counter>,
+    drift: Family<DriftLabel, Counter>,
     refusals: Family<ReasonLabel, Counter>,
     /// Refreshed from their owners at every scrape (under the lock, so deltas are not counted twice).
     scraped: Mutex<Scraped>,
@@ -96,6 +104,7 @@ impl IngestMetrics {
             source_lag: Family::default(),
             stale_resolved: Family::default(),
             phantoms_dropped: Family::default(),
+            drift: Family::default(),
             refusals: Family::default(),
             scraped: Mutex::new(Scraped::default()),
             registry: Registry::default(),
@@ -130,6 +139,11 @@ impl IngestMetrics {
             "wharf_phantom_deletes_dropped",
             "Query-feed deletes with neither after nor before (of a row the query never emitted), dropped",
             self.phantoms_dropped.clone(),
+        );
+        r.register(
+            "wharf_schema_drift",
+            "Rows naming a table or column the target lacks, or a key of another arity (kind), refused or dropped by policy",
+            self.drift.clone(),
         );
         r.register(
             "wharf_backpressure_refusals",
@@ -197,6 +211,12 @@ impl IngestMetrics {
     /// Query-feed phantom deletes dropped from a request.
     pub fn phantoms_dropped(&self, partition: &Partition, count: u64) {
         self.phantoms_dropped.get_or_create(&SchemaLabel::of(partition)).inc_by(count);
+    }
+
+    /// Rows with schema drift of `kind` in `table`.
+    pub fn drift(&self, partition: &Partition, table: &str, kind: &'static str, rows: u64) {
+        let label = DriftLabel { schema: partition.to_string(), table: table.to_owned(), kind };
+        self.drift.get_or_create(&label).inc_by(rows);
     }
 
     pub fn refused(&self, why: Refusal) {

@@ -33,7 +33,8 @@ fn live(state: &State) -> Reply {
 }
 
 /// 503 while changefeed requests cannot be acknowledged or applied: the journal cannot write or
-/// its writer thread is gone, the target does not answer, shutdown has begun, or a partition stalled.
+/// its writer thread is gone, the target does not answer, shutdown has begun, a partition stalled,
+/// or schema drift halts a changefeed (its requests get 400 until the target has what they name).
 async fn ready(state: &State) -> Reply {
     if let Some(Err(fault)) = state.journal.as_ref().map(wharf_queue::Journal::health) {
         let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;
@@ -45,14 +46,22 @@ async fn ready(state: &State) -> Reply {
     if state.shutting_down.is_cancelled() {
         return unavailable("shutting down", 5);
     }
-    let stalls = state.stalls.reasons(std::time::Instant::now());
+    let now = std::time::Instant::now();
+    let stalls = state.stalls.reasons(now);
     if !stalls.is_empty() {
         return unavailable(&format!("stalled (--stallTimeout): {}", stalls.join("; ")), 5);
     }
+    let (halted, ignored) = state.drift.lines(now);
+    if !halted.is_empty() {
+        let text =
+            format!("schema drift halts the changefeed (--onUnknownColumn, --onUnknownTable): {}", halted.join("; "));
+        return unavailable(&text, 5);
+    }
     let mut body = String::from("OK");
-    for warning in &state.warnings {
+    let ignored = ignored.iter().map(|line| format!("schema drift ignored: {line}"));
+    for warning in state.warnings.iter().map(|w| w.to_string()).chain(ignored) {
         body.push_str("\nwarning: ");
-        body.push_str(warning);
+        body.push_str(&warning);
     }
     reply(StatusCode::OK, &body)
 }

@@ -141,7 +141,7 @@ pub async fn run_with_listener(
         Some(auth)
     };
     let journal = if config.discard { None } else { Some(Journal::open(&config.journal)?) };
-    let target = target::Target::connect(&config.target_conn).await?;
+    let target = target::Target::connect(&config.target_conn, config.catalog_refresh).await?;
     let witness: Arc<dyn CommitWitness> =
         Arc::new(TargetWitness(CheckpointWitness::new(&config.target_conn, &config.staging_schema)));
     let queue =
@@ -182,11 +182,19 @@ pub async fn run_with_listener(
         body_limit: config.body_limit,
         shutting_down: shutdown.clone(),
         metrics,
+        drift_policies: config.drift.clone(),
+        drift: crate::drift::DriftWatch::default(),
         metrics_elsewhere: config.metrics_addr.is_some(),
         refusal_log: refusals::LogLimiter::default(),
         queue,
         dropped_warned: std::sync::Mutex::default(),
     });
+    if let Some(queue) = &state.queue {
+        let weak = Arc::downgrade(&state);
+        queue.report_drift(Arc::new(move || {
+            weak.upgrade().map(|state| state.drift.status(std::time::Instant::now())).unwrap_or_default()
+        }));
+    }
     let ops_server =
         metrics_listener.map(|listener| tokio::spawn(ops::serve(listener, state.clone(), shutdown.clone())));
     let fatal = tokio::spawn(watch_journal(state.journal.clone(), shutdown.clone()));

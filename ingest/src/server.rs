@@ -20,15 +20,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use wharf_queue::{Journal, Partition, Resolved};
-use wharf_targetdb::CatalogError;
+use wharf_queue::{Journal, Partition};
 
+use crate::accept::{accept, resolve};
 use crate::decode::compressed::Encoding;
-use crate::decode::{self, Body, Feed, decode_webhook};
+use crate::decode::{self, Feed, decode_webhook};
 use crate::metrics::Refusal;
 use crate::route::{Ops, Route, parse_route};
 use crate::target::Target;
-use crate::validate::to_rows;
 
 /// Bounds on what clients may hold or send.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +67,9 @@ pub struct State {
     pub body_limit: u64,
     pub shutting_down: CancellationToken,
     pub metrics: crate::metrics::IngestMetrics,
+    /// `--onUnknownColumn` and `--onUnknownTable`, and the drift seen.
+    pub drift_policies: crate::config::DriftPolicies,
+    pub drift: crate::drift::DriftWatch,
     /// `--metricsAddr` is set: `/_/varz` is served there only.
     pub metrics_elsewhere: bool,
     /// Rate limit of the warnings about refused callers.
@@ -423,145 +425,6 @@ async fn decode_body(
 
 /// Decoded bytes read (and held) at a time.
 const DECODE_PIECE: usize = 256 << 10;
-
-async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, decode::DecodeError>) -> Reply {
-    let messages = match decoded {
-        Ok(Body::Empty) => return reply(StatusCode::OK, "OK"),
-        Ok(Body::Resolved(hlc)) => return resolve(state, partition, hlc).await,
-        Ok(Body::Rows { messages, phantoms }) => {
-            if phantoms > 0 {
-                state.metrics.phantoms_dropped(partition, phantoms as u64);
-            }
-            messages
-        }
-        Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
-    };
-    if let Some(newest) = messages.iter().map(|m| m.hlc).max()
-        && let Err(why) = not_ahead(state, "a row's updated", newest)
-    {
-        return reply(StatusCode::BAD_REQUEST, &why);
-    }
-    let catalog = match state.target.catalog(&partition.schema, false).await {
-        Ok(catalog) => catalog,
-        Err(error) => return catalog_failure(state, partition, error),
-    };
-    if messages.is_empty() {
-        // `{"payload":[],"length":0}` (`wharfctl changefeed --check`, or only phantom deletes):
-        // the schema was checked, nothing to journal.
-        return reply(StatusCode::OK, "OK");
-    }
-    let fresher;
-    let rows = match to_rows(&messages, &partition.schema, &catalog) {
-        Err(error) if error.may_be_stale_catalog() => {
-            fresher = match state.target.catalog(&partition.schema, true).await {
-                Ok(catalog) => catalog,
-                Err(error) => return catalog_failure(state, partition, error),
-            };
-            to_rows(&messages, &partition.schema, &fresher)
-        }
-        rows => rows,
-    };
-    let rows = match rows {
-        Ok(rows) => rows,
-        Err(error) => return reply(StatusCode::BAD_REQUEST, &error.to_string()),
-    };
-    let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
-    match journal.append_durable(partition, &rows).await {
-        Ok(appended) => {
-            if let Some(newest) = rows.iter().map(|r| r.hlc).max() {
-                state.stalls.rows_arrived(partition, newest);
-            }
-            state.metrics.journaled(partition, appended.journaled as u64);
-            if appended.dropped_stale > 0 {
-                warn_dropped(state, partition, journal);
-            }
-            reply(StatusCode::OK, "OK")
-        }
-        Err(error) => journal_failure(state, &error),
-    }
-}
-
-/// 400 for a timestamp further ahead of this machine's clock than `--maxClockSkew`: CockroachDB
-/// never sends one, and accepted it would hold back every row after it (as a checkpoint) for good.
-fn not_ahead(state: &State, what: &str, hlc: wharf_queue::Hlc) -> Result<(), String> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let limit = now.saturating_add(state.max_clock_skew).as_nanos().min(u128::from(u64::MAX)) as u64;
-    if hlc.wall <= limit {
-        return Ok(());
-    }
-    let ahead = std::time::Duration::from_nanos(hlc.wall - now.as_nanos().min(u128::from(u64::MAX)) as u64);
-    Err(format!(
-        "{what} timestamp {hlc} is {} ahead of this server's clock, more than --maxClockSkew ({}); check the clocks",
-        humantime::format_duration(std::time::Duration::from_secs(ahead.as_secs())),
-        humantime::format_duration(state.max_clock_skew)
-    ))
-}
-
-async fn resolve(state: &State, partition: &Partition, hlc: wharf_queue::Hlc) -> Reply {
-    if let Err(why) = not_ahead(state, "the resolved", hlc) {
-        return reply(StatusCode::BAD_REQUEST, &why);
-    }
-    if let Err(error) = state.target.catalog(&partition.schema, false).await {
-        return catalog_failure(state, partition, error);
-    }
-    let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
-    match journal.resolve_durable(partition, hlc).await {
-        Ok(Resolved::Advanced) => {
-            state.metrics.resolved(partition, hlc);
-            reply(StatusCode::OK, "OK")
-        }
-        Ok(Resolved::Stale { current }) => {
-            tracing::debug!(%partition, %hlc, %current, "stale resolved timestamp ignored");
-            state.metrics.stale_resolved(partition);
-            reply(StatusCode::OK, "OK")
-        }
-        Err(error) => journal_failure(state, &error),
-    }
-}
-
-fn catalog_failure(state: &State, partition: &Partition, error: CatalogError) -> Reply {
-    match error {
-        CatalogError::NoSuchSchema(_) => reply(StatusCode::NOT_FOUND, &format!("unknown schema {partition}: {error}")),
-        CatalogError::Query(_) | CatalogError::Connect(_) => {
-            state.metrics.refused(Refusal::Target);
-            tracing::warn!(%partition, %error, "target catalog unavailable");
-            unavailable("target catalog unavailable", 1)
-        }
-    }
-}
-
-/// Says loudly (at most every [`DROPPED_WARNING_EVERY`] per partition) that rows at or below the
-/// applied checkpoint were dropped: right for a changefeed re-emitting after a restart, data loss
-/// for a second changefeed into the same schema or an ingest restarted on an emptied journal.
-fn warn_dropped(state: &State, partition: &Partition, journal: &wharf_queue::Journal) {
-    let mut warned = state.dropped_warned.lock().expect("warned lock");
-    if warned.get(partition).is_some_and(|at| at.elapsed() < DROPPED_WARNING_EVERY) {
-        return;
-    }
-    warned.insert(partition.clone(), std::time::Instant::now());
-    let total = journal.dropped_stale().into_iter().find(|(p, _)| p == partition).map_or(0, |(_, n)| n);
-    tracing::warn!(
-        %partition,
-        rows_dropped_total = total,
-        "rows at or below the partition's applied checkpoint were acknowledged and dropped; after a changefeed restart that is expected, but if a second changefeed writes into this schema, or the journal was emptied while the target kept its checkpoint, these rows are lost (one changefeed per schema; see README, Recovering)"
-    );
-}
-
-/// How often the dropped-rows warning repeats per partition.
-const DROPPED_WARNING_EVERY: Duration = Duration::from_secs(10);
-
-fn journal_failure(state: &State, error: &wharf_queue::AppendError) -> Reply {
-    if let wharf_queue::AppendError::TooLarge { .. } = error {
-        return reply(StatusCode::PAYLOAD_TOO_LARGE, &error.to_string());
-    }
-    state.metrics.refused(Refusal::Journal);
-    if error.is_transient() {
-        tracing::warn!(%error, "journal refused a request");
-    } else {
-        tracing::error!(%error, "journal write failed");
-    }
-    unavailable(&error.to_string(), 1)
-}
 
 pub(crate) fn unavailable(message: &str, retry_after_s: u32) -> Reply {
     let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, message);

@@ -8,8 +8,8 @@ use tokio_postgres::Client;
 use wharf_targetdb::catalog::{CatalogError, SchemaCatalog, discover};
 use wharf_targetdb::{ConnectError, connect};
 
-/// A catalog is re-read after this long, and at most this often when a row names something unknown.
-const CATALOG_MAX_AGE: Duration = Duration::from_secs(60);
+/// A catalog is re-read at most this often when a row names something unknown (and after
+/// `--catalogRefresh` in any case).
 const CATALOG_MIN_REFRESH: Duration = Duration::from_secs(1);
 /// How long a health check's answer is reused: health endpoints need no token, so callers must
 /// not be able to send the target a query each.
@@ -20,6 +20,8 @@ pub struct Target {
     pub database: String,
     client: RwLock<Arc<Client>>,
     catalogs: Mutex<HashMap<String, (Instant, Arc<SchemaCatalog>)>>,
+    /// `--catalogRefresh`: the oldest catalog used.
+    catalog_max_age: Duration,
     /// The last health check and its answer; one check at a time.
     health: tokio::sync::Mutex<Option<(Instant, bool)>>,
     /// Health checks sent to the target (for `/_/varz`).
@@ -27,7 +29,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub async fn connect(conn: &str) -> Result<Target, crate::StartError> {
+    pub async fn connect(conn: &str, catalog_max_age: Duration) -> Result<Target, crate::StartError> {
         let client = connect(conn).await?;
         let database: String = client
             .query_one("SELECT current_database()", &[])
@@ -39,6 +41,7 @@ impl Target {
             database,
             client: RwLock::new(Arc::new(client)),
             catalogs: Mutex::new(HashMap::new()),
+            catalog_max_age,
             health: tokio::sync::Mutex::new(None),
             health_checks: std::sync::atomic::AtomicU64::new(0),
         })
@@ -48,7 +51,7 @@ impl Target {
     pub async fn catalog(&self, schema: &str, refresh: bool) -> Result<Arc<SchemaCatalog>, CatalogError> {
         if let Some((at, catalog)) = self.catalogs.lock().expect("catalog lock").get(schema) {
             let age = at.elapsed();
-            if age < CATALOG_MAX_AGE && (!refresh || age < CATALOG_MIN_REFRESH) {
+            if age < self.catalog_max_age && (!refresh || age < CATALOG_MIN_REFRESH) {
                 return Ok(catalog.clone());
             }
         }

@@ -9,6 +9,7 @@ use wharf_queue::RowRef;
 use wharf_targetdb::catalog::{SchemaCatalog, Table};
 
 use crate::decode::{Key, Message};
+use crate::drift::Edits;
 
 /// Why a body's rows do not fit the target (HTTP 400, after one catalog refresh).
 #[derive(Debug, Error, PartialEq)]
@@ -37,19 +38,27 @@ impl RowError {
 }
 
 /// Validates every message, then encodes them; nothing is returned unless all are valid.
+/// `edits` (from [`crate::drift::edits`]) drops messages and rewrites `after` objects without the
+/// columns an `ignore` policy drops.
 pub fn to_rows<'a>(
     messages: &'a [Message<'a>],
     schema: &str,
     catalog: &'a SchemaCatalog,
+    edits: &'a Edits,
 ) -> Result<Vec<RowRef<'a>>, RowError> {
     let mut rows = Vec::with_capacity(messages.len());
     for (index, m) in messages.iter().enumerate() {
+        if edits.skip[index] {
+            continue;
+        }
+        let rewritten = edits.after[index].as_deref();
         let table = catalog.table(&m.table).ok_or_else(|| RowError::UnknownTable {
             index,
             table: m.table.to_string(),
             schema: schema.to_owned(),
         })?;
         if let Some((_, props)) = &m.after
+            && rewritten.is_none()
             && let Some((column, _)) = props.0.iter().find(|(c, _)| table.column_index(c).is_none())
         {
             return Err(RowError::UnknownColumn { index, table: table.name.clone(), column: column.to_string() });
@@ -68,7 +77,7 @@ pub fn to_rows<'a>(
             hlc: m.hlc,
             table: &table.name,
             key,
-            after: m.after.as_ref().map(|(raw, _)| raw.get().as_bytes()),
+            after: m.after.as_ref().map(|(raw, _)| rewritten.unwrap_or(raw.get()).as_bytes()),
         });
     }
     Ok(rows)

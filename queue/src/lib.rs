@@ -80,5 +80,5 @@ pub use journal::{
 };
 pub use local::LocalClient;
 pub use record::{Partition, Row, RowRef, RowSource};
-pub use service::{DEFAULT_LEASE_TIMEOUT, QueueService, ServiceStatus};
+pub use service::{DEFAULT_LEASE_TIMEOUT, DriftSource, DriftStatus, QueueService, ServiceStatus};
 pub use wharf_base::{Hlc, HlcError};

@@ -63,6 +63,7 @@ struct Inner {
     /// Woken when a lease is freed, so waiting workers look again at once.
     freed: Notify,
     stats: ServiceStats,
+    drift: std::sync::OnceLock<DriftSource>,
 }
 
 /// One partition in `wharfctl status`.
@@ -84,7 +85,30 @@ pub struct ServiceStatus {
     pub lease_timeout_ms: u64,
     pub sessions: Vec<SessionInfo>,
     pub partitions: Vec<PartitionStatus>,
+    /// Schema drift the ingest sees (an older ingest sends none).
+    #[serde(default)]
+    pub drift: Vec<DriftStatus>,
 }
+
+/// A payload table or column the target lacks (or a key of another arity), as the ingest's
+/// policy handles it: `halt` refuses the requests, `ignore` drops it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DriftStatus {
+    pub partition: String,
+    pub table: String,
+    pub column: Option<String>,
+    /// `unknown_column`, `unknown_table` or `key_arity`.
+    pub kind: String,
+    pub policy: String,
+    pub since_unix_s: u64,
+    /// Requests refused (halt).
+    pub refused: u64,
+    /// Rows whose column was dropped, or dropped whole (ignore).
+    pub dropped: u64,
+}
+
+/// Where the ingest's drift comes from, for [`ServiceStatus::drift`].
+pub type DriftSource = Arc<dyn Fn() -> Vec<DriftStatus> + Send + Sync>;
 
 impl QueueService {
     pub fn new(journal: Journal, lease_timeout: Duration) -> Self {
@@ -99,8 +123,14 @@ impl QueueService {
             witness,
             freed: Notify::new(),
             stats: ServiceStats::default(),
+            drift: std::sync::OnceLock::new(),
         };
         QueueService { inner: Arc::new(inner) }
+    }
+
+    /// Sets where [`ServiceStatus::drift`] comes from (once).
+    pub fn report_drift(&self, source: DriftSource) {
+        let _ = self.inner.drift.set(source);
     }
 
     pub fn journal(&self) -> &Journal {
@@ -331,6 +361,7 @@ impl QueueService {
                 dropped_stale: dropped.iter().find(|(p, _)| p == partition).map_or(0, |(_, n)| *n),
             });
         }
-        Ok(ServiceStatus { lease_timeout_ms: timeout.as_millis() as u64, sessions, partitions })
+        let drift = self.inner.drift.get().map(|source| source()).unwrap_or_default();
+        Ok(ServiceStatus { lease_timeout_ms: timeout.as_millis() as u64, sessions, partitions, drift })
     }
 }
