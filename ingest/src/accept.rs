@@ -16,7 +16,11 @@ use crate::metrics::Refusal;
 use crate::server::{Reply, State, reply, unavailable};
 use crate::validate::to_rows;
 
-pub(crate) async fn accept(state: &State, partition: &Partition, decoded: Result<Body<'_>, decode::DecodeError>) -> Reply {
+pub(crate) async fn accept(
+    state: &State,
+    partition: &Partition,
+    decoded: Result<Body<'_>, decode::DecodeError>,
+) -> Reply {
     let messages = match decoded {
         Ok(Body::Empty) => return reply(StatusCode::OK, "OK"),
         Ok(Body::Resolved(hlc)) => return resolve(state, partition, hlc).await,
@@ -210,4 +214,3 @@ fn journal_failure(state: &State, error: &wharf_queue::AppendError) -> Reply {
     }
     unavailable(&error.to_string(), 1)
 }
-
