@@ -51,6 +51,8 @@ struct Row {
     /// Rows at or below the checkpoint acknowledged and dropped since the ingest started.
     dropped_stale: u64,
     paused: Option<String>,
+    /// Why its apply fails for good, until a window commits rows again.
+    blocked: Option<String>,
     /// Seconds since the holder last made progress (a grant, a chunk read, a commit).
     idle_s: Option<u64>,
 }
@@ -107,6 +109,7 @@ fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec
                 pending_bytes: p.pending_bytes,
                 dropped_stale: p.dropped_stale,
                 paused: p.lease.paused.clone(),
+                blocked: p.lease.blocked.clone(),
                 idle_s: p.lease.idle_s,
             }
         })
@@ -144,7 +147,11 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
             r.pending_bytes,
             r.dropped_stale,
             r.idle_s.map_or("-".into(), |s| s.to_string()),
-            r.paused.as_ref().map(|p| format!("  paused: {p}")).unwrap_or_default()
+            match (&r.paused, &r.blocked) {
+                (Some(p), _) => format!("  paused: {p}"),
+                (None, Some(b)) => format!("  blocked: {b}"),
+                _ => String::new(),
+            }
         );
     }
     println!();

@@ -83,6 +83,7 @@ struct Scraped {
     sessions: Gauge,
     leases_held: Gauge,
     partitions_paused: Gauge,
+    blocked: Family<SchemaLabel, Gauge>,
     dropped_stale: Family<SchemaLabel, Counter>,
     apply_rows: Counter,
     apply_commits: Counter,
@@ -162,6 +163,11 @@ impl IngestMetrics {
             "wharf_partitions_paused",
             "Partitions paused after a permanent apply error",
             s.partitions_paused.clone(),
+        );
+        r.register(
+            "wharf_partition_blocked",
+            "1 while the partition's apply fails for good (a row the target rejects, …): from its first pause until a window commits rows",
+            s.blocked.clone(),
         );
         r.register(
             "wharf_rows_dropped_stale",
@@ -251,6 +257,12 @@ fn refresh(s: &Scraped, state: &State) {
         s.sessions.set(sessions as i64);
         s.leases_held.set(held as i64);
         s.partitions_paused.set(paused as i64);
+        let blocked = queue.blocked();
+        for partition in state.journal.iter().flat_map(|j| j.partitions()) {
+            let name = partition.to_string();
+            let is_blocked = blocked.iter().any(|(p, _)| *p == name);
+            s.blocked.get_or_create(&SchemaLabel { schema: name }).set(i64::from(is_blocked));
+        }
         let stats = queue.stats();
         raise(&s.apply_rows, stats.rows_applied.load(Ordering::Relaxed));
         raise(&s.apply_commits, stats.commits.load(Ordering::Relaxed));

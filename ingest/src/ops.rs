@@ -33,8 +33,8 @@ fn live(state: &State) -> Reply {
 }
 
 /// 503 while changefeed requests cannot be acknowledged or applied: the journal cannot write or
-/// its writer thread is gone, the target does not answer, shutdown has begun, a partition stalled,
-/// or schema drift halts a changefeed (its requests get 400 until the target has what they name).
+/// its writer thread is gone, the target does not answer, shutdown has begun, a partition stalled
+/// or its apply fails for good (blocked), or schema drift halts a changefeed (its requests get 400 until the target has what they name).
 async fn ready(state: &State) -> Reply {
     if let Some(Err(fault)) = state.journal.as_ref().map(wharf_queue::Journal::health) {
         let (wharf_queue::Fault::Stalled(reason) | wharf_queue::Fault::Fatal(reason)) = fault;
@@ -50,6 +50,15 @@ async fn ready(state: &State) -> Reply {
     let stalls = state.stalls.reasons(now);
     if !stalls.is_empty() {
         return unavailable(&format!("stalled (--stallTimeout): {}", stalls.join("; ")), 5);
+    }
+    let blocked: Vec<String> =
+        state.queue.iter().flat_map(|q| q.blocked()).map(|(p, why)| format!("{p}: {why}")).collect();
+    if !blocked.is_empty() {
+        let text = format!(
+            "apply blocked (retried every minute; fix the target or the data, see wharfctl status): {}",
+            blocked.join("; ")
+        );
+        return unavailable(&text, 5);
     }
     let (halted, ignored) = state.drift.lines(now);
     if !halted.is_empty() {

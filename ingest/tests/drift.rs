@@ -203,3 +203,32 @@ fn a_column_type_changed_in_the_target_while_a_feed_runs_is_picked_up_at_the_nex
     let rows = s.target.query("SELECT id::text, kind::text FROM public.events ORDER BY id");
     assert_eq!(rows, [[Some("1".into()), Some("click".into())], [Some("2".into()), Some("click".into())]]);
 }
+
+#[test]
+fn a_row_the_target_rejects_under_halt_names_table_and_sqlstate_until_the_target_is_fixed() {
+    let s = Setup::start(&[]);
+    s.target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT not_13 CHECK (id <> 13)");
+    assert_eq!(s.ingest.post("/app/public", &body(&[customer(1, "", 1000), customer(13, "", 1000)])).0, 200);
+    assert_eq!(s.ingest.post("/app/public", &resolved(1500)).0, 200);
+    wait_for("readiness to say the apply is blocked", Duration::from_secs(30), || {
+        let (status, text) = s.get("/_/readyz");
+        status == 503 && text.contains("apply blocked") && text.contains("app.public: ")
+    });
+    let (_, text) = s.get("/_/readyz");
+    assert!(text.contains(r#"violates check constraint "not_13" (SQLSTATE 23514)"#), "{text}");
+    assert!(text.contains(r#"relation "customers""#), "{text}");
+    let lease = s.status().partitions.into_iter().find(|p| p.lease.partition == "app.public").unwrap().lease;
+    assert!(lease.blocked.as_deref().is_some_and(|b| b.contains("SQLSTATE 23514")), "{lease:?}");
+    assert_eq!(s.metric(r#"wharf_partition_blocked{schema="app.public"}"#), Some(1.0));
+    assert!(s.customers().is_empty(), "nothing of the window is applied");
+
+    s.target.execute("app", "ALTER TABLE public.customers DROP CONSTRAINT not_13");
+    // The partition is retried when its one-minute pause ends.
+    wait_for("the window applied after the fix", Duration::from_secs(120), || {
+        s.target.checkpoint().as_deref() == Some("1732615201500000000.0000000000")
+    });
+    assert_eq!(s.customers().len(), 2);
+    wait_for("readiness back", Duration::from_secs(10), || s.get("/_/readyz").0 == 200);
+    assert_eq!(s.metric(r#"wharf_partition_blocked{schema="app.public"}"#), Some(0.0));
+    assert_eq!(s.status().partitions[0].lease.blocked, None);
+}

@@ -36,7 +36,7 @@ fn routes_limits_and_health_answer_with_exact_codes() {
     assert_eq!(request(port, "GET", "/_/healthz", b"").unwrap(), health);
     assert_eq!(request(port, "GET", "/_/diag", b"").unwrap().0, 404);
     assert_eq!(request(port, "POST", "/app", ROW.as_bytes()).unwrap().0, 404);
-    assert_eq!(request(port, "POST", "/app/public/kv_bare", ROW.as_bytes()).unwrap().0, 404);
+    assert_eq!(request(port, "POST", "/app/public/kv_bare/a/b/c/d", ROW.as_bytes()).unwrap().0, 404);
     let (status, text) = request(port, "POST", "/other/public", ROW.as_bytes()).unwrap();
     assert_eq!(status, 404);
     assert!(text.contains("unknown database"), "{text}");

@@ -89,6 +89,8 @@ struct Slot {
     progress_at: Option<Instant>,
     paused_until: Option<Instant>,
     pause_reason: Option<String>,
+    /// Why its apply last failed for good, until a window of it commits rows again.
+    blocked: Option<String>,
 }
 
 /// The lease table of one queue service.
@@ -109,6 +111,10 @@ pub struct LeaseInfo {
     pub holder: Option<String>,
     pub epoch: u64,
     pub paused: Option<String>,
+    /// Why the partition's apply fails for good (a row the target rejects, …), from its first
+    /// pause until a window of it commits rows again: pauses end, this does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
     /// Seconds since the holder last made progress, while it has a holder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_s: Option<u64>,
@@ -331,9 +337,17 @@ impl LeaseTable {
         self.free(partition);
         if let (Some((until, reason)), Some(slot)) = (pause, self.slots.get_mut(partition)) {
             slot.paused_until = Some(until);
+            slot.blocked = Some(reason.clone());
             slot.pause_reason = Some(reason);
         }
         true
+    }
+
+    /// A window of `partition` committed rows: it is no longer blocked.
+    pub fn unblock(&mut self, partition: &Partition) {
+        if let Some(slot) = self.slots.get_mut(partition) {
+            slot.blocked = None;
+        }
     }
 
     /// The holder of `partition` at `epoch` found the target at epoch `seen` (it was fenced): it
@@ -364,6 +378,7 @@ impl LeaseTable {
                 paused: s.paused_until.filter(|until| now < *until).map(|until| {
                     format!("{} (for {} s more)", s.pause_reason.clone().unwrap_or_default(), (until - now).as_secs())
                 }),
+                blocked: s.blocked.clone(),
                 idle_s: s.holder.and(s.progress_at).map(|at| now.saturating_duration_since(at).as_secs()),
             })
             .collect()

@@ -154,6 +154,12 @@ impl QueueService {
         (leases.sessions().len(), held, paused)
     }
 
+    /// Partitions whose apply fails for good, and why (see [`LeaseInfo::blocked`]).
+    pub fn blocked(&self) -> Vec<(String, String)> {
+        let all = self.leases().leases(Instant::now());
+        all.into_iter().filter_map(|l| Some((l.partition, l.blocked?))).collect()
+    }
+
     fn leases(&self) -> std::sync::MutexGuard<'_, LeaseTable> {
         self.inner.leases.lock().expect("lease table lock")
     }
@@ -294,7 +300,13 @@ impl QueueService {
         }
         self.inner.stats.rows_applied.fetch_add(rows, Ordering::Relaxed);
         self.inner.stats.commits.fetch_add(1, Ordering::Relaxed);
-        let keep = self.leases().keep_after_commit(worker, partition, epoch);
+        let keep = {
+            let mut leases = self.leases();
+            if rows > 0 {
+                leases.unblock(partition);
+            }
+            leases.keep_after_commit(worker, partition, epoch)
+        };
         if !keep {
             self.inner.freed.notify_waiters();
         }
