@@ -79,7 +79,8 @@ fn check(data: &[u8], feed: Feed<'_>) {
             assert!(row.hlc > wharf_queue::Hlc::ZERO, "accepted the zero timestamp");
         }
         let catalog = catalog_for(&messages);
-        if let Ok(rows) = to_rows(&messages, "s", &catalog) {
+        let edits = wharf_ingest::drift::edits(&messages, &catalog);
+        if let Ok(rows) = to_rows(&messages, "s", &catalog, &edits) {
             for (row, message) in rows.iter().zip(&messages) {
                 let key: Vec<serde_json::Value> = serde_json::from_slice(&row.key).expect("canonical key is JSON");
                 assert_eq!(key.len(), key_names(message).len());
