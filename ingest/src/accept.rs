@@ -37,11 +37,11 @@ pub(crate) async fn accept(
     {
         return reply(StatusCode::BAD_REQUEST, &why);
     }
-    let catalog = match checked_catalog(state, partition, &messages).await {
-        Ok(catalog) => catalog,
+    let (catalog, findings) = match checked_catalog(state, partition, &messages).await {
+        Ok(checked) => checked,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    let edits = match handle_drift(state, partition, &messages, &catalog) {
+    let edits = match handle_drift(state, partition, &messages, &catalog, &findings) {
         Ok(edits) => edits,
         Err(refusal) => return reply(StatusCode::BAD_REQUEST, &refusal),
     };
@@ -71,18 +71,21 @@ pub(crate) async fn accept(
     }
 }
 
-/// The schema's catalog, read again (at most once a second) when the messages name something it
-/// lacks: a table or column may have been added to the target since.
+/// The schema's catalog and the drift of the messages against it; the catalog is read again (at
+/// most once a second) when they name something it lacks: it may have been added since.
 async fn checked_catalog(
     state: &State,
     partition: &Partition,
     messages: &[decode::Message<'_>],
-) -> Result<Arc<SchemaCatalog>, CatalogError> {
+) -> Result<(Arc<SchemaCatalog>, Vec<drift::Finding>), CatalogError> {
     let catalog = state.target.catalog(&partition.schema, false).await?;
-    if drift::scan(messages, &catalog).is_empty() {
-        return Ok(catalog);
+    let findings = drift::scan(messages, &catalog);
+    if findings.is_empty() {
+        return Ok((catalog, findings));
     }
-    state.target.catalog(&partition.schema, true).await
+    let catalog = state.target.catalog(&partition.schema, true).await?;
+    let findings = drift::scan(messages, &catalog);
+    Ok((catalog, findings))
 }
 
 /// Handles what the messages name that the target lacks, by policy: the 400's text if any halts,
@@ -92,8 +95,8 @@ fn handle_drift(
     partition: &Partition,
     messages: &[decode::Message<'_>],
     catalog: &SchemaCatalog,
+    findings: &[drift::Finding],
 ) -> Result<drift::Edits, String> {
-    let findings = drift::scan(messages, catalog);
     if findings.is_empty() {
         return Ok(drift::Edits::none(messages.len()));
     }

@@ -158,15 +158,7 @@ fn scenario_c_cloud_storage_files_replay_into_a_fresh_target() {
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &[]);
     replay(&ingest, &["C"]);
-    let expected = expected();
-    let final_c = &expected["scenario_C_after_C03"];
-    let resolved = final_c["resolved"].as_str().unwrap().to_owned();
-    wait_for("checkpoint applied", Duration::from_secs(60), || {
-        target.checkpoint().as_deref() == Some(resolved.as_str())
-    });
-    for table in ["customers", "orders"] {
-        assert_table(&target, table, &final_c[table]);
-    }
+    assert_scenario(&target, &expected()["scenario_C_after_C03"], &["customers", "orders"]);
 }
 
 /// Waits for the scenario's resolved timestamp to be applied, then compares `tables`.
