@@ -24,6 +24,10 @@ pub enum ApplyError {
     KeyArity { table: String, got: usize, want: usize },
     #[error(transparent)]
     Fold(#[from] FoldError),
+    /// A row version the target refuses for good (found by [`crate::careful`] under
+    /// `--onApplyError halt`): the partition pauses, and status names the row.
+    #[error("table {table}, key {key}, version {version}: target: {}", describe_pg(.source))]
+    Rejected { table: String, key: String, version: wharf_queue::Hlc, source: tokio_postgres::Error },
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
@@ -48,6 +52,12 @@ impl From<CheckpointError> for ApplyError {
 /// shutdowns and resource shortages.
 const RETRYABLE_STATES: &[&str] =
     &["40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53000", "53100", "53200", "53300"];
+
+/// SQLSTATE classes of errors that are a row's fault, for `--onApplyError`: data exceptions (22:
+/// a value out of range, malformed, too long) and integrity constraint violations (23: CHECK, NOT
+/// NULL, unique, foreign key, exclusion); and a value of the wrong type (42804).
+const REJECTION_CLASSES: &[&str] = &["22", "23"];
+const REJECTION_STATES: &[&str] = &["42804"];
 
 /// What the worker does after an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +99,16 @@ impl ApplyError {
             ApplyError::Target(e) => e.code().is_some_and(|c| c.code().starts_with("42")),
             _ => false,
         }
+    }
+
+    /// An error the target gives for the rows themselves: the window is applied again with each
+    /// row group in a savepoint ([`crate::careful`]) to find the refused rows.
+    pub fn is_rejection(&self) -> bool {
+        let ApplyError::Target(e) = self else { return false };
+        e.code().is_some_and(|c| {
+            let code = c.code();
+            REJECTION_STATES.contains(&code) || REJECTION_CLASSES.iter().any(|class| code.starts_with(class))
+        })
     }
 
     /// A constraint failure that a timestamp-by-timestamp replay of the window may avoid.

@@ -12,6 +12,10 @@
 //!   and released by the next one; [`statements`]: a connection's prepared statements.
 //! - [`window`]: one window read ahead in bounded chunks and committed at timestamp boundaries;
 //!   it takes the queue, the target connection and the limits, and returns what it committed.
+//! - `careful`: a window that failed on a row the target refuses, applied again group by group in
+//!   savepoints, halving refused groups down to the refused row versions; [`quarantine`]: those
+//!   versions and every later one of their keys kept in the target's quarantine table
+//!   (`--onApplyError quarantine`); [`dlq`]: `wharfctl dlq list|replay|discard`.
 //! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
 //! - [`error`]: errors classified into retry, give up the partition, and pause it.
 //! - [`metrics`]: apply metrics for Prometheus; [`metrics_server`]: what `wharf-applier
@@ -22,12 +26,15 @@
 //! checkpoints come from `wharf_targetdb`.
 
 pub mod apply;
+mod careful;
 mod copy_binary;
+pub mod dlq;
 pub mod error;
 pub mod fold;
 pub mod insert_first;
 pub mod metrics;
 pub mod metrics_server;
+pub mod quarantine;
 pub mod sql;
 pub mod statements;
 pub mod values;

@@ -23,6 +23,7 @@ pub struct ApplyMetrics {
     upserts: PerSchema<Counter>,
     deletes: PerSchema<Counter>,
     errors: PerSchema<Counter>,
+    quarantined: PerSchema<Counter>,
     duration: Family<SchemaLabel, Histogram, fn() -> Histogram>,
     applied_timestamp: PerSchema<Seconds>,
     target_lag: PerSchema<Seconds>,
@@ -34,6 +35,7 @@ impl Default for ApplyMetrics {
             upserts: Family::default(),
             deletes: Family::default(),
             errors: Family::default(),
+            quarantined: Family::default(),
             duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             applied_timestamp: Family::default(),
             target_lag: Family::default(),
@@ -49,6 +51,11 @@ impl ApplyMetrics {
             "apply_errors",
             "Failed apply attempts (each is retried or pauses the partition)",
             self.errors.clone(),
+        );
+        registry.register(
+            "wharf_quarantined_rows",
+            "Row versions written to the quarantine table (--onApplyError quarantine): refused by the target, or held behind a refused version of their key",
+            self.quarantined.clone(),
         );
         registry.register(
             "apply_duration_seconds",
@@ -71,6 +78,7 @@ impl ApplyMetrics {
         let label = SchemaLabel::of(partition);
         self.upserts.get_or_create(&label).inc_by(done.upserts);
         self.deletes.get_or_create(&label).inc_by(done.deletes);
+        self.quarantined.get_or_create(&label).inc_by(done.quarantined);
         // Shown at 0 once the partition is applied.
         drop(self.errors.get_or_create(&label));
 

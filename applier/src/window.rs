@@ -14,6 +14,7 @@ use crate::apply::{Prepared, execute, prepare};
 use crate::error::ApplyError;
 use crate::fold::fold;
 use crate::insert_first::{InsertFirst, Savepoint};
+use crate::quarantine::{self, Entry, Keys};
 use crate::statements::StatementCache;
 use crate::worker::ApplyStats;
 
@@ -53,12 +54,16 @@ pub(crate) struct WindowPlan<'a> {
     pub from: Hlc,
     /// Fold and order each timestamp on its own (after a constraint failure).
     pub by_timestamp: bool,
+    /// The partition's quarantined keys: their versions go to the quarantine table instead.
+    pub quarantined: &'a Arc<Keys>,
 }
 
 /// A chunk turned into statements.
 struct Ready {
     rows: usize,
     statements: Vec<Prepared>,
+    /// Versions of quarantined keys, for the quarantine table.
+    held: Vec<Entry>,
     complete_through: Option<Hlc>,
     last: bool,
 }
@@ -71,10 +76,11 @@ pub(crate) async fn apply<Q: QueueClient>(
     shutdown: &CancellationToken,
 ) -> Result<Applied, ApplyError> {
     let Window { queue, worker, limits, mut target, stats } = window;
-    let WindowPlan { grant, catalog, from, by_timestamp } = plan;
+    let WindowPlan { grant, catalog, from, by_timestamp, quarantined } = plan;
     let reader = queue.open(worker, grant, from, catalog.fk_order.clone()).await?;
     let (sender, mut ready) = mpsc::channel(1);
-    let producer = tokio::spawn(produce(reader, limits, catalog.clone(), by_timestamp, sender));
+    let shape = Shape { catalog: catalog.clone(), by_timestamp, quarantined: quarantined.clone() };
+    let producer = tokio::spawn(produce(reader, limits, shape, sender));
     let result = async {
         loop {
             let done = apply_transaction(&mut target, grant, &mut ready, shutdown).await?;
@@ -98,6 +104,8 @@ pub(crate) struct Committed {
     /// Rows written and deleted after folding.
     pub upserts: u64,
     pub deletes: u64,
+    /// Row versions written to the quarantine table.
+    pub quarantined: u64,
     pub took: std::time::Duration,
     pub last: bool,
 }
@@ -115,6 +123,7 @@ async fn apply_transaction(
     let mut savepoint = Savepoint::default();
     let mut rows = 0usize;
     let (mut upserts, mut deletes) = (0, 0);
+    let mut held = Vec::new();
     loop {
         let chunk = ready
             .recv()
@@ -122,15 +131,18 @@ async fn apply_transaction(
             .ok_or_else(|| QueueError::Protocol("the window ended without its last chunk".into()))??;
         execute(&tx, target.statements, target.insert_first, &mut savepoint, &chunk.statements).await?;
         rows += chunk.rows;
+        held.extend(chunk.held);
         for statement in &chunk.statements {
             *(if statement.delete { &mut deletes } else { &mut upserts }) += statement.rows as u64;
         }
         let Some(through) = chunk.complete_through else { continue };
         if chunk.last || rows >= target.commit_rows || shutdown.is_cancelled() {
+            quarantine::write(&tx, target.staging_schema, &grant.partition, &held).await?;
             checkpoint::commit(&tx, target.staging_schema, &grant.partition, grant.epoch, through).await?;
             tx.commit().await?;
             let took = started.elapsed();
-            return Ok(Committed { through, rows: rows as u64, upserts, deletes, took, last: chunk.last });
+            let quarantined = held.len() as u64;
+            return Ok(Committed { through, rows: rows as u64, upserts, deletes, quarantined, took, last: chunk.last });
         }
     }
 }
@@ -139,10 +151,10 @@ async fn apply_transaction(
 async fn produce<W: WindowReader>(
     mut reader: W,
     limits: ChunkLimits,
-    catalog: Arc<SchemaCatalog>,
-    by_timestamp: bool,
+    shape: Shape,
     out: mpsc::Sender<Result<Ready, ApplyError>>,
 ) {
+    let shape = Arc::new(shape);
     loop {
         let chunk = match reader.next_chunk(limits).await {
             Ok(chunk) => chunk,
@@ -152,9 +164,9 @@ async fn produce<W: WindowReader>(
             }
         };
         let last = chunk.last;
-        let catalog = catalog.clone();
+        let shape = shape.clone();
         let (prepared, rows) = tokio::task::spawn_blocking(move || {
-            let prepared = prepare_chunk(&chunk, &catalog, by_timestamp);
+            let prepared = prepare_chunk(&chunk, &shape);
             (prepared, chunk.rows)
         })
         .await
@@ -166,13 +178,30 @@ async fn produce<W: WindowReader>(
     }
 }
 
-fn prepare_chunk(chunk: &Chunk, catalog: &SchemaCatalog, by_timestamp: bool) -> Result<Ready, ApplyError> {
+/// What turning a chunk into statements needs.
+struct Shape {
+    catalog: Arc<SchemaCatalog>,
+    by_timestamp: bool,
+    quarantined: Arc<Keys>,
+}
+
+fn prepare_chunk(chunk: &Chunk, shape: &Shape) -> Result<Ready, ApplyError> {
     let mut statements = Vec::new();
-    let rows: Vec<BatchRow> = chunk.rows.iter().collect();
-    for run in runs(&rows, by_timestamp) {
-        statements.extend(prepare(catalog, fold(run)?)?);
+    let mut rows: Vec<BatchRow> = chunk.rows.iter().collect();
+    let mut held = Vec::new();
+    if !shape.quarantined.is_empty() {
+        rows.retain(|row| {
+            let keep = !shape.quarantined.contains(row);
+            if !keep {
+                held.push(Entry::held(row));
+            }
+            keep
+        });
     }
-    Ok(Ready { rows: chunk.rows.len(), statements, complete_through: chunk.complete_through, last: chunk.last })
+    for run in runs(&rows, shape.by_timestamp) {
+        statements.extend(prepare(&shape.catalog, fold(run)?)?);
+    }
+    Ok(Ready { rows: chunk.rows.len(), statements, held, complete_through: chunk.complete_through, last: chunk.last })
 }
 
 /// The whole chunk, or its runs of rows with one timestamp each.

@@ -25,9 +25,12 @@ use wharf_targetdb::catalog::{SchemaCatalog, discover};
 use wharf_targetdb::{checkpoint, connect, staging};
 
 use crate::error::{ApplyError, Next};
+use crate::careful;
 use crate::insert_first::InsertFirst;
+use crate::quarantine::Keys;
 use crate::statements::StatementCache;
 use crate::window::{self, Target, Window, WindowPlan};
+use wharf_base::OnApplyError;
 use wharf_base::backoff::Backoff;
 use wharf_targetdb::checkpoint::Fenced;
 
@@ -54,6 +57,8 @@ pub struct ApplierConfig {
     pub chunk_rows: usize,
     pub chunk_bytes: usize,
     pub commit_rows: usize,
+    /// `--onApplyError`.
+    pub on_apply_error: OnApplyError,
 }
 
 impl ApplierConfig {
@@ -65,6 +70,7 @@ impl ApplierConfig {
             chunk_rows: DEFAULT_CHUNK_ROWS,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             commit_rows: DEFAULT_COMMIT_ROWS,
+            on_apply_error: OnApplyError::Halt,
         }
     }
 }
@@ -136,9 +142,12 @@ async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) ->
     loop {
         let attempt = async {
             let client = connect(&config.target_conn).await.map_err(|e| e.to_string())?;
-            staging::create_checkpoints(&client, &config.staging_schema)
-                .await
-                .map_err(|e| wharf_targetdb::describe_pg(&e))
+            let staging = &config.staging_schema;
+            let created = match staging::create_checkpoints(&client, staging).await {
+                Ok(()) => staging::create_quarantine(&client, staging).await,
+                Err(e) => Err(e),
+            };
+            created.map_err(|e| wharf_targetdb::describe_pg(&e))
         };
         match attempt.await {
             Ok(()) => return true,
@@ -248,7 +257,8 @@ impl<Q: QueueClient> Worker<Q> {
     }
 
     /// Applies a window from `from`; after a constraint failure of folded chunks, once more one
-    /// timestamp at a time.
+    /// timestamp at a time; after a row the target refuses, once more group by group to find it
+    /// (and quarantine it, or name it, as `--onApplyError` says).
     async fn apply(
         &mut self,
         grant: &Grant,
@@ -256,16 +266,33 @@ impl<Q: QueueClient> Worker<Q> {
         from: Hlc,
         shutdown: &CancellationToken,
     ) -> Result<window::Applied, ApplyError> {
-        let plan = WindowPlan { grant, catalog, from, by_timestamp: false };
-        match window::apply(self.window(), plan, shutdown).await {
+        let quarantined = Arc::new(self.quarantined(grant).await?);
+        let plan = WindowPlan { grant, catalog, from, by_timestamp: false, quarantined: &quarantined };
+        let refused = match window::apply(self.window(), plan, shutdown).await {
             Err(e) if e.is_constraint_order() => {
                 tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
                 let from = self.reread_checkpoint(grant).await?;
-                let plan = WindowPlan { grant, catalog, from, by_timestamp: true };
-                window::apply(self.window(), plan, shutdown).await
+                let plan = WindowPlan { grant, catalog, from, by_timestamp: true, quarantined: &quarantined };
+                match window::apply(self.window(), plan, shutdown).await {
+                    Err(e) if e.is_rejection() => e,
+                    other => return other,
+                }
             }
-            other => other,
-        }
+            Err(e) if e.is_rejection() => e,
+            other => return other,
+        };
+        let policy = self.config.on_apply_error;
+        tracing::info!(partition = %grant.partition, error = %refused, %policy, "the target refuses a row of the window; applying it again group by group to find it");
+        let from = self.reread_checkpoint(grant).await?;
+        let mut keys = self.quarantined(grant).await?;
+        let plan = WindowPlan { grant, catalog, from, by_timestamp: true, quarantined: &quarantined };
+        careful::apply(self.window(), plan, policy, &mut keys, shutdown).await
+    }
+
+    /// The partition's quarantined keys (read after its checkpoint: see [`crate::quarantine`]).
+    async fn quarantined(&self, grant: &Grant) -> Result<Keys, ApplyError> {
+        let client = self.client.as_ref().expect("connected");
+        Ok(Keys::load(client, &self.config.staging_schema, &grant.partition).await?)
     }
 
     /// After a failed window: transactions of it may have committed before the failure, so the

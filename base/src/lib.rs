@@ -5,6 +5,7 @@
 //! - [`hlc`]: CockroachDB's hybrid logical clock timestamps, parsed strictly.
 //! - [`json`]: changefeed JSON (borrowed raw values, nesting limits) and canonical primary keys.
 //! - [`partition`]: [`Partition`], one target schema.
+//! - [`apply_policy`]: `--onApplyError`, shared by the ingest's embedded appliers and `wharf-applier`.
 //!
 //! Process plumbing:
 //! - [`logging`]: `--logFormat` and the log subscriber of the three binaries.
@@ -14,6 +15,7 @@
 //! - [`pem`]: reading certificate chains, CA bundles and private keys from PEM files.
 //! - [`backoff`]: exponential backoff for retries.
 
+pub mod apply_policy;
 pub mod backoff;
 pub mod hlc;
 pub mod json;
@@ -24,5 +26,6 @@ pub mod partition;
 pub mod pem;
 pub mod version;
 
+pub use apply_policy::OnApplyError;
 pub use hlc::{Hlc, HlcError};
 pub use partition::Partition;

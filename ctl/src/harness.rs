@@ -85,6 +85,7 @@ impl InProcessIngest {
             metrics_addr: None,
             drift: Default::default(),
             catalog_refresh: wharf_ingest::config::DEFAULT_CATALOG_REFRESH,
+            on_apply_error: Default::default(),
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);

@@ -13,6 +13,7 @@ mod churn;
 mod cluster;
 mod cpu_cost;
 mod demo;
+mod dlq;
 mod harness;
 mod http;
 mod lag;
@@ -59,6 +60,9 @@ enum Command {
     /// Print the CREATE CHANGEFEED statement for a running wharf-ingest (--check: ask it whether it
     /// would accept the statement's path and token).
     Changefeed(changefeed::ChangefeedArgs),
+    /// Quarantined row versions (--onApplyError quarantine): list, replay or discard them.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// Show leases, checkpoints, lag and the journal's backlog per partition, and the connected appliers.
     Status(status::StatusArgs),
     /// After a lost or damaged journal: the CREATE CHANGEFEED statements that restart each feed
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
         Command::Certs(command) => certs::run(command),
         Command::Changefeed(args) => runtime.block_on(changefeed::run(args)),
         Command::Status(args) => runtime.block_on(status::run(args)),
+        Command::Dlq(command) => runtime.block_on(dlq::run(command)),
         Command::Recover(args) => runtime.block_on(recover::run(args)),
         Command::Keys(command) => runtime.block_on(security::keys(command)),
         Command::Tokens(command) => runtime.block_on(security::tokens(command)),

@@ -145,9 +145,9 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
 pub struct StagingArgs {
     /// Target database holding the staging schema.
     #[arg(long = "targetConn", env = "WHARF_TARGET_CONN", hide_env_values = true)]
-    target_conn: String,
+    pub(crate) target_conn: String,
     #[arg(long = "stagingSchema", env = "WHARF_STAGING_SCHEMA", default_value = "_replicator")]
-    staging_schema: String,
+    pub(crate) staging_schema: String,
 }
 
 #[derive(Subcommand, Debug)]

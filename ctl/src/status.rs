@@ -53,6 +53,8 @@ struct Row {
     paused: Option<String>,
     /// Why its apply fails for good, until a window commits rows again.
     blocked: Option<String>,
+    /// Row versions in the target's quarantine table (with --targetConn).
+    quarantined: Option<u64>,
     /// Seconds since the holder last made progress (a grant, a chunk read, a commit).
     idle_s: Option<u64>,
 }
@@ -65,14 +67,15 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
         workers: 0,
     };
     let status = QuicClient::new(settings)?.status().await?;
-    let target = match &args.target_conn {
+    let (target, quarantined) = match &args.target_conn {
         Some(conn) => {
             let client = wharf_targetdb::connect(conn).await?;
-            wharf_targetdb::checkpoint::read_all(&client, &args.staging_schema).await?
+            let checkpoints = wharf_targetdb::checkpoint::read_all(&client, &args.staging_schema).await?;
+            (checkpoints, Some(wharf_applier::dlq::counts(&client, &args.staging_schema).await?))
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
-    let rows = rows(&status, &target);
+    let rows = rows(&status, &target, quarantined.as_ref());
     if args.json {
         let out = serde_json::json!({
             "partitions": rows,
@@ -87,7 +90,11 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec<Row> {
+fn rows(
+    status: &ServiceStatus,
+    target: &[wharf_targetdb::CheckpointRow],
+    quarantined: Option<&std::collections::HashMap<String, u64>>,
+) -> Vec<Row> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let seconds = |from: Hlc, to: u64| to.saturating_sub(from.wall) as f64 / 1e9;
     status
@@ -110,6 +117,7 @@ fn rows(status: &ServiceStatus, target: &[wharf_targetdb::CheckpointRow]) -> Vec
                 dropped_stale: p.dropped_stale,
                 paused: p.lease.paused.clone(),
                 blocked: p.lease.blocked.clone(),
+                quarantined: quarantined.map(|q| q.get(&p.lease.partition).copied().unwrap_or(0)),
                 idle_s: p.lease.idle_s,
             }
         })
@@ -150,6 +158,9 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
             match (&r.paused, &r.blocked) {
                 (Some(p), _) => format!("  paused: {p}"),
                 (None, Some(b)) => format!("  blocked: {b}"),
+                _ => String::new(),
+            } + &match r.quarantined {
+                Some(n) if n > 0 => format!("  quarantined: {n} (wharfctl dlq list)"),
                 _ => String::new(),
             }
         );

@@ -129,6 +129,12 @@ pub struct StartArgs {
     /// for --onUnknownColumn.
     #[arg(long = "onUnknownTable", env = "WHARF_ON_UNKNOWN_TABLE", value_delimiter = ',', default_value = "halt")]
     pub on_unknown_table: Vec<String>,
+    /// A row the target refuses for good (a CHECK, NOT NULL, unique or foreign-key violation, a
+    /// value it cannot take): `halt` (the schema stops until the target or the data changes) or
+    /// `quarantine` (the row and later versions of its key go to the staging schema's quarantine
+    /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
+    #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
+    pub on_apply_error: wharf_base::OnApplyError,
     /// How old a schema's cached catalog may get before it is read again (it is also read again
     /// at once when a payload names something it lacks).
     #[arg(long = "catalogRefresh", env = "WHARF_CATALOG_REFRESH", default_value = "30s", value_parser = parse_duration)]
@@ -163,6 +169,8 @@ pub struct IngestConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub drift: DriftPolicies,
     pub catalog_refresh: Duration,
+    /// `--onApplyError`, for the embedded appliers.
+    pub on_apply_error: wharf_base::OnApplyError,
 }
 
 /// What to do with payload columns and tables the target lacks.
@@ -280,6 +288,7 @@ impl StartArgs {
             },
             drift,
             catalog_refresh: self.catalog_refresh,
+            on_apply_error: self.on_apply_error,
         })
     }
 }

@@ -205,7 +205,7 @@ fn a_column_type_changed_in_the_target_while_a_feed_runs_is_picked_up_at_the_nex
 }
 
 #[test]
-fn a_row_the_target_rejects_under_halt_names_table_and_sqlstate_until_the_target_is_fixed() {
+fn a_row_the_target_rejects_under_halt_names_table_key_and_sqlstate_until_the_target_is_fixed() {
     let s = Setup::start(&[]);
     s.target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT not_13 CHECK (id <> 13)");
     assert_eq!(s.ingest.post("/app/public", &body(&[customer(1, "", 1000), customer(13, "", 1000)])).0, 200);
@@ -217,6 +217,8 @@ fn a_row_the_target_rejects_under_halt_names_table_and_sqlstate_until_the_target
     let (_, text) = s.get("/_/readyz");
     assert!(text.contains(r#"violates check constraint "not_13" (SQLSTATE 23514)"#), "{text}");
     assert!(text.contains(r#"relation "customers""#), "{text}");
+    // The refused row is found (a CHECK violation's message names no key) and named.
+    assert!(text.contains("table customers, key [13], version 1732615201000000000.0000000000"), "{text}");
     let lease = s.status().partitions.into_iter().find(|p| p.lease.partition == "app.public").unwrap().lease;
     assert!(lease.blocked.as_deref().is_some_and(|b| b.contains("SQLSTATE 23514")), "{lease:?}");
     assert_eq!(s.metric(r#"wharf_partition_blocked{schema="app.public"}"#), Some(1.0));

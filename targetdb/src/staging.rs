@@ -2,6 +2,8 @@
 //!
 //! - `checkpoints`: one row per partition, the applied resolved timestamp and the lease epoch of
 //!   the worker allowed to move it (see [`crate::checkpoint`]).
+//! - `quarantine`: row versions the target refused under `--onApplyError quarantine`, and the
+//!   later versions of their keys held behind them (see `wharf_applier::quarantine`).
 //! - `jwt_public_keys (id, public_key, active)` and `jwt_revoked_ids (id)`: as MOLT Replicator
 //!   names them, so its documentation's SQL works as written.
 
@@ -25,6 +27,39 @@ pub async fn create_checkpoints(client: &Client, staging_schema: &str) -> Result
                  lease_epoch bigint NOT NULL DEFAULT 0,
                  applied_at timestamptz
              )"
+        ),
+    )
+    .await
+}
+
+/// One row per quarantined row version: which partition, table and key (the changefeed's key
+/// array as JSON text), its timestamp, its `after` (the changefeed's JSON text, NULL for a delete;
+/// text rather than `jsonb`, which refuses some strings the feed may carry), and why: the
+/// target's SQLSTATE and message, or NULL and a note for a version held behind an earlier one.
+pub async fn create_quarantine(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
+    let schema = quote_ident(staging_schema);
+    ensure_schema(client, staging_schema).await?;
+    ensure_table(
+        client,
+        staging_schema,
+        "quarantine",
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {schema}.quarantine (
+                 id bigserial PRIMARY KEY,
+                 partition text NOT NULL,
+                 table_name text NOT NULL,
+                 key text NOT NULL,
+                 version text NOT NULL,
+                 version_wall bigint NOT NULL,
+                 version_logical integer NOT NULL,
+                 after text,
+                 sqlstate text,
+                 message text NOT NULL,
+                 first_seen timestamptz NOT NULL DEFAULT now(),
+                 last_tried timestamptz
+             );
+             CREATE INDEX IF NOT EXISTS quarantine_by_key
+                 ON {schema}.quarantine (partition, table_name, key, version_wall, version_logical)"
         ),
     )
     .await

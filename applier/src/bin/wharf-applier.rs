@@ -57,6 +57,12 @@ struct StartArgs {
     /// Concurrent workers in this process (each applies one partition at a time).
     #[arg(long = "workers", env = "WHARF_WORKERS", default_value_t = 1)]
     workers: u32,
+    /// A row the target refuses for good (a CHECK, NOT NULL, unique or foreign-key violation, a
+    /// value it cannot take): `halt` (the schema stops until the target or the data changes) or
+    /// `quarantine` (the row and later versions of its key go to the staging schema's quarantine
+    /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
+    #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
+    on_apply_error: wharf_base::OnApplyError,
     /// Name shown by `wharfctl status` (default: host name and process id).
     #[arg(long = "name", env = "WHARF_NAME")]
     name: Option<String>,
@@ -108,7 +114,10 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     if !connect_first(&client, &args.queue_addr, &shutdown).await? {
         return Ok(());
     }
-    let config = ApplierConfig::new(&args.target_conn, &args.staging_schema, workers as usize);
+    let config = ApplierConfig {
+        on_apply_error: args.on_apply_error,
+        ..ApplierConfig::new(&args.target_conn, &args.staging_schema, workers as usize)
+    };
     let stats = Arc::new(ApplyStats::default());
     if let Some(addr) = args.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)

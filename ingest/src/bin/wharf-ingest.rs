@@ -62,7 +62,10 @@ fn main() -> anyhow::Result<()> {
 
 /// The in-process applier workers (`--appliers N`), on the same apply path as `wharf-applier`.
 fn embedded_appliers(config: &wharf_ingest::IngestConfig) -> wharf_ingest::EmbeddedAppliers {
-    let applier = ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers);
+    let applier = ApplierConfig {
+        on_apply_error: config.on_apply_error,
+        ..ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers)
+    };
     Box::new(move |client, stop, registry| {
         let stats = Arc::new(ApplyStats::default());
         stats.metrics.register(registry);
