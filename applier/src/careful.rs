@@ -1,10 +1,12 @@
 //! A window applied row group by row group, to find the row versions the target refuses.
 //!
-//! Run after a window failed with a rejection ([`ApplyError::is_rejection`]). Each timestamp is
-//! applied on its own, as groups of one table and one kind (deletes child→parent, then upserts
-//! parent→child); each group runs in a savepoint. A group the target refuses is rolled back and
-//! split in halves, down to the single row versions it refuses, so a window with a few bad rows
-//! costs about `bad × log₂(group)` extra statements, not one per row.
+//! Run after a window failed with a rejection ([`ApplyError::is_rejection`]). Each chunk (of at
+//! most 1,000 rows) is tried whole in a savepoint, one timestamp after the other. A chunk the
+//! target refuses is rolled back and each of its timestamps is applied on its own, as groups of
+//! one table and one kind (deletes child→parent, then upserts parent→child), each group in a
+//! savepoint. A group the target refuses is rolled back and split in halves, down to the single
+//! row versions it refuses, so a few bad rows cost a few chunks applied again and about
+//! `bad × log₂(group)` extra statements, not a statement per row of the window.
 //!
 //! Under `--onApplyError halt` the first refused version ends the window with
 //! [`ApplyError::Rejected`], naming its table and key. Under `quarantine` each refused version is
@@ -15,7 +17,7 @@
 use tokio_postgres::Transaction;
 use tokio_util::sync::CancellationToken;
 use wharf_base::OnApplyError;
-use wharf_queue::{BatchRow, QueueClient, QueueError, WindowReader};
+use wharf_queue::{BatchRow, ChunkLimits, QueueClient, QueueError, WindowReader};
 use wharf_targetdb::catalog::SchemaCatalog;
 use wharf_targetdb::checkpoint;
 
@@ -23,9 +25,11 @@ use crate::apply::{execute, prepare};
 use crate::error::ApplyError;
 use crate::fold::fold;
 use crate::insert_first::{InsertFirst, Savepoint};
-use crate::statements::StatementCache;
 use crate::quarantine::{self, Entry, Keys};
+use crate::statements::StatementCache;
 use crate::window::{Applied, Committed, Target, Window, WindowPlan};
+
+const CAREFUL_CHUNK_ROWS: usize = 1_000;
 
 /// Applies the window as the module says; `keys` are the partition's quarantined keys, and gain
 /// the keys quarantined here.
@@ -37,6 +41,9 @@ pub(crate) async fn apply<Q: QueueClient>(
     shutdown: &CancellationToken,
 ) -> Result<Applied, ApplyError> {
     let Window { queue, worker, limits, target, stats } = window;
+    // Smaller chunks: a refused chunk is applied a timestamp at a time, and reading the next chunk
+    // is what tells the queue service the lease is in use.
+    let limits = ChunkLimits { max_rows: limits.max_rows.min(CAREFUL_CHUNK_ROWS), ..limits };
     let Target { client, statements, insert_first, staging_schema, commit_rows } = target;
     let WindowPlan { grant, catalog, from, .. } = plan;
     let mut reader = queue.open(worker, grant, from, catalog.fk_order.clone()).await?;
@@ -51,14 +58,14 @@ pub(crate) async fn apply<Q: QueueClient>(
             policy,
             keys: &mut *keys,
             entries: Vec::new(),
+            upserts: 0,
+            deletes: 0,
         };
         let mut rows = 0usize;
         let (through, last) = loop {
             let chunk = reader.next_chunk(limits).await?;
             let batch: Vec<BatchRow> = chunk.rows.iter().collect();
-            for run in batch.chunk_by(|a, b| a.hlc == b.hlc) {
-                group.settle(run).await?;
-            }
+            group.chunk(&batch).await?;
             rows += batch.len();
             drop(batch);
             let (complete, last) = (chunk.complete_through, chunk.last);
@@ -73,14 +80,15 @@ pub(crate) async fn apply<Q: QueueClient>(
             }
         };
         let entries = std::mem::take(&mut group.entries);
+        let (upserts, deletes) = (group.upserts, group.deletes);
         quarantine::write(&tx, staging_schema, &grant.partition, &entries).await?;
         checkpoint::commit(&tx, staging_schema, &grant.partition, grant.epoch, through).await?;
         tx.commit().await?;
         let done = Committed {
             through,
             rows: rows as u64,
-            upserts: 0,
-            deletes: 0,
+            upserts,
+            deletes,
             quarantined: entries.len() as u64,
             took: started.elapsed(),
             last,
@@ -102,11 +110,46 @@ struct Group<'g, 'tx> {
     policy: OnApplyError,
     keys: &'g mut Keys,
     entries: Vec<Entry>,
+    /// Row versions applied, for the apply metrics.
+    upserts: u64,
+    deletes: u64,
 }
 
 impl Group<'_, '_> {
+    /// Applies a chunk: whole, one timestamp after the other, in one savepoint; when the target
+    /// refuses it, timestamp by timestamp as [`Group::settle`] does.
+    async fn chunk(&mut self, batch: &[BatchRow<'_>]) -> Result<(), ApplyError> {
+        let (held, fresh): (Vec<BatchRow>, Vec<BatchRow>) = batch.iter().partition(|row| self.keys.contains(row));
+        self.entries.extend(held.iter().map(Entry::held));
+        self.tx.batch_execute("SAVEPOINT wharf_careful").await?;
+        let mut whole = Ok(());
+        for run in fresh.chunk_by(|a, b| a.hlc == b.hlc) {
+            whole = self.run(run).await;
+            if whole.is_err() {
+                break;
+            }
+        }
+        match whole {
+            Ok(()) => {
+                self.tx.batch_execute("RELEASE SAVEPOINT wharf_careful").await?;
+                for row in &fresh {
+                    *(if row.after.is_none() { &mut self.deletes } else { &mut self.upserts }) += 1;
+                }
+                return Ok(());
+            }
+            Err(error) if error.is_rejection() => {
+                self.tx.batch_execute("ROLLBACK TO SAVEPOINT wharf_careful; RELEASE SAVEPOINT wharf_careful").await?;
+            }
+            Err(error) => return Err(error),
+        }
+        for run in fresh.chunk_by(|a, b| a.hlc == b.hlc) {
+            self.settle(run).await?;
+        }
+        Ok(())
+    }
+
     /// Applies the rows of one timestamp, quarantining what the target refuses (or failing on it
-    /// under `halt`).
+    /// under `halt`); versions of keys quarantined meanwhile are held.
     async fn settle(&mut self, run: &[BatchRow<'_>]) -> Result<(), ApplyError> {
         let (held, fresh): (Vec<BatchRow>, Vec<BatchRow>) = run.iter().partition(|row| self.keys.contains(row));
         self.entries.extend(held.iter().map(Entry::held));
@@ -135,9 +178,15 @@ impl Group<'_, '_> {
         while let Some(part) = todo.pop() {
             self.tx.batch_execute("SAVEPOINT wharf_careful").await?;
             match self.run(part).await {
-                Ok(()) => self.tx.batch_execute("RELEASE SAVEPOINT wharf_careful").await?,
+                Ok(()) => {
+                    self.tx.batch_execute("RELEASE SAVEPOINT wharf_careful").await?;
+                    let count = part.len() as u64;
+                    *(if part[0].after.is_none() { &mut self.deletes } else { &mut self.upserts }) += count;
+                }
                 Err(error) if error.is_rejection() => {
-                    self.tx.batch_execute("ROLLBACK TO SAVEPOINT wharf_careful; RELEASE SAVEPOINT wharf_careful").await?;
+                    self.tx
+                        .batch_execute("ROLLBACK TO SAVEPOINT wharf_careful; RELEASE SAVEPOINT wharf_careful")
+                        .await?;
                     if let [row] = part {
                         refused.push((*row, error));
                     } else {

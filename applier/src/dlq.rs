@@ -81,7 +81,12 @@ impl Quarantined {
     }
 
     fn batch_row(&self) -> BatchRow<'_> {
-        BatchRow { hlc: self.hlc, table: &self.table, key: self.key.as_bytes(), after: self.after.as_deref().map(str::as_bytes) }
+        BatchRow {
+            hlc: self.hlc,
+            table: &self.table,
+            key: self.key.as_bytes(),
+            after: self.after.as_deref().map(str::as_bytes),
+        }
     }
 }
 
@@ -126,7 +131,8 @@ pub async fn replay(client: &mut Client, staging_schema: &str, filter: &Filter) 
     let mut versions: Vec<Quarantined> =
         tx.query(&select(staging_schema, "FOR UPDATE"), &filter.params()).await?.iter().map(Quarantined::of).collect();
     versions.sort_by_key(|v| order(v, &catalogs));
-    let mut replay = Replay { tx: &tx, staging_schema, statements: StatementCache::default(), first: InsertFirst::default() };
+    let mut replay =
+        Replay { tx: &tx, staging_schema, statements: StatementCache::default(), first: InsertFirst::default() };
     let mut done = Replayed::default();
     let mut applied = Vec::new();
     let mut stopped: HashSet<(String, String, String)> = HashSet::new();
@@ -158,7 +164,8 @@ async fn catalogs(
     staging_schema: &str,
     filter: &Filter,
 ) -> Result<HashMap<String, SchemaCatalog>, ApplyError> {
-    let sql = format!("SELECT DISTINCT partition FROM {}.quarantine WHERE {}", quote_ident(staging_schema), Filter::SQL);
+    let sql =
+        format!("SELECT DISTINCT partition FROM {}.quarantine WHERE {}", quote_ident(staging_schema), Filter::SQL);
     let mut out = HashMap::new();
     for row in client.query(&sql, &filter.params()).await? {
         let partition: String = row.get(0);

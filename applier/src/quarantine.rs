@@ -44,8 +44,10 @@ impl Keys {
         staging_schema: &str,
         partition: &Partition,
     ) -> Result<Keys, tokio_postgres::Error> {
-        let sql =
-            format!("SELECT DISTINCT table_name, key FROM {}.quarantine WHERE partition = $1", quote_ident(staging_schema));
+        let sql = format!(
+            "SELECT DISTINCT table_name, key FROM {}.quarantine WHERE partition = $1",
+            quote_ident(staging_schema)
+        );
         let mut keys = Keys::default();
         for row in client.query(&sql, &[&partition.to_string()]).await? {
             let key: String = row.get(1);

@@ -24,8 +24,8 @@ use wharf_queue::{ChunkLimits, Grant, Hlc, Partition, QueueClient, Release};
 use wharf_targetdb::catalog::{SchemaCatalog, discover};
 use wharf_targetdb::{checkpoint, connect, staging};
 
-use crate::error::{ApplyError, Next};
 use crate::careful;
+use crate::error::{ApplyError, Next};
 use crate::insert_first::InsertFirst;
 use crate::quarantine::Keys;
 use crate::statements::StatementCache;

@@ -110,12 +110,17 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 }
             }
             if !done.refused.is_empty() {
-                anyhow::bail!("{} key(s) stay quarantined: fix the target or the data and replay again", done.refused.len());
+                anyhow::bail!(
+                    "{} key(s) stay quarantined: fix the target or the data and replay again",
+                    done.refused.len()
+                );
             }
         }
         DlqCommand::Discard { staging, filter, all } => {
             if filter.is_empty() && !all {
-                anyhow::bail!("say what to discard: --table, --key or --partition, or --all for every quarantined version");
+                anyhow::bail!(
+                    "say what to discard: --table, --key or --partition, or --all for every quarantined version"
+                );
             }
             let client = wharf_targetdb::connect(&staging.target_conn).await?;
             let deleted = dlq::discard(&client, &staging.staging_schema, &filter.filter()).await?;

@@ -88,6 +88,8 @@ fn a_new_source_column_halts_visibly_until_the_target_has_it_then_everything_app
             r#"message 0: table "customers" has no column "loyalty" (add it to the target first, or drop it: --onUnknownColumn app.public=ignore)"#
         )
     );
+    // Visible at once, from the first refused request: no resolved timestamp has been sent, so well
+    // within one resolved interval.
     let (status, text) = s.get("/_/readyz");
     assert_eq!(status, 503, "{text}");
     assert!(text.contains(r#"app.public: table "customers" has no column "loyalty": 1 requests refused"#), "{text}");

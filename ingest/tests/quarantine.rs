@@ -139,10 +139,7 @@ fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_o
     let (ok, text) = wharfctl(&["dlq", "replay", "--targetConn", &url]);
     assert!(ok && text.contains("applied 4 quarantined version(s)"), "{text}");
     assert!(s.quarantine().is_empty());
-    assert_eq!(
-        s.customers(),
-        [row(&["1", "C 1"]), row(&["2", "C 2 v2"]), row(&["3", "C 3"]), row(&["13", "C 13 v3"])]
-    );
+    assert_eq!(s.customers(), [row(&["1", "C 1"]), row(&["2", "C 2 v2"]), row(&["3", "C 3"]), row(&["13", "C 13 v3"])]);
     assert_eq!(s.target.query("SELECT customer_id::text FROM public.orders ORDER BY 1"), [row(&["1"]), row(&["13"])]);
     // A second replay finds nothing: each version was applied once.
     let (ok, text) = wharfctl(&["dlq", "replay", "--targetConn", &url]);
@@ -176,4 +173,25 @@ fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_o
     s.send(&[customer(14, "C 14 v3", 6000)], 6500);
     assert_eq!(s.customers()[4], row(&["14", "C 14 v3"]));
     assert!(s.quarantine().is_empty());
+}
+
+#[test]
+fn a_few_refused_rows_among_thousands_at_distinct_timestamps_are_found_and_the_rest_commits() {
+    let target = Target::start();
+    target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad')");
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &["--appliers", "1", "--onApplyError", "quarantine"]);
+    let s = Setup { target, _journal: journal, ingest };
+    let bad = [17, 2500, 4999];
+    let messages: Vec<String> =
+        (1..=5000).map(|id| customer(id, if bad.contains(&id) { "bad" } else { "ok" }, 1000 + id)).collect();
+    let started = std::time::Instant::now();
+    s.send(&messages, 7000);
+    println!("5,000 rows at 5,000 timestamps, 3 refused: applied in {:.2} s", started.elapsed().as_secs_f64());
+    let counts =
+        s.target.query("SELECT count(*)::text, count(*) FILTER (WHERE name = 'ok')::text FROM public.customers");
+    assert_eq!(counts, [row(&["4997", "4997"])]);
+    let quarantined: Vec<Vec<Option<String>>> =
+        bad.iter().map(|id| row(&["customers", &format!("[{id}]"), &at(1000 + id), "23514"])).collect();
+    assert_eq!(s.quarantine(), quarantined);
 }
