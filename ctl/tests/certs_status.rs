@@ -85,13 +85,28 @@ fn the_queue_service_accepts_its_own_set_refuses_another_and_reports_status() {
         assert_eq!(p.pending_rows, 3);
         assert!(client(theirs.path(), &addr).status().await.is_err(), "another CA's certificate must be refused");
 
-        // The binary, as an operator runs it.
+        // The binary, as an operator runs it, with a target holding two quarantined versions.
+        let pg = wharf_testkit::LocalPg::start().unwrap();
+        let target_url = pg.url("postgres");
+        let target = wharf_targetdb::connect(&target_url).await.unwrap();
+        wharf_targetdb::staging::create_checkpoints(&target, "_replicator").await.unwrap();
+        wharf_targetdb::staging::create_quarantine(&target, "_replicator").await.unwrap();
+        target
+            .batch_execute(
+                "INSERT INTO _replicator.quarantine (partition, table_name, key, version, version_wall, version_logical, message)
+                 VALUES ('app.public', 't', '[1]', '10.0000000000', 10, 0, 'refused'),
+                        ('app.public', 't', '[1]', '11.0000000000', 11, 0, 'held')",
+            )
+            .await
+            .unwrap();
         let dir = ours.path().to_owned();
         let out = tokio::task::spawn_blocking(move || {
             let path = |f: &str| dir.join(f).to_str().unwrap().to_owned();
             wharfctl(&[
                 "status",
                 "--json",
+                "--targetConn",
+                &target_url,
                 "--queueAddr",
                 &addr,
                 "--queueCA",
@@ -111,6 +126,7 @@ fn the_queue_service_accepts_its_own_set_refuses_another_and_reports_status() {
         assert_eq!(partition["resolved"], "11.0000000000");
         assert_eq!(partition["pending_rows"], 3);
         assert_eq!(partition["holder"], serde_json::Value::Null);
+        assert_eq!(partition["quarantined"], 2);
         assert_eq!(json["sessions"], serde_json::json!([]));
     });
 }
