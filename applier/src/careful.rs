@@ -31,12 +31,21 @@ use crate::window::{Applied, Committed, Target, Window, WindowPlan};
 
 const CAREFUL_CHUNK_ROWS: usize = 1_000;
 
+/// What to do with a refused row version.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Policy {
+    pub on_error: OnApplyError,
+    /// Under `quarantine`, a refused version of a new key halts the partition once this many
+    /// keys are quarantined (a target that refuses every row should not move a table aside).
+    pub max_keys: usize,
+}
+
 /// Applies the window as the module says; `keys` are the partition's quarantined keys, and gain
 /// the keys quarantined here.
 pub(crate) async fn apply<Q: QueueClient>(
     window: Window<'_, Q>,
     plan: WindowPlan<'_>,
-    policy: OnApplyError,
+    policy: Policy,
     keys: &mut Keys,
     shutdown: &CancellationToken,
 ) -> Result<Applied, ApplyError> {
@@ -107,7 +116,7 @@ struct Group<'g, 'tx> {
     statements: &'g mut StatementCache,
     insert_first: &'g mut InsertFirst,
     catalog: &'g SchemaCatalog,
-    policy: OnApplyError,
+    policy: Policy,
     keys: &'g mut Keys,
     entries: Vec<Entry>,
     /// Row versions applied, for the apply metrics.
@@ -156,9 +165,16 @@ impl Group<'_, '_> {
         for rows in groups(self.catalog, &fresh) {
             for (row, error) in self.bisect(&rows).await? {
                 let ApplyError::Target(source) = error else { unreachable!("bisect returns rejections") };
-                if self.policy == OnApplyError::Halt {
-                    let key = String::from_utf8_lossy(row.key).into_owned();
-                    return Err(ApplyError::Rejected { table: row.table.to_owned(), key, version: row.hlc, source });
+                let (table, key, version) =
+                    (row.table.to_owned(), String::from_utf8_lossy(row.key).into_owned(), row.hlc);
+                match self.policy {
+                    Policy { on_error: OnApplyError::Halt, .. } => {
+                        return Err(ApplyError::Rejected { table, key, version, source });
+                    }
+                    Policy { max_keys, .. } if self.keys.len() >= max_keys => {
+                        return Err(ApplyError::QuarantineFull { limit: max_keys, table, key, version, source });
+                    }
+                    _ => {}
                 }
                 let (sqlstate, message) = describe(&source);
                 tracing::warn!(table = row.table, key = %String::from_utf8_lossy(row.key), version = %row.hlc, sqlstate, "row version quarantined: the target refuses it");

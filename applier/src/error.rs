@@ -28,6 +28,19 @@ pub enum ApplyError {
     /// `--onApplyError halt`): the partition pauses, and status names the row.
     #[error("table {table}, key {key}, version {version}: target: {}", describe_pg(.source))]
     Rejected { table: String, key: String, version: wharf_queue::Hlc, source: tokio_postgres::Error },
+    /// A refused row version under `--onApplyError quarantine` when the partition's quarantine
+    /// already holds `--quarantineMaxKeys` keys: the partition pauses as under `halt`.
+    #[error(
+        "the quarantine of this partition holds {limit} keys (--quarantineMaxKeys), so a refused row halts it: table {table}, key {key}, version {version}: target: {}; fix the target, then `wharfctl dlq replay`",
+        describe_pg(.source)
+    )]
+    QuarantineFull {
+        limit: usize,
+        table: String,
+        key: String,
+        version: wharf_queue::Hlc,
+        source: tokio_postgres::Error,
+    },
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]

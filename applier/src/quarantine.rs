@@ -23,11 +23,17 @@ use wharf_targetdb::catalog::quote_ident;
 #[derive(Debug, Default)]
 pub struct Keys {
     tables: HashMap<String, HashSet<Vec<u8>>>,
+    len: usize,
 }
 
 impl Keys {
     pub fn is_empty(&self) -> bool {
-        self.tables.is_empty()
+        self.len == 0
+    }
+
+    /// How many keys.
+    pub fn len(&self) -> usize {
+        self.len
     }
 
     pub fn contains(&self, row: &BatchRow<'_>) -> bool {
@@ -35,7 +41,9 @@ impl Keys {
     }
 
     pub fn insert(&mut self, row: &BatchRow<'_>) {
-        self.tables.entry(row.table.to_owned()).or_default().insert(row.key.to_vec());
+        if self.tables.entry(row.table.to_owned()).or_default().insert(row.key.to_vec()) {
+            self.len += 1;
+        }
     }
 
     /// The partition's quarantined keys as the target holds them.
@@ -52,6 +60,7 @@ impl Keys {
         for row in client.query(&sql, &[&partition.to_string()]).await? {
             let key: String = row.get(1);
             keys.tables.entry(row.get(0)).or_default().insert(key.into_bytes());
+            keys.len += 1;
         }
         Ok(keys)
     }

@@ -40,6 +40,8 @@ pub const DEFAULT_CHUNK_ROWS: usize = 10_000;
 pub const DEFAULT_CHUNK_BYTES: usize = 8 << 20;
 /// A transaction commits at the first timestamp boundary after this many rows (or at the window's end).
 pub const DEFAULT_COMMIT_ROWS: usize = 100_000;
+/// `--quarantineMaxKeys`: quarantined keys per partition before a refused row halts it.
+pub const DEFAULT_QUARANTINE_MAX_KEYS: usize = 10_000;
 /// How long a partition rests after a permanent error before it is tried again.
 const PERMANENT_PAUSE: Duration = Duration::from_secs(60);
 /// How long one `acquire` waits for work; a resolved timestamp ends the wait at once.
@@ -59,6 +61,8 @@ pub struct ApplierConfig {
     pub commit_rows: usize,
     /// `--onApplyError`.
     pub on_apply_error: OnApplyError,
+    /// `--quarantineMaxKeys`.
+    pub quarantine_max_keys: usize,
 }
 
 impl ApplierConfig {
@@ -71,6 +75,7 @@ impl ApplierConfig {
             chunk_bytes: DEFAULT_CHUNK_BYTES,
             commit_rows: DEFAULT_COMMIT_ROWS,
             on_apply_error: OnApplyError::Halt,
+            quarantine_max_keys: DEFAULT_QUARANTINE_MAX_KEYS,
         }
     }
 }
@@ -281,8 +286,9 @@ impl<Q: QueueClient> Worker<Q> {
             Err(e) if e.is_rejection() => e,
             other => return other,
         };
-        let policy = self.config.on_apply_error;
-        tracing::info!(partition = %grant.partition, error = %refused, %policy, "the target refuses a row of the window; applying it again group by group to find it");
+        let policy =
+            careful::Policy { on_error: self.config.on_apply_error, max_keys: self.config.quarantine_max_keys };
+        tracing::info!(partition = %grant.partition, error = %refused, policy = %policy.on_error, "the target refuses a row of the window; applying it again group by group to find it");
         let from = self.reread_checkpoint(grant).await?;
         let mut keys = self.quarantined(grant).await?;
         let plan = WindowPlan { grant, catalog, from, by_timestamp: true, quarantined: &quarantined };

@@ -86,6 +86,7 @@ impl InProcessIngest {
             drift: Default::default(),
             catalog_refresh: wharf_ingest::config::DEFAULT_CATALOG_REFRESH,
             on_apply_error: Default::default(),
+            quarantine_max_keys: wharf_applier::worker::DEFAULT_QUARANTINE_MAX_KEYS,
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);

@@ -135,6 +135,11 @@ pub struct StartArgs {
     /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
     #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
     pub on_apply_error: wharf_base::OnApplyError,
+    /// Under `--onApplyError quarantine`: once a partition's quarantine holds this many keys, a
+    /// row the target refuses halts the partition instead (a target refusing every row should not
+    /// move whole tables aside).
+    #[arg(long = "quarantineMaxKeys", env = "WHARF_QUARANTINE_MAX_KEYS", default_value_t = 10_000)]
+    pub quarantine_max_keys: usize,
     /// How old a schema's cached catalog may get before it is read again (it is also read again
     /// at once when a payload names something it lacks).
     #[arg(long = "catalogRefresh", env = "WHARF_CATALOG_REFRESH", default_value = "30s", value_parser = parse_duration)]
@@ -169,8 +174,9 @@ pub struct IngestConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub drift: DriftPolicies,
     pub catalog_refresh: Duration,
-    /// `--onApplyError`, for the embedded appliers.
+    /// `--onApplyError` and `--quarantineMaxKeys`, for the embedded appliers.
     pub on_apply_error: wharf_base::OnApplyError,
+    pub quarantine_max_keys: usize,
 }
 
 /// What to do with payload columns and tables the target lacks.
@@ -289,6 +295,7 @@ impl StartArgs {
             drift,
             catalog_refresh: self.catalog_refresh,
             on_apply_error: self.on_apply_error,
+            quarantine_max_keys: self.quarantine_max_keys,
         })
     }
 }

@@ -213,3 +213,27 @@ fn a_few_refused_rows_among_thousands_at_distinct_timestamps_are_found_and_the_r
         bad.iter().map(|id| row(&["customers", &format!("[{id}]"), &at(1000 + id), "23514"])).collect();
     assert_eq!(s.quarantine(), quarantined);
 }
+
+#[test]
+fn a_full_quarantine_halts_the_partition_instead_of_taking_more_keys() {
+    let target = Target::start();
+    target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad')");
+    let journal = tempfile::tempdir().unwrap();
+    let args = ["--appliers", "1", "--onApplyError", "quarantine", "--quarantineMaxKeys", "2"];
+    let ingest = Ingest::start(&target.url(), journal.path(), &args);
+    let s = Setup { target, _journal: journal, ingest };
+    let messages =
+        [customer(1, "bad", 1000), customer(2, "bad", 1000), customer(3, "bad", 1000), customer(4, "ok", 1000)];
+    assert_eq!(s.ingest.post("/app/public", &body(&messages)).0, 200);
+    assert_eq!(s.ingest.post("/app/public", format!(r#"{{"resolved":"{}"}}"#, at(1100)).as_bytes()).0, 200);
+    wait_for("readiness to say the apply is blocked", Duration::from_secs(30), || {
+        let (status, text) = request(s.ingest.port, "GET", "/_/readyz", b"").unwrap();
+        status == 503 && text.contains("apply blocked")
+    });
+    let (_, text) = request(s.ingest.port, "GET", "/_/readyz", b"").unwrap();
+    assert!(text.contains("holds 2 keys (--quarantineMaxKeys)") && text.contains("key [3]"), "{text}");
+    // The window's transaction rolled back whole: nothing applied, nothing quarantined.
+    assert!(s.customers().is_empty());
+    assert!(s.quarantine().is_empty());
+    assert_eq!(s.target.checkpoint(), Some("0.0000000000".into()));
+}

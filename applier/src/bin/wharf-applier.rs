@@ -63,6 +63,11 @@ struct StartArgs {
     /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
     #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
     on_apply_error: wharf_base::OnApplyError,
+    /// Under `--onApplyError quarantine`: once a partition's quarantine holds this many keys, a
+    /// row the target refuses halts the partition instead (a target refusing every row should not
+    /// move whole tables aside).
+    #[arg(long = "quarantineMaxKeys", env = "WHARF_QUARANTINE_MAX_KEYS", default_value_t = 10_000)]
+    quarantine_max_keys: usize,
     /// Name shown by `wharfctl status` (default: host name and process id).
     #[arg(long = "name", env = "WHARF_NAME")]
     name: Option<String>,
@@ -116,6 +121,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     }
     let config = ApplierConfig {
         on_apply_error: args.on_apply_error,
+        quarantine_max_keys: args.quarantine_max_keys,
         ..ApplierConfig::new(&args.target_conn, &args.staging_schema, workers as usize)
     };
     let stats = Arc::new(ApplyStats::default());

@@ -64,6 +64,7 @@ fn main() -> anyhow::Result<()> {
 fn embedded_appliers(config: &wharf_ingest::IngestConfig) -> wharf_ingest::EmbeddedAppliers {
     let applier = ApplierConfig {
         on_apply_error: config.on_apply_error,
+        quarantine_max_keys: config.quarantine_max_keys,
         ..ApplierConfig::new(&config.target_conn, &config.staging_schema, config.appliers)
     };
     Box::new(move |client, stop, registry| {
