@@ -68,9 +68,10 @@ const RETRYABLE_STATES: &[&str] =
 
 /// SQLSTATE classes of errors that are a row's fault, for `--onApplyError`: data exceptions (22:
 /// a value out of range, malformed, too long) and integrity constraint violations (23: CHECK, NOT
-/// NULL, unique, foreign key, exclusion); and a value of the wrong type (42804).
+/// NULL, unique, foreign key, exclusion). Class 42 (a type or name the statement got wrong) is
+/// the catalog's fault: it is read again first ([`ApplyError::may_be_stale_catalog`]), and with
+/// the target's types a value that does not fit fails in class 22.
 const REJECTION_CLASSES: &[&str] = &["22", "23"];
-const REJECTION_STATES: &[&str] = &["42804"];
 
 /// What the worker does after an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,7 +121,7 @@ impl ApplyError {
         let ApplyError::Target(e) = self else { return false };
         e.code().is_some_and(|c| {
             let code = c.code();
-            REJECTION_STATES.contains(&code) || REJECTION_CLASSES.iter().any(|class| code.starts_with(class))
+            REJECTION_CLASSES.iter().any(|class| code.starts_with(class))
         })
     }
 
