@@ -29,8 +29,11 @@ pub struct Target {
     /// Health checks sent to the target (for `/_/varz`).
     pub health_checks: std::sync::atomic::AtomicU64,
     /// The last count of quarantined row versions per partition, and when it was read.
-    quarantined: tokio::sync::Mutex<Option<(Instant, Vec<(String, u64)>)>>,
+    quarantined: tokio::sync::Mutex<Option<(Instant, Quarantined)>>,
 }
+
+/// Row versions quarantined per partition.
+type Quarantined = Vec<(String, u64)>;
 
 impl Target {
     pub async fn connect(conn: &str, catalog_max_age: Duration) -> Result<Target, crate::StartError> {
@@ -88,7 +91,7 @@ impl Target {
 
     /// Row versions quarantined per partition (`--onApplyError quarantine`), read again when
     /// older than [`QUARANTINE_MAX_AGE`]; the last answer when the target does not give one.
-    pub async fn quarantined(&self, staging_schema: &str) -> Vec<(String, u64)> {
+    pub async fn quarantined(&self, staging_schema: &str) -> Quarantined {
         let mut last = self.quarantined.lock().await;
         if let Some((at, counts)) = &*last
             && at.elapsed() < QUARANTINE_MAX_AGE
