@@ -19,15 +19,14 @@ use tokio_util::sync::CancellationToken;
 use wharf_base::OnApplyError;
 use wharf_queue::{BatchRow, ChunkLimits, QueueClient, QueueError, WindowReader};
 use wharf_targetdb::catalog::SchemaCatalog;
-use wharf_targetdb::checkpoint;
 
 use crate::apply::{execute, prepare};
 use crate::error::ApplyError;
 use crate::fold::fold;
 use crate::insert_first::{InsertFirst, Savepoint};
-use crate::quarantine::{self, Entry, Keys};
+use crate::quarantine::{Entry, Keys};
 use crate::statements::StatementCache;
-use crate::window::{Applied, Committed, Target, Window, WindowPlan};
+use crate::window::{self, Applied, Committed, Target, Window, WindowPlan};
 
 const CAREFUL_CHUNK_ROWS: usize = 1_000;
 
@@ -90,9 +89,8 @@ pub(crate) async fn apply<Q: QueueClient>(
         };
         let entries = std::mem::take(&mut group.entries);
         let (upserts, deletes) = (group.upserts, group.deletes);
-        quarantine::write(&tx, staging_schema, &grant.partition, &entries).await?;
-        checkpoint::commit(&tx, staging_schema, &grant.partition, grant.epoch, through).await?;
-        tx.commit().await?;
+        drop(group);
+        window::commit(tx, staging_schema, grant, &entries, through).await?;
         let done = Committed {
             through,
             rows: rows as u64,
@@ -102,10 +100,8 @@ pub(crate) async fn apply<Q: QueueClient>(
             took: started.elapsed(),
             last,
         };
-        stats.committed(&grant.partition, &done);
-        let keep = queue.committed(worker, grant, through, done.rows).await?;
-        if last || !keep || shutdown.is_cancelled() {
-            return Ok(Applied { keep, through });
+        if let Some(applied) = window::report((queue, worker, stats), grant, &done, shutdown).await? {
+            return Ok(applied);
         }
     }
 }

@@ -84,16 +84,41 @@ pub(crate) async fn apply<Q: QueueClient>(
     let result = async {
         loop {
             let done = apply_transaction(&mut target, grant, &mut ready, shutdown).await?;
-            stats.committed(&grant.partition, &done);
-            let keep = queue.committed(worker, grant, done.through, done.rows).await?;
-            if done.last || !keep || shutdown.is_cancelled() {
-                return Ok(Applied { keep, through: done.through });
+            if let Some(applied) = report((queue, worker, stats), grant, &done, shutdown).await? {
+                return Ok(applied);
             }
         }
     }
     .await;
     producer.abort();
     result
+}
+
+/// Counts a committed transaction and reports it to the queue service; `Some` when the window
+/// ends there (its last transaction, the partition handed back, or shutdown).
+pub(crate) async fn report<Q: QueueClient>(
+    (queue, worker, stats): (&Q, u32, &ApplyStats),
+    grant: &Grant,
+    done: &Committed,
+    shutdown: &CancellationToken,
+) -> Result<Option<Applied>, ApplyError> {
+    stats.committed(&grant.partition, done);
+    let keep = queue.committed(worker, grant, done.through, done.rows).await?;
+    Ok((done.last || !keep || shutdown.is_cancelled()).then_some(Applied { keep, through: done.through }))
+}
+
+/// Ends a window's transaction at `through`: its quarantined versions, the fenced checkpoint,
+/// `COMMIT`.
+pub(crate) async fn commit(
+    tx: tokio_postgres::Transaction<'_>,
+    staging_schema: &str,
+    grant: &Grant,
+    quarantined: &[Entry],
+    through: Hlc,
+) -> Result<(), ApplyError> {
+    quarantine::write(&tx, staging_schema, &grant.partition, quarantined).await?;
+    checkpoint::commit(&tx, staging_schema, &grant.partition, grant.epoch, through).await?;
+    Ok(tx.commit().await?)
 }
 
 /// One committed target transaction.
@@ -137,9 +162,7 @@ async fn apply_transaction(
         }
         let Some(through) = chunk.complete_through else { continue };
         if chunk.last || rows >= target.commit_rows || shutdown.is_cancelled() {
-            quarantine::write(&tx, target.staging_schema, &grant.partition, &held).await?;
-            checkpoint::commit(&tx, target.staging_schema, &grant.partition, grant.epoch, through).await?;
-            tx.commit().await?;
+            commit(tx, target.staging_schema, grant, &held, through).await?;
             let took = started.elapsed();
             let quarantined = held.len() as u64;
             return Ok(Committed { through, rows: rows as u64, upserts, deletes, quarantined, took, last: chunk.last });

@@ -148,11 +148,11 @@ async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) ->
         let attempt = async {
             let client = connect(&config.target_conn).await.map_err(|e| e.to_string())?;
             let staging = &config.staging_schema;
-            let created = match staging::create_checkpoints(&client, staging).await {
-                Ok(()) => staging::create_quarantine(&client, staging).await,
-                Err(e) => Err(e),
+            let created = async {
+                staging::create_checkpoints(&client, staging).await?;
+                staging::create_quarantine(&client, staging).await
             };
-            created.map_err(|e| wharf_targetdb::describe_pg(&e))
+            created.await.map_err(|e| wharf_targetdb::describe_pg(&e))
         };
         match attempt.await {
             Ok(()) => return true,

@@ -81,17 +81,28 @@ fn row(cells: &[&str]) -> Vec<Option<String>> {
     cells.iter().map(|c| if *c == "NULL" { None } else { Some((*c).to_owned()) }).collect()
 }
 
-#[test]
-fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_once_in_order() {
+/// A target whose `customers` refuse the name `bad`, with an audit row (id, operation, name,
+/// `application_name`) for every row version a trigger sees.
+fn target_refusing_bad_names() -> Target {
     let target = Target::start();
     target.execute(
         "app",
         "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad');
-         CREATE TABLE public.audit (n bigserial, id bigint, op text, name text);
+         CREATE TABLE public.audit (n bigserial, id bigint, op text, name text, app text);
          CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO public.audit (id, op, name) VALUES (COALESCE(NEW.id, OLD.id), TG_OP, NEW.name); RETURN NULL; END $$;
+           BEGIN
+             INSERT INTO public.audit (id, op, name, app)
+               VALUES (COALESCE(NEW.id, OLD.id), TG_OP, NEW.name, current_setting('application_name'));
+             RETURN NULL;
+           END $$;
          CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON public.customers FOR EACH ROW EXECUTE FUNCTION public.audit();",
     );
+    target
+}
+
+#[test]
+fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_once_in_order() {
+    let target = target_refusing_bad_names();
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &["--appliers", "1", "--onApplyError", "quarantine"]);
     let s = Setup { target, _journal: journal, ingest };
@@ -201,8 +212,7 @@ fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_o
 
 #[test]
 fn a_few_refused_rows_among_thousands_at_distinct_timestamps_are_found_and_the_rest_commits() {
-    let target = Target::start();
-    target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad')");
+    let target = target_refusing_bad_names();
     let journal = tempfile::tempdir().unwrap();
     let ingest = Ingest::start(&target.url(), journal.path(), &["--appliers", "1", "--onApplyError", "quarantine"]);
     let s = Setup { target, _journal: journal, ingest };
@@ -222,8 +232,7 @@ fn a_few_refused_rows_among_thousands_at_distinct_timestamps_are_found_and_the_r
 
 #[test]
 fn a_full_quarantine_halts_the_partition_instead_of_taking_more_keys() {
-    let target = Target::start();
-    target.execute("app", "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad')");
+    let target = target_refusing_bad_names();
     let journal = tempfile::tempdir().unwrap();
     let args = ["--appliers", "1", "--onApplyError", "quarantine", "--quarantineMaxKeys", "2"];
     let ingest = Ingest::start(&target.url(), journal.path(), &args);
@@ -246,15 +255,7 @@ fn a_full_quarantine_halts_the_partition_instead_of_taking_more_keys() {
 
 #[test]
 fn quarantine_rows_commit_with_the_fenced_checkpoint_so_a_stopped_applier_past_its_lease_writes_none() {
-    let target = Target::start();
-    target.execute(
-        "app",
-        "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad');
-         CREATE TABLE public.audit (n bigserial, id bigint, op text, app text);
-         CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$
-           BEGIN INSERT INTO public.audit (id, op, app) VALUES (NEW.id, TG_OP, current_setting('application_name')); RETURN NULL; END $$;
-         CREATE TRIGGER audit AFTER INSERT OR UPDATE ON public.customers FOR EACH ROW EXECUTE FUNCTION public.audit();",
-    );
+    let target = target_refusing_bad_names();
     let pki = QueuePki::new();
     let udp = free_port().unwrap();
     let journal = tempfile::tempdir().unwrap();
