@@ -262,7 +262,11 @@ mod tests {
 
     #[test]
     fn groups_put_deletes_child_first_then_upserts_parent_first() {
-        let catalog = SchemaCatalog { tables: HashMap::new(), fk_order: vec!["parent".into(), "child".into()], groups: Vec::new() };
+        let catalog = SchemaCatalog {
+            tables: HashMap::new(),
+            fk_order: vec!["parent".into(), "child".into()],
+            groups: Vec::new(),
+        };
         let row = |table: &'static str, key: &'static str, after: Option<&'static str>| BatchRow {
             hlc: Hlc::new(1, 0),
             table,
