@@ -226,10 +226,5 @@ impl Replay<'_> {
 
 /// Quarantined versions per partition (none when the table does not exist yet).
 pub async fn counts(client: &Client, staging_schema: &str) -> Result<HashMap<String, u64>, ApplyError> {
-    let sql = format!("SELECT partition, count(*) FROM {}.quarantine GROUP BY partition", quote_ident(staging_schema));
-    match client.query(&sql, &[]).await {
-        Ok(rows) => Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1) as u64)).collect()),
-        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(HashMap::new()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(wharf_targetdb::staging::quarantine_counts(client, staging_schema).await?.into_iter().collect())
 }

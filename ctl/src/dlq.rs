@@ -9,26 +9,10 @@ use crate::security::StagingArgs;
 #[derive(Subcommand, Debug)]
 pub enum DlqCommand {
     /// List quarantined row versions, oldest first.
-    List {
-        #[command(flatten)]
-        staging: StagingArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// One JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    List(Selected),
     /// Apply quarantined versions in timestamp order, exactly once, and remove them; a key whose
     /// version is refused again stays quarantined with the new error.
-    Replay {
-        #[command(flatten)]
-        staging: StagingArgs,
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// One JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Replay(Selected),
     /// Delete quarantined versions without applying them; newer versions of their keys then
     /// apply again. Needs --table, --key, --partition or --all.
     Discard {
@@ -40,6 +24,18 @@ pub enum DlqCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// Which versions, in which target, and how to print them.
+#[derive(Args, Debug)]
+pub struct Selected {
+    #[command(flatten)]
+    staging: StagingArgs,
+    #[command(flatten)]
+    filter: FilterArgs,
+    /// JSON instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -78,7 +74,7 @@ fn key_json(text: &str) -> String {
 
 pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
     match command {
-        DlqCommand::List { staging, filter, json } => {
+        DlqCommand::List(Selected { staging, filter, json }) => {
             let client = wharf_targetdb::connect(&staging.target_conn).await?;
             let versions = dlq::list(&client, &staging.staging_schema, &filter.filter()).await?;
             if json {
@@ -87,7 +83,7 @@ pub async fn run(command: DlqCommand) -> anyhow::Result<()> {
                 print(&versions);
             }
         }
-        DlqCommand::Replay { staging, filter, json } => {
+        DlqCommand::Replay(Selected { staging, filter, json }) => {
             let mut client = wharf_targetdb::connect(&staging.target_conn).await?;
             let done = dlq::replay(&mut client, &staging.staging_schema, &filter.filter()).await?;
             if json {

@@ -68,7 +68,10 @@ async fn ready(state: &State) -> Reply {
     }
     let mut body = String::from("OK");
     let ignored = ignored.iter().map(|line| format!("schema drift ignored: {line}"));
-    for warning in state.warnings.iter().map(|w| w.to_string()).chain(ignored) {
+    let quarantined = state.target.quarantined(&state.staging_schema).await.into_iter().map(|(partition, rows)| {
+        format!("{partition}: {rows} row versions quarantined (--onApplyError quarantine; wharfctl dlq list)")
+    });
+    for warning in state.warnings.iter().map(|w| w.to_string()).chain(ignored).chain(quarantined) {
         body.push_str("\nwarning: ");
         body.push_str(&warning);
     }

@@ -14,6 +14,8 @@ const CATALOG_MIN_REFRESH: Duration = Duration::from_secs(1);
 /// How long a health check's answer is reused: health endpoints need no token, so callers must
 /// not be able to send the target a query each.
 const HEALTH_MAX_AGE: Duration = Duration::from_secs(1);
+/// How long a count of quarantined rows is reused by `/_/readyz`.
+const QUARANTINE_MAX_AGE: Duration = Duration::from_secs(10);
 
 pub struct Target {
     conn: String,
@@ -26,7 +28,12 @@ pub struct Target {
     health: tokio::sync::Mutex<Option<(Instant, bool)>>,
     /// Health checks sent to the target (for `/_/varz`).
     pub health_checks: std::sync::atomic::AtomicU64,
+    /// The last count of quarantined row versions per partition, and when it was read.
+    quarantined: tokio::sync::Mutex<Option<(Instant, Quarantined)>>,
 }
+
+/// Row versions quarantined per partition.
+type Quarantined = Vec<(String, u64)>;
 
 impl Target {
     pub async fn connect(conn: &str, catalog_max_age: Duration) -> Result<Target, crate::StartError> {
@@ -44,6 +51,7 @@ impl Target {
             catalog_max_age,
             health: tokio::sync::Mutex::new(None),
             health_checks: std::sync::atomic::AtomicU64::new(0),
+            quarantined: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -79,6 +87,30 @@ impl Target {
         };
         *last = Some((Instant::now(), healthy));
         healthy
+    }
+
+    /// Row versions quarantined per partition (`--onApplyError quarantine`), read again when
+    /// older than [`QUARANTINE_MAX_AGE`]; the last answer when the target does not give one.
+    pub async fn quarantined(&self, staging_schema: &str) -> Quarantined {
+        let mut last = self.quarantined.lock().await;
+        if let Some((at, counts)) = &*last
+            && at.elapsed() < QUARANTINE_MAX_AGE
+        {
+            return counts.clone();
+        }
+        let read = match self.client().await {
+            Ok(client) => tokio::time::timeout(
+                Duration::from_secs(2),
+                wharf_targetdb::staging::quarantine_counts(&client, staging_schema),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok),
+            Err(_) => None,
+        };
+        let counts = read.unwrap_or_else(|| last.as_ref().map(|(_, c)| c.clone()).unwrap_or_default());
+        *last = Some((Instant::now(), counts.clone()));
+        counts
     }
 
     async fn client(&self) -> Result<Arc<Client>, ConnectError> {

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Applier, Ingest, QueuePki, Target, free_port, strs, wait_for};
+use common::{Applier, Ingest, QueuePki, Target, free_port, lock_table, strs, wait_for};
 
 const PARTITIONS: usize = 8;
 const T0: u64 = 1_732_615_200_000_000_000;
@@ -260,7 +260,7 @@ fn a_worker_killed_mid_window_loses_nothing_and_applies_nothing_twice() {
     // The audit table held: each window writes its first row, then waits inside its transaction
     // on the audit trigger's insert, so a window of applier_a can be caught there however fast
     // the machine is.
-    let blocker = lock_table(&setup.target, "public.audit");
+    let blocker = lock_table(&setup.target, "public.audit", "ACCESS EXCLUSIVE");
     feed.resolve(&ingest);
     // Kill one process inside a window: its transaction has written rows, not committed yet.
     wait_for("applier_a to be inside a window", LONG, || {
@@ -287,7 +287,7 @@ fn a_stopped_worker_past_its_lease_is_fenced_when_it_wakes() {
     feed.round(&ingest, 10);
     // Hold s0's child table so applier_a's first window (s0, the first partition) blocks inside
     // its transaction.
-    let blocker = lock_table(&setup.target, "s0.child");
+    let blocker = lock_table(&setup.target, "s0.child", "ACCESS EXCLUSIVE");
     let a = setup.applier("applier_a", 1);
     feed.resolve(&ingest);
     wait_for("applier_a to wait on the lock", LONG, || {
@@ -323,40 +323,6 @@ fn a_stopped_worker_past_its_lease_is_fenced_when_it_wakes() {
     feed.round(&ingest, 10);
     feed.resolve(&ingest);
     feed.check(&setup.target);
-}
-
-/// An open transaction holding `ACCESS EXCLUSIVE` on `table`; released on drop.
-fn lock_table(target: &Target, table: &str) -> Blocker {
-    let url = target.url();
-    let table = table.to_owned();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(async {
-            let client = wharf_targetdb::connect(&url).await.unwrap();
-            client.batch_execute(&format!("BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")).await.unwrap();
-            locked_tx.send(()).unwrap();
-            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
-            client.batch_execute("COMMIT").await.unwrap();
-        });
-    });
-    locked_rx.recv().unwrap();
-    Blocker { release: Some(tx), thread: Some(thread) }
-}
-
-struct Blocker {
-    release: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Blocker {
-    fn drop(&mut self) {
-        drop(self.release.take());
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! refuses goes to `_replicator.quarantine` while the rest of its window commits; the key's later
 //! versions (and a child row that needs it) follow it there; `wharfctl dlq replay` applies them
 //! exactly once, in order, after the target is fixed (an audit trigger sees every version once);
-//! `wharfctl dlq discard` lets newer versions apply again.
+//! `wharfctl dlq discard` lets newer versions apply again. Quarantine rows are fenced with the
+//! checkpoint: an applier stopped past its lease writes none.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Ingest, Target, metric_sum, request, wait_for};
+use common::{Applier, Ingest, QueuePki, Target, free_port, lock_table, metric_sum, request, strs, wait_for};
 
 const T: u64 = 1732615200000000000;
 
@@ -118,7 +119,12 @@ fn refused_rows_are_quarantined_with_their_later_versions_and_replayed_exactly_o
         ]
     );
     assert_eq!(s.quarantined_metric(), 4.0);
-    assert_eq!(request(s.ingest.port, "GET", "/_/readyz", b"").unwrap().0, 200, "quarantine does not block");
+    // Readiness stays 200 and says so (the count is read again at most every 10 s).
+    wait_for("readiness to warn of the quarantine", Duration::from_secs(30), || {
+        let (status, text) = request(s.ingest.port, "GET", "/_/readyz", b"").unwrap();
+        assert_eq!(status, 200, "quarantine does not block: {text}");
+        text.contains("warning: app.public: 4 row versions quarantined")
+    });
 
     let (ok, listed) = wharfctl(&["dlq", "list", "--targetConn", &url, "--json"]);
     assert!(ok, "{listed}");
@@ -236,4 +242,54 @@ fn a_full_quarantine_halts_the_partition_instead_of_taking_more_keys() {
     assert!(s.customers().is_empty());
     assert!(s.quarantine().is_empty());
     assert_eq!(s.target.checkpoint(), Some("0.0000000000".into()));
+}
+
+#[test]
+fn quarantine_rows_commit_with_the_fenced_checkpoint_so_a_stopped_applier_past_its_lease_writes_none() {
+    let target = Target::start();
+    target.execute(
+        "app",
+        "ALTER TABLE public.customers ADD CONSTRAINT no_bad CHECK (name <> 'bad');
+         CREATE TABLE public.audit (n bigserial, id bigint, op text, app text);
+         CREATE FUNCTION public.audit() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN INSERT INTO public.audit (id, op, app) VALUES (NEW.id, TG_OP, current_setting('application_name')); RETURN NULL; END $$;
+         CREATE TRIGGER audit AFTER INSERT OR UPDATE ON public.customers FOR EACH ROW EXECUTE FUNCTION public.audit();",
+    );
+    let pki = QueuePki::new();
+    let udp = free_port().unwrap();
+    let journal = tempfile::tempdir().unwrap();
+    let ingest = Ingest::start(&target.url(), journal.path(), &strs(&pki.ingest_args(udp, "2s")));
+    let logs = tempfile::tempdir().unwrap();
+    let queue = format!("localhost:{udp}");
+    let flags = ["--onApplyError", "quarantine"];
+    let a = Applier::start_flags("applier_a", &queue, (&target.url(), &pki, logs.path()), &flags);
+    wait_for("the quarantine table", Duration::from_secs(30), || {
+        target.query("SELECT to_regclass('_replicator.quarantine')::text") != [[None]]
+    });
+    // Applier A gets through its careful pass and waits to write the quarantine row.
+    let blocker = lock_table(&target, "_replicator.quarantine", "EXCLUSIVE");
+    let s = Setup { target, _journal: journal, ingest };
+    let messages = [customer(1, "C 1", 1000), customer(13, "bad", 1000), customer(2, "C 2", 1000)];
+    assert_eq!(s.ingest.post("/app/public", &body(&messages)).0, 200);
+    assert_eq!(s.ingest.post("/app/public", format!(r#"{{"resolved":"{}"}}"#, at(1100)).as_bytes()).0, 200);
+    let waiting = |app: &str| {
+        let sql =
+            format!("SELECT 'x' FROM pg_stat_activity WHERE application_name = '{app}' AND wait_event_type = 'Lock'");
+        !s.target.query(&sql).is_empty()
+    };
+    wait_for("applier_a to wait on the quarantine table", Duration::from_secs(30), || waiting("applier_a"));
+    a.signal("STOP");
+    // Past the lease, B claims a newer epoch and waits on A's uncommitted rows.
+    let _b = Applier::start_flags("applier_b", &queue, (&s.target.url(), &pki, logs.path()), &flags);
+    wait_for("applier_b to wait on applier_a", Duration::from_secs(60), || waiting("applier_b"));
+    drop(blocker);
+    a.signal("CONT");
+    wait_for("the window applied", Duration::from_secs(60), || {
+        s.target.checkpoint().as_deref() == Some(at(1100).as_str())
+    });
+    wait_for("applier_a to report the fencing", Duration::from_secs(30), || a.log_text().contains("taken over"));
+    assert_eq!(s.quarantine(), [row(&["customers", "[13]", &at(1000), "23514"])]);
+    assert_eq!(s.customers(), [row(&["1", "C 1"]), row(&["2", "C 2"])]);
+    let audit = s.target.query("SELECT id::text, op, app FROM public.audit ORDER BY n");
+    assert_eq!(audit, [row(&["1", "INSERT", "applier_b"]), row(&["2", "INSERT", "applier_b"])]);
 }

@@ -65,6 +65,23 @@ pub async fn create_quarantine(client: &Client, staging_schema: &str) -> Result<
     .await
 }
 
+/// Row versions in the quarantine table per partition, in partition order (none when the table
+/// does not exist yet).
+pub async fn quarantine_counts(
+    client: &Client,
+    staging_schema: &str,
+) -> Result<Vec<(String, u64)>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT partition, count(*) FROM {}.quarantine GROUP BY partition ORDER BY partition",
+        quote_ident(staging_schema)
+    );
+    match client.query(&sql, &[]).await {
+        Ok(rows) => Ok(rows.iter().map(|row| (row.get(0), row.get::<_, i64>(1) as u64)).collect()),
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 pub async fn create_jwt_tables(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
     let schema = quote_ident(staging_schema);
     ensure_schema(client, staging_schema).await?;

@@ -91,6 +91,16 @@ impl Applier {
         Self::start_with(name, queue_addr, target_url, pki, "applier", workers, logs)
     }
 
+    /// Like [`Applier::start`] with `flags` after the usual ones.
+    pub fn start_flags(
+        name: &str,
+        queue_addr: &str,
+        (target_url, pki, logs): (&str, &QueuePki, &Path),
+        flags: &[&str],
+    ) -> Applier {
+        Self::spawn(name, queue_addr, (target_url, pki, "applier"), 1, logs, flags)
+    }
+
     /// Like [`Applier::start`] with the client certificate `{cert}.crt`/`{cert}.key` from `pki`.
     pub fn start_with(
         name: &str,
@@ -100,6 +110,17 @@ impl Applier {
         cert: &str,
         workers: u32,
         logs: &Path,
+    ) -> Applier {
+        Self::spawn(name, queue_addr, (target_url, pki, cert), workers, logs, &[])
+    }
+
+    fn spawn(
+        name: &str,
+        queue_addr: &str,
+        (target_url, pki, cert): (&str, &QueuePki, &str),
+        workers: u32,
+        logs: &Path,
+        flags: &[&str],
     ) -> Applier {
         let log = logs.join(format!("{name}.log"));
         let bin = Path::new(env!("CARGO_BIN_EXE_wharf-ingest")).with_file_name("wharf-applier");
@@ -118,6 +139,7 @@ impl Applier {
                 .args(["--queueCA", &pki.path("ca.crt")])
                 .args(["--queueCertificate", &pki.path(&format!("{cert}.crt"))])
                 .args(["--queuePrivateKey", &pki.path(&format!("{cert}.key"))])
+                .args(flags)
                 .env("RUST_LOG", "info")
                 .env("WHARF_METRICS_ADDR", format!("127.0.0.1:{metrics_port}"))
                 .stdout(Stdio::null())
@@ -144,6 +166,41 @@ impl Applier {
 
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
+    }
+}
+
+/// An open transaction holding a `mode` lock (`ACCESS EXCLUSIVE`, `EXCLUSIVE`, …) on `table`;
+/// released on drop.
+pub fn lock_table(target: &Target, table: &str, mode: &str) -> Blocker {
+    let url = target.url();
+    let sql = format!("BEGIN; LOCK TABLE {table} IN {mode} MODE");
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let client = wharf_targetdb::connect(&url).await.unwrap();
+            client.batch_execute(&sql).await.unwrap();
+            locked_tx.send(()).unwrap();
+            let _ = tokio::task::spawn_blocking(move || rx.recv()).await;
+            client.batch_execute("COMMIT").await.unwrap();
+        });
+    });
+    locked_rx.recv().unwrap();
+    Blocker { release: Some(tx), thread: Some(thread) }
+}
+
+pub struct Blocker {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Blocker {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
     }
 }
 
