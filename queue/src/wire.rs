@@ -12,7 +12,7 @@ use crate::record::Partition;
 use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version of the protocol spoken here; the peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// ALPN name of the protocol, so a TLS client of another protocol is refused in the handshake.
 pub const ALPN: &[u8] = b"wharf-queue";
 /// Largest frame accepted: a chunk is bounded by the reader's byte limit, plus one row that may be
@@ -381,6 +381,13 @@ impl Writer {
     fn partition(&mut self, p: &Partition) {
         self.str(&p.database);
         self.str(&p.schema);
+        match &p.group {
+            Some(group) => {
+                self.u8(1);
+                self.str(group);
+            }
+            None => self.u8(0),
+        }
     }
     /// Table names, then each row's span, then the bytes of every key and `after`.
     fn rows(&mut self, rows: &RowBatch) {
@@ -462,7 +469,8 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.hlc()?) } else { None })
     }
     fn partition(&mut self) -> Result<Partition, WireError> {
-        Ok(Partition::new(self.name()?, self.name()?))
+        let schema = Partition::new(self.name()?, self.name()?);
+        Ok(if self.bool()? { schema.group(self.name()?) } else { schema })
     }
     /// A session's name (logged and shown by status): at most 255 bytes.
     fn session_name(&mut self) -> Result<String, WireError> {
@@ -515,6 +523,7 @@ mod tests {
             Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
             Message::Acquire { worker: 2, wait_ms: 1000 },
             Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0) },
+            Message::Granted { partition: p().group("orders"), epoch: 3, upto: Hlc::new(9, 0) },
             Message::NoWork,
             Message::Open {
                 worker: 1,
