@@ -41,6 +41,9 @@ pub(crate) async fn accept(
         Ok(checked) => checked,
         Err(error) => return catalog_failure(state, partition, error),
     };
+    if let Err(refusal) = group(state, partition, &catalog) {
+        return refusal;
+    }
     let edits = match handle_drift(state, partition, &messages, &catalog, &findings) {
         Ok(edits) => edits,
         Err(refusal) => return reply(StatusCode::BAD_REQUEST, &refusal),
@@ -156,8 +159,12 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
     if let Err(why) = not_ahead(state, "the resolved", hlc) {
         return reply(StatusCode::BAD_REQUEST, &why);
     }
-    if let Err(error) = state.target.catalog(&partition.schema, false).await {
-        return catalog_failure(state, partition, error);
+    let catalog = match state.target.catalog(&partition.schema, false).await {
+        Ok(catalog) => catalog,
+        Err(error) => return catalog_failure(state, partition, error),
+    };
+    if let Err(refusal) = group(state, partition, &catalog) {
+        return refusal;
     }
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
     match journal.resolve_durable(partition, hlc).await {
@@ -172,6 +179,21 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
         }
         Err(error) => journal_failure(state, &error),
     }
+}
+
+/// Under `--partitionBy group`, gives the queue service the schema's foreign-key groups before
+/// anything of it is journaled. A grouping other than the one in force is refused with 503
+/// (nothing journaled): regrouping a running schema needs the barrier of decision 0011, which is
+/// not built yet.
+fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) -> Result<(), Reply> {
+    if !state.group_partitions {
+        return Ok(());
+    }
+    let Some(queue) = &state.queue else { return Ok(()) };
+    queue.set_groups(partition, &catalog.groups).map_err(|error| {
+        tracing::error!(%partition, %error, "foreign-key groups changed");
+        unavailable(&error.to_string(), 30)
+    })
 }
 
 fn catalog_failure(state: &State, partition: &Partition, error: CatalogError) -> Reply {
