@@ -41,7 +41,7 @@ pub(crate) async fn accept(
         Ok(checked) => checked,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    if let Err(refusal) = group(state, partition, &catalog) {
+    if let Some(refusal) = group(state, partition, &catalog) {
         return refusal;
     }
     let edits = match handle_drift(state, partition, &messages, &catalog, &findings) {
@@ -163,7 +163,7 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
         Ok(catalog) => catalog,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    if let Err(refusal) = group(state, partition, &catalog) {
+    if let Some(refusal) = group(state, partition, &catalog) {
         return refusal;
     }
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
@@ -185,15 +185,14 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
 /// anything of it is journaled. A grouping other than the one in force is refused with 503
 /// (nothing journaled): regrouping a running schema needs the barrier of decision 0011, which is
 /// not built yet.
-fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) -> Result<(), Reply> {
+fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) -> Option<Reply> {
     if !state.group_partitions {
-        return Ok(());
+        return None;
     }
-    let Some(queue) = &state.queue else { return Ok(()) };
-    queue.set_groups(partition, &catalog.groups).map_err(|error| {
-        tracing::error!(%partition, %error, "foreign-key groups changed");
-        unavailable(&error.to_string(), 30)
-    })
+    let queue = state.queue.as_ref()?;
+    let error = queue.set_groups(partition, &catalog.groups).err()?;
+    tracing::error!(%partition, %error, "foreign-key groups changed");
+    Some(unavailable(&error.to_string(), 30))
 }
 
 fn catalog_failure(state: &State, partition: &Partition, error: CatalogError) -> Reply {
