@@ -41,9 +41,7 @@ pub(crate) async fn accept(
         Ok(checked) => checked,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    if let Some(refusal) = group(state, partition, &catalog) {
-        return refusal;
-    }
+    group(state, partition, &catalog);
     let edits = match handle_drift(state, partition, &messages, &catalog, &findings) {
         Ok(edits) => edits,
         Err(refusal) => return reply(StatusCode::BAD_REQUEST, &refusal),
@@ -163,9 +161,7 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
         Ok(catalog) => catalog,
         Err(error) => return catalog_failure(state, partition, error),
     };
-    if let Some(refusal) = group(state, partition, &catalog) {
-        return refusal;
-    }
+    group(state, partition, &catalog);
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
     match journal.resolve_durable(partition, hlc).await {
         Ok(Resolved::Advanced) => {
@@ -181,18 +177,19 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
     }
 }
 
-/// Under `--partitionBy group`, gives the queue service the schema's foreign-key groups before
-/// anything of it is journaled. A grouping other than the one in force is refused with 503
-/// (nothing journaled): regrouping a running schema needs the barrier of decision 0011, which is
-/// not built yet.
-fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) -> Option<Reply> {
+/// Under `--partitionBy group`, gives the queue service the schema's foreign-key groups as the
+/// catalog has them, before anything of the schema is journaled and at each resolved timestamp,
+/// so that a changed grouping takes effect between windows (decision 0011).
+fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) {
     if !state.group_partitions {
-        return None;
+        return;
     }
-    let queue = state.queue.as_ref()?;
-    let error = queue.set_groups(partition, &catalog.groups).err()?;
-    tracing::error!(%partition, %error, "foreign-key groups changed");
-    Some(unavailable(&error.to_string(), 30))
+    if let Some(queue) = &state.queue
+        && queue.set_groups(partition, &catalog.groups)
+    {
+        let groups: Vec<String> = catalog.groups.iter().map(|g| g.join("+")).collect();
+        tracing::info!(%partition, ?groups, "foreign-key groups of the schema");
+    }
 }
 
 fn catalog_failure(state: &State, partition: &Partition, error: CatalogError) -> Reply {

@@ -195,9 +195,7 @@ pub async fn run_with_listener(
         for schema in journal.partitions() {
             match state.target.catalog(&schema.schema, false).await {
                 Ok(catalog) => {
-                    if let Err(error) = queue.set_groups(&schema, &catalog.groups) {
-                        tracing::error!(%schema, %error, "cannot group the schema");
-                    }
+                    queue.set_groups(&schema, &catalog.groups);
                 }
                 Err(error) => tracing::warn!(%schema, %error, "cannot read the schema's foreign-key groups yet"),
             }

@@ -5,8 +5,12 @@
 //! applied and checkpointed on its own, its windows being the schema's filtered to its tables.
 //! The journal may forget a schema's rows only up to the lowest checkpoint of its groups.
 //!
-//! Not built yet (the branch's next step): regrouping behind a barrier when the catalog's groups
-//! change. Until then a schema's grouping is the first one set, and a different one is refused.
+//! When the catalog's groups change, the new grouping replaces the old one at once: the old
+//! units are no longer leased (their holders find out at their next window or commit), and the
+//! new ones are claimed in the target, where each seeds its checkpoint from the rows of the units
+//! it takes tables over from, so that nothing is applied twice or skipped (see
+//! `wharf_targetdb::checkpoint`). What the queue service kept of the schema's groups' progress is
+//! forgotten then: a report of an old unit must not let the journal forget rows a new one needs.
 
 use std::collections::HashMap;
 
@@ -28,11 +32,6 @@ impl Grouping {
     }
 }
 
-/// Why a grouping was not taken.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("the foreign-key groups of {0} changed; regrouping a running schema is not built yet: restart the ingest")]
-pub struct Regrouping(pub String);
-
 /// The groupings of the schemas that have one, and the checkpoint each group reported.
 #[derive(Debug, Default)]
 pub struct Groups {
@@ -45,16 +44,20 @@ pub struct Groups {
 }
 
 impl Groups {
-    /// Sets `schema`'s grouping; the same again is a no-op, another is refused.
-    pub fn set(&mut self, schema: &Partition, grouping: Grouping) -> Result<(), Regrouping> {
-        match self.by_schema.get(schema) {
-            None => {
-                self.by_schema.insert(schema.clone(), grouping);
-                Ok(())
+    /// Sets `schema`'s grouping; returns `None` when it is the one in force, else the units whose
+    /// leases end: the schema itself when it had no grouping, and each old group that is not a
+    /// group of the new one with the same tables (one keeping its name with other tables too).
+    pub fn set(&mut self, schema: &Partition, grouping: Grouping) -> Option<Vec<Partition>> {
+        let ended = match self.by_schema.get(schema) {
+            Some(current) if *current == grouping => return None,
+            Some(current) => {
+                current.groups.iter().filter(|g| !grouping.groups.contains(g)).map(|(u, _)| u.clone()).collect()
             }
-            Some(current) if *current == grouping => Ok(()),
-            Some(_) => Err(Regrouping(schema.to_string())),
-        }
+            None => vec![schema.clone()],
+        };
+        self.applied.retain(|unit, _| unit.schema_level() != *schema);
+        self.by_schema.insert(schema.clone(), grouping);
+        Some(ended)
     }
 
     /// The lease units of the journal's schemas: their groups, or the schema itself.
@@ -81,11 +84,15 @@ impl Groups {
     }
 
     /// Records a group's checkpoint; returns the lowest of its schema's groups when every group
-    /// has one (what the journal may forget up to).
+    /// has one (what the journal may forget up to). A unit of no current grouping counts for
+    /// nothing.
     pub fn mark_applied(&mut self, unit: &Partition, checkpoint: Hlc) -> Option<Hlc> {
+        let grouping = self.by_schema.get(&unit.schema_level())?;
+        if !grouping.groups.iter().any(|(u, _)| u == unit) {
+            return None;
+        }
         let entry = self.applied.entry(unit.clone()).or_insert(checkpoint);
         *entry = (*entry).max(checkpoint);
-        let grouping = self.by_schema.get(&unit.schema_level())?;
         grouping
             .groups
             .iter()
@@ -117,21 +124,43 @@ mod tests {
     fn units_are_the_groups_of_grouped_schemas_and_the_other_schemas_whole() {
         let (a, b) = (Partition::new("db", "a"), Partition::new("db", "b"));
         let mut groups = Groups::default();
-        groups.set(&a, Grouping::of(&a, &[names(&["customers", "orders"]), names(&["events"])])).unwrap();
+        assert_eq!(
+            groups.set(&a, Grouping::of(&a, &[names(&["customers", "orders"]), names(&["events"])])),
+            Some(vec![a.clone()])
+        );
         assert_eq!(groups.units(&[a.clone(), b.clone()]), [a.group("customers"), a.group("events"), b.clone()]);
         assert_eq!(groups.tables(&a.group("customers")), Some(names(&["customers", "orders"]).as_slice()));
         assert_eq!(groups.tables(&b), None);
         let again = Grouping::of(&a, &[names(&["customers", "orders"]), names(&["events"])]);
-        assert_eq!(groups.set(&a, again), Ok(()));
+        assert_eq!(groups.set(&a, again), None);
         let merged = Grouping::of(&a, &[names(&["customers", "events", "orders"])]);
-        assert_eq!(groups.set(&a, merged), Err(Regrouping("db.a".into())));
+        assert_eq!(
+            groups.set(&a, merged),
+            Some(vec![a.group("customers"), a.group("events")]),
+            "the same name, other tables"
+        );
+        assert_eq!(groups.units(&[a.clone()]), [a.group("customers")]);
+        assert_eq!(groups.tables(&a.group("events")), None, "an old unit is no longer leased");
+    }
+
+    #[test]
+    fn a_regrouping_forgets_the_old_units_progress() {
+        let a = Partition::new("db", "a");
+        let mut groups = Groups::default();
+        groups.set(&a, Grouping::of(&a, &[names(&["x"]), names(&["y"])]));
+        groups.mark_applied(&a.group("x"), Hlc::new(50, 0));
+        assert_eq!(groups.mark_applied(&a.group("y"), Hlc::new(40, 0)), Some(Hlc::new(40, 0)));
+        groups.set(&a, Grouping::of(&a, &[names(&["x", "y"])]));
+        assert_eq!(groups.applied(&a.group("x")), None);
+        assert_eq!(groups.mark_applied(&a.group("y"), Hlc::new(60, 0)), None, "y is no unit any more");
+        assert_eq!(groups.mark_applied(&a.group("x"), Hlc::new(45, 0)), Some(Hlc::new(45, 0)));
     }
 
     #[test]
     fn the_schema_compacts_to_its_slowest_group_once_each_has_a_checkpoint() {
         let a = Partition::new("db", "a");
         let mut groups = Groups::default();
-        groups.set(&a, Grouping::of(&a, &[names(&["x"]), names(&["y"])])).unwrap();
+        groups.set(&a, Grouping::of(&a, &[names(&["x"]), names(&["y"])]));
         assert_eq!(groups.mark_applied(&a.group("x"), Hlc::new(20, 0)), None);
         assert_eq!(groups.mark_applied(&a.group("y"), Hlc::new(10, 0)), Some(Hlc::new(10, 0)));
         assert_eq!(groups.mark_applied(&a.group("y"), Hlc::new(30, 0)), Some(Hlc::new(20, 0)));

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::client::{Grant, Release};
-use crate::groups::{Grouping, Groups, Regrouping};
+use crate::groups::{Grouping, Groups};
 use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, Tables, WindowCursor};
 use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, Scope, SessionInfo, WorkerId};
 use crate::record::Partition;
@@ -138,10 +138,17 @@ impl QueueService {
     }
 
     /// Leases `schema` as its foreign-key groups from now on (`--partitionBy group`); the same
-    /// grouping again changes nothing, another is refused (regrouping is not built yet).
-    pub fn set_groups(&self, schema: &Partition, groups: &[Vec<String>]) -> Result<(), Regrouping> {
-        let grouping = Grouping::of(&schema.schema_level(), groups);
-        self.inner.groups.lock().expect("groups lock").set(&schema.schema_level(), grouping)
+    /// grouping again changes nothing. Another one replaces it at once: the old units' leases end
+    /// (see [`crate::groups`] for why that is safe); returns whether it changed.
+    pub fn set_groups(&self, schema: &Partition, groups: &[Vec<String>]) -> bool {
+        let schema = schema.schema_level();
+        let grouping = Grouping::of(&schema, groups);
+        let units = grouping.groups.len();
+        let Some(ended) = self.groups().set(&schema, grouping) else { return false };
+        self.leases().retain(|unit| !ended.contains(unit));
+        self.inner.freed.notify_waiters();
+        tracing::info!(%schema, units, ended = ?ended.iter().map(ToString::to_string).collect::<Vec<_>>(), "the schema's foreign-key groups are leased as units");
+        true
     }
 
     fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
@@ -262,7 +269,8 @@ impl QueueService {
             }
         }
         let upto = journal.resolved(&lease.partition.schema_level()).unwrap_or(Hlc::ZERO);
-        Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto }))
+        let tables = self.groups().tables(&lease.partition).map(<[String]>::to_vec).unwrap_or_default();
+        Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto, tables }))
     }
 
     /// Starts reading `(after, upto]` for the partition's holder; `upto` no further than the

@@ -51,6 +51,8 @@ pub enum Message {
         partition: Partition,
         epoch: u64,
         upto: Hlc,
+        /// A group's tables; empty for a schema.
+        tables: Vec<String>,
     },
     NoWork,
     Open {
@@ -163,11 +165,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u32(*worker);
             w.u32(*wait_ms);
         }
-        Message::Granted { partition, epoch, upto } => {
+        Message::Granted { partition, epoch, upto, tables } => {
             w.u8(4);
             w.partition(partition);
             w.u64(*epoch);
             w.hlc(*upto);
+            w.u32(tables.len() as u32);
+            tables.iter().for_each(|t| w.str(t));
         }
         Message::NoWork => w.u8(5),
         Message::Open { worker, partition, epoch, after, upto, tables } => {
@@ -270,7 +274,12 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         1 => Message::Hello { version: r.u32()?, name: r.session_name()?, workers: r.u32()? },
         2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
         3 => Message::Acquire { worker: r.u32()?, wait_ms: r.u32()? },
-        4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, upto: r.hlc()? },
+        4 => {
+            let (partition, epoch, upto) = (r.partition()?, r.u64()?, r.hlc()?);
+            let count = r.count(2)?;
+            let tables = (0..count).map(|_| r.name()).collect::<Result<_, _>>()?;
+            Message::Granted { partition, epoch, upto, tables }
+        }
         5 => Message::NoWork,
         6 => {
             let (worker, partition, epoch, after, upto) = (r.u32()?, r.partition()?, r.u64()?, r.hlc()?, r.hlc()?);
@@ -522,8 +531,13 @@ mod tests {
             Message::Hello { version: 1, name: "w".into(), workers: 4 },
             Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
             Message::Acquire { worker: 2, wait_ms: 1000 },
-            Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0) },
-            Message::Granted { partition: p().group("orders"), epoch: 3, upto: Hlc::new(9, 0) },
+            Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0), tables: vec![] },
+            Message::Granted {
+                partition: p().group("orders"),
+                epoch: 3,
+                upto: Hlc::new(9, 0),
+                tables: vec!["customers".into(), "orders".into()],
+            },
             Message::NoWork,
             Message::Open {
                 worker: 1,

@@ -1,6 +1,7 @@
-//! Foreign-key groups as lease units (the issue-21 branch): two groups of one schema are granted
-//! to two workers, each reads only its tables, and the journal compacts the schema only up to the
-//! slower group's checkpoint.
+//! Foreign-key groups as lease units (decision 0011): two groups of one schema are granted to two
+//! workers with their tables, each reads only its tables, and the journal compacts the schema only
+//! up to the slower group's checkpoint; a regrouping ends the old units' leases and forgets their
+//! progress.
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ fn groups_are_leased_read_and_compacted_on_their_own() {
         journal.wait_written().await;
         let service = QueueService::new(journal, Duration::from_secs(10));
         let groups = [vec!["customers".to_string(), "orders".to_string()], vec!["events".to_string()]];
-        service.set_groups(&schema, &groups).unwrap();
+        assert!(service.set_groups(&schema, &groups));
 
         let session = service.open_session("test", 2, false);
         let (w0, w1) = (WorkerId { session, index: 0 }, WorkerId { session, index: 1 });
@@ -39,6 +40,9 @@ fn groups_are_leased_read_and_compacted_on_their_own() {
         granted.sort();
         assert_eq!(granted, ["app.public/customers", "app.public/events"]);
         assert_eq!((g0.upto, g1.upto), (Hlc::new(30, 0), Hlc::new(30, 0)));
+        let mut tables = [g0.tables.join(","), g1.tables.join(",")];
+        tables.sort();
+        assert_eq!(tables, ["customers,orders", "events"]);
 
         let limits = ChunkLimits { max_rows: 100, max_bytes: 1 << 20 };
         for (worker, grant) in [(w0, &g0), (w1, &g1)] {
@@ -63,7 +67,17 @@ fn groups_are_leased_read_and_compacted_on_their_own() {
         assert_eq!(service.journal().applied(&schema), None);
         service.committed(customers.0, &customers.1.partition, customers.1.epoch, Hlc::new(10, 0), 2).await.unwrap();
         assert_eq!(service.journal().applied(&schema), Some(Hlc::new(10, 0)));
-        // A regrouping is refused until the barrier is built.
-        assert!(service.set_groups(&schema, &[vec!["customers".into(), "events".into(), "orders".into()]]).is_err());
+        // The same grouping again changes nothing; a merge ends both leases.
+        assert!(!service.set_groups(&schema, &groups));
+        let merged = [vec!["customers".to_string(), "events".to_string(), "orders".to_string()]];
+        assert!(service.set_groups(&schema, &merged));
+        let stale = service.open_window(w0, &g0.partition, g0.epoch, Hlc::ZERO, g0.upto, Vec::new());
+        assert!(stale.is_none(), "an old unit's window is refused");
+        assert!(!service.committed(w1, &g1.partition, g1.epoch, Hlc::new(30, 0), 0).await.unwrap());
+        assert_eq!(service.journal().applied(&schema), Some(Hlc::new(10, 0)), "no old report compacts");
+        let merged_grant = service.acquire(w0, Duration::ZERO).await.unwrap().expect("the merged group");
+        assert_eq!(merged_grant.partition, schema.group("customers"));
+        assert_eq!(merged_grant.tables, merged[0]);
+        assert!(merged_grant.epoch > g0.epoch.min(g1.epoch));
     });
 }
