@@ -139,7 +139,7 @@ mod tests {
             Some(vec![a.group("customers"), a.group("events")]),
             "the same name, other tables"
         );
-        assert_eq!(groups.units(&[a.clone()]), [a.group("customers")]);
+        assert_eq!(groups.units(std::slice::from_ref(&a)), [a.group("customers")]);
         assert_eq!(groups.tables(&a.group("events")), None, "an old unit is no longer leased");
     }
 

@@ -21,7 +21,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 // Compiled into every test crate; not all of them wait for anything.
 #[allow(unused_imports)]
-pub use wharf_testkit::wait_for;
+pub use wharf_testkit::{wait_for, wait_until};
 
 /// Certificates for the queue service and its appliers, made with a CA of their own: `ca.crt`,
 /// `queue.crt`/`queue.key` (localhost, 127.0.0.1), `applier.crt`/`applier.key`.
