@@ -325,6 +325,20 @@ impl Setup {
     fn logs(&self) -> &Path {
         self.logs.path()
     }
+
+    /// `wharfctl status --json` against the queue service and the target.
+    fn status(&self) -> serde_json::Value {
+        let bin = Path::new(env!("CARGO_BIN_EXE_wharf-ingest")).with_file_name("wharfctl");
+        let out = std::process::Command::new(bin)
+            .args(["status", "--json", "--targetConn", &self.target.url(), "--queueAddr"])
+            .arg(format!("127.0.0.1:{}", self.udp))
+            .args(["--queueCA", &self.pki.path("ca.crt"), "--queueCertificate", &self.pki.path("applier.crt")])
+            .args(["--queuePrivateKey", &self.pki.path("applier.key")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
 }
 
 #[test]
@@ -364,6 +378,18 @@ fn one_two_and_four_applier_processes_share_the_groups_exactly_once_and_cascades
     });
     assert!(one_each, "four appliers did not end up with one group each");
     feed.check(&setup.target, 4);
+    // wharfctl status lists the groups with their tables, holders, epochs and checkpoints.
+    let status = setup.status();
+    let mut units = BTreeMap::new();
+    for p in status["partitions"].as_array().unwrap() {
+        let tables: Vec<&str> = p["tables"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert!(p["epoch"].as_u64().unwrap() > 0 && p["lag_s"].is_number(), "{p}");
+        assert_eq!(p["applied"].as_str(), Some(hlc(feed.resolved).as_str()), "{p}");
+        units.insert(p["partition"].as_str().unwrap().to_owned(), (tables.join(","), p["holder"].clone()));
+    }
+    assert_eq!(units.iter().map(|(u, (t, _))| (u.clone(), t.clone())).collect::<BTreeMap<_, _>>(), four_groups());
+    let holders: BTreeSet<String> = units.values().map(|(_, h)| h.to_string()).collect();
+    assert_eq!(holders.len(), 4, "one group per applier: {units:?}");
 }
 
 /// Feeds rounds until the appliers of one round's audit rows satisfy `done`; `false` if they never

@@ -81,6 +81,10 @@ pub struct PartitionStatus {
     pub pending_bytes: u64,
     /// Rows at or below the applied checkpoint, acknowledged and dropped since the ingest started.
     pub dropped_stale: u64,
+    /// A foreign-key group's tables (`--partitionBy group`); none for a schema. Its pending figures
+    /// are its schema's above the group's checkpoint (the journal counts per schema).
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -435,6 +439,7 @@ impl QueueService {
                 pending_rows,
                 pending_bytes,
                 dropped_stale: dropped.iter().find(|(p, _)| *p == schema).map_or(0, |(_, n)| *n),
+                tables: self.groups().tables(unit).map(<[String]>::to_vec).unwrap_or_default(),
             });
         }
         let drift = self.inner.drift.get().map(|source| source()).unwrap_or_default();
