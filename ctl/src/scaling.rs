@@ -3,7 +3,8 @@
 //! - [`scaling`]: the same rows (8 tables of `rows` rows each) drained from a resolved backlog by
 //!   1, 2 and 4 `wharf-applier` processes, laid out three ways: 8 schemas of one table each (the
 //!   way to scale before foreign-key groups), one schema of 8 tables under `--partitionBy schema`,
-//!   and the same under `--partitionBy group` (8 independent tables: 8 groups).
+//!   and the same under `--partitionBy group` (8 independent tables: 8 groups), with bodies of one
+//!   table each and with bodies mixing all 8 tables (each body then read by all 8 groups).
 //! - [`group_lag`]: a steady feed into one schema of 8 independent tables under `--partitionBy
 //!   group`, the lag of 7 groups sampled while the eighth applies too, then while its table is
 //!   locked in the target: a blocked group must not hold the others.
@@ -29,16 +30,20 @@ pub enum Layout {
     EightSchemas,
     OneSchema,
     OneSchemaGroups,
+    /// As `OneSchemaGroups`, every body holding rows of all 8 tables.
+    OneSchemaGroupsMixed,
 }
 
 impl Layout {
-    pub const ALL: [Layout; 3] = [Layout::EightSchemas, Layout::OneSchema, Layout::OneSchemaGroups];
+    pub const ALL: [Layout; 4] =
+        [Layout::EightSchemas, Layout::OneSchema, Layout::OneSchemaGroups, Layout::OneSchemaGroupsMixed];
 
     pub fn name(self) -> &'static str {
         match self {
             Layout::EightSchemas => "8 schemas",
             Layout::OneSchema => "1 schema, --partitionBy schema",
             Layout::OneSchemaGroups => "1 schema, --partitionBy group",
+            Layout::OneSchemaGroupsMixed => "1 schema, group, bodies of 8 tables",
         }
     }
 
@@ -48,12 +53,13 @@ impl Layout {
             Layout::EightSchemas => "schemas",
             Layout::OneSchema => "schema",
             Layout::OneSchemaGroups => "group",
+            Layout::OneSchemaGroupsMixed => "group_mixed",
         }
     }
 
     fn flags(self) -> &'static [&'static str] {
         match self {
-            Layout::OneSchemaGroups => &["--partitionBy", "group"],
+            Layout::OneSchemaGroups | Layout::OneSchemaGroupsMixed => &["--partitionBy", "group"],
             _ => &[],
         }
     }
@@ -63,7 +69,7 @@ impl Layout {
         match self {
             Layout::EightSchemas => (format!("bench_p{i}"), "rows".into()),
             Layout::OneSchema => ("bench_one".into(), format!("t{i}")),
-            Layout::OneSchemaGroups => ("bench_grp".into(), format!("t{i}")),
+            Layout::OneSchemaGroups | Layout::OneSchemaGroupsMixed => ("bench_grp".into(), format!("t{i}")),
         }
     }
 
@@ -78,7 +84,7 @@ impl Layout {
         match self {
             Layout::EightSchemas => (self.schemas().iter().map(|s| format!("{database}.{s}")).collect(), rows as u64),
             Layout::OneSchema => (vec![format!("{database}.bench_one")], (rows * TABLES) as u64),
-            Layout::OneSchemaGroups => {
+            Layout::OneSchemaGroups | Layout::OneSchemaGroupsMixed => {
                 let units = (0..TABLES).map(|i| format!("{database}.bench_grp/t{i}")).collect();
                 // A group's pending figure is its schema's above the group's checkpoint.
                 (units, (rows * TABLES) as u64)
@@ -128,17 +134,12 @@ async fn drain(url: &str, database: &str, layout: Layout, rows: usize, n: usize)
     let journal = tempfile::tempdir()?;
     let ingest = IngestProcess::start_with(url, journal.path(), &certs, layout.flags()).await?;
     let mut inflight = JoinSet::new();
-    for i in 0..TABLES {
-        let (schema, table) = layout.target(i);
-        let sender = Sender::new(ingest.base_url(database, &schema));
-        for first in (0..rows).step_by(BODY_ROWS) {
-            while inflight.len() >= SENDERS {
-                inflight.join_next().await.expect("non-empty")??;
-            }
-            let body = crate::bench::feed::bodies_from(first, BODY_ROWS.min(rows - first), &table);
-            let sender = sender.clone();
-            inflight.spawn(async move { sender.post(body).await });
+    for (schema, body) in bodies(layout, rows) {
+        while inflight.len() >= SENDERS {
+            inflight.join_next().await.expect("non-empty")??;
         }
+        let sender = Sender::new(ingest.base_url(database, &schema));
+        inflight.spawn(async move { sender.post(body).await });
     }
     while let Some(done) = inflight.join_next().await {
         done??;
@@ -178,10 +179,50 @@ async fn drain(url: &str, database: &str, layout: Layout, rows: usize, n: usize)
     Ok(ScalePoint { layout, appliers: n, rows_per_s, peak_rss_mib_applier: peak })
 }
 
+/// The bodies of a drain and the schema each goes to: `BODY_ROWS` rows of one table each, or for
+/// the mixed layout an eighth of that of each of the 8 tables.
+fn bodies(layout: Layout, rows: usize) -> Vec<(String, Bytes)> {
+    use crate::bench::feed::bodies_from;
+    if layout != Layout::OneSchemaGroupsMixed {
+        let of = |i| {
+            let (schema, table) = layout.target(i);
+            (0..rows)
+                .step_by(BODY_ROWS)
+                .map(move |first| (schema.clone(), bodies_from(first, BODY_ROWS.min(rows - first), &table)))
+        };
+        return (0..TABLES).flat_map(of).collect();
+    }
+    let step = BODY_ROWS / TABLES;
+    (0..rows)
+        .step_by(step)
+        .map(|first| {
+            let parts: Vec<Bytes> =
+                (0..TABLES).map(|i| bodies_from(first, step.min(rows - first), &format!("t{i}"))).collect();
+            ("bench_grp".to_owned(), merge(&parts))
+        })
+        .collect()
+}
+
+/// One body with the messages of `parts` (bodies of the same shape).
+fn merge(parts: &[Bytes]) -> Bytes {
+    let mut messages = Vec::new();
+    let mut count = 0;
+    for part in parts {
+        let value: serde_json::Value = serde_json::from_slice(part).expect("a body the bench built");
+        let payload = value["payload"].as_array().expect("a payload");
+        count += payload.len();
+        messages.extend(payload.iter().map(ToString::to_string));
+    }
+    Bytes::from(format!("{{\"payload\":[{}],\"length\":{count}}}", messages.join(",")))
+}
+
 /// A layout's speed-up with `n` appliers over one, from the points of one run.
 pub fn speedup(points: &[ScalePoint], layout: Layout, n: usize) -> Option<f64> {
-    let rate = |k: usize| points.iter().find(|p| p.layout == layout && p.appliers == k).map(|p| p.rows_per_s);
-    Some(rate(n)? / rate(1)?)
+    Some(rate(points, layout, n)? / rate(points, layout, 1)?)
+}
+
+fn rate(points: &[ScalePoint], layout: Layout, n: usize) -> Option<f64> {
+    points.iter().find(|p| p.layout == layout && p.appliers == n).map(|p| p.rows_per_s)
 }
 
 /// The lag of the idle groups, unlocked and while one group's table is locked.
@@ -190,10 +231,12 @@ pub struct GroupLag {
     pub p99_ms_free: f64,
     pub p99_ms_locked: f64,
     pub max_ms_locked: f64,
+    /// The locked group's own lag when the lock is let go (about the locked half's length).
+    pub locked_group_ms: f64,
 }
 
 /// Rows per table in each tick of the lag feed, and the tick.
-const LAG_ROWS: usize = 25;
+const LAG_ROWS: usize = 250;
 const TICK: Duration = Duration::from_millis(100);
 
 /// `seconds` of a steady feed with nothing locked, then `seconds` with `t0` locked.
@@ -225,6 +268,8 @@ pub async fn group_lag(url: &str, database: &str, seconds: u64) -> anyhow::Resul
     let locker = wharf_targetdb::connect(url).await?;
     locker.batch_execute("BEGIN; LOCK TABLE bench_lag.t0 IN ACCESS EXCLUSIVE MODE").await?;
     let locked = feed.run(&client, &idle, seconds).await?;
+    let held = [format!("{database}.bench_lag/t0")];
+    let locked_group_ms = lags(&client, &held).await.and_then(|l| l.first().copied()).unwrap_or(f64::NAN);
     locker.batch_execute("ROLLBACK").await?;
     let offered_rows_per_s = feed.sent as f64 / started.elapsed().as_secs_f64();
     applier.stop()?;
@@ -234,6 +279,7 @@ pub async fn group_lag(url: &str, database: &str, seconds: u64) -> anyhow::Resul
         p99_ms_free: percentile(&free, 0.99),
         p99_ms_locked: percentile(&locked, 0.99),
         max_ms_locked: locked.iter().copied().fold(0.0, f64::max),
+        locked_group_ms,
     })
 }
 
@@ -331,10 +377,12 @@ pub fn json(points: &[ScalePoint], lag: Option<&GroupLag>) -> serde_json::Map<St
         "scaling": scaling,
         "scaling_group_speedup_vs_schemas_2": versus(2),
         "scaling_group_speedup_vs_schemas_4": versus(4),
+        "scaling_group_mixed_vs_group_1": round2(rate(points, Layout::OneSchemaGroupsMixed, 1).zip(rate(points, Layout::OneSchemaGroups, 1)).map(|(m, g)| m / g)),
         "group_lag_offered_rows_per_s": lag.map(|l| l.offered_rows_per_s.round()),
         "group_lag_p99_ms_unlocked": lag.map(|l| l.p99_ms_free.round()),
         "group_lag_p99_ms_one_locked": lag.map(|l| l.p99_ms_locked.round()),
         "group_lag_max_ms_one_locked": lag.map(|l| l.max_ms_locked.round()),
+        "group_lag_locked_group_ms": lag.map(|l| l.locked_group_ms.round()),
     });
     match out {
         serde_json::Value::Object(map) => map,
@@ -361,13 +409,23 @@ pub fn print(points: &[ScalePoint], lag: Option<&GroupLag>) {
     if points.iter().any(|p| p.layout == Layout::OneSchemaGroups && p.appliers > 1) {
         println!("{:<36} {:>12}   target: group speed-up ≥ 0.9 of 8 schemas'", "", "");
     }
+    if let (Some(mixed), Some(single)) =
+        (rate(points, Layout::OneSchemaGroupsMixed, 1), rate(points, Layout::OneSchemaGroups, 1))
+    {
+        println!(
+            "{:<36} {:>12.2}   1 applier, 8 groups: bodies of 8 tables (each read by every group) against bodies of one table",
+            "group read cost (ratio)",
+            mixed / single
+        );
+    }
     if let Some(lag) = lag {
         println!(
-            "{:<36} {:>12.0}   ms; 7 idle groups, one group's table locked; unlocked (same run) {:.0} ms, max locked {:.0} ms; {:.0} rows/s offered",
+            "{:<36} {:>12.0}   ms; 7 idle groups while the 8th's table is locked; unlocked (same run) {:.0} ms; max {:.0} ms; the locked group {:.0} ms behind; {:.0} rows/s offered",
             "group lag p99, one group locked",
             lag.p99_ms_locked,
             lag.p99_ms_free,
             lag.max_ms_locked,
+            lag.locked_group_ms,
             lag.offered_rows_per_s
         );
     }

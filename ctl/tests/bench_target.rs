@@ -76,8 +76,20 @@ fn keys_and_checkpoints_of_others_stay_when_replicator_existed() {
         .iter()
         .map(|p| format!("{}/{}", p["layout"].as_str().unwrap(), p["appliers"]))
         .collect();
-    let want =
-        ["schemas/1", "schemas/2", "schemas/4", "schema/1", "schema/2", "schema/4", "group/1", "group/2", "group/4"];
+    let want = [
+        "schemas/1",
+        "schemas/2",
+        "schemas/4",
+        "schema/1",
+        "schema/2",
+        "schema/4",
+        "group/1",
+        "group/2",
+        "group/4",
+        "group_mixed/1",
+        "group_mixed/2",
+        "group_mixed/4",
+    ];
     assert_eq!(layouts, want);
     assert!(json["scaling_group_speedup_vs_schemas_4"].is_number(), "{json}");
     assert!(json["group_lag_p99_ms_one_locked"].is_number(), "{json}");
