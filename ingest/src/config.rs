@@ -135,14 +135,15 @@ pub struct StartArgs {
     /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
     #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
     pub on_apply_error: wharf_base::OnApplyError,
-    /// Under `--onApplyError quarantine`: once a partition's quarantine holds this many keys, a
+    /// Under `--onApplyError quarantine`: once a schema's quarantine holds this many keys, a
     /// row the target refuses halts the partition instead (a target refusing every row should not
     /// move whole tables aside).
     #[arg(long = "quarantineMaxKeys", env = "WHARF_QUARANTINE_MAX_KEYS", default_value_t = 10_000)]
     pub quarantine_max_keys: usize,
     /// `schema`: a partition is a schema, applied in one transaction per resolved timestamp
-    /// across its tables. `group` (not finished: decision 0011): each foreign-key-connected group
-    /// of a schema's tables is leased, applied and checkpointed on its own.
+    /// across its tables. `group`: each foreign-key-connected group of a schema's tables is
+    /// leased, applied and checkpointed on its own (consistent within the group at resolved
+    /// timestamps; groups may be at different ones). Switching either way is safe (decision 0011).
     #[arg(long = "partitionBy", env = "WHARF_PARTITION_BY", default_value = "schema")]
     pub partition_by: PartitionBy,
     /// How old a schema's cached catalog may get before it is read again (it is also read again
