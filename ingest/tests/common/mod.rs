@@ -71,6 +71,15 @@ pub fn journal_only(pki: &QueuePki) -> Vec<String> {
     pki.ingest_args(free_port().unwrap(), "10s")
 }
 
+/// A directory for process logs; `WHARF_KEEP_LOGS=1` keeps it for a look after a failure.
+pub fn logs_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .disable_cleanup(std::env::var_os("WHARF_KEEP_LOGS").is_some())
+        .tempdir()
+        .unwrap()
+}
+
 /// `&[String]` as `&[&str]`.
 pub fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
