@@ -26,7 +26,7 @@ use crate::fold::fold;
 use crate::insert_first::{InsertFirst, Savepoint};
 use crate::quarantine::{Entry, Keys};
 use crate::statements::StatementCache;
-use crate::window::{self, Applied, Committed, Target, Window, WindowPlan};
+use crate::window::{self, Applied, Committed, Target, Window, WindowPlan, may_commit};
 
 const CAREFUL_CHUNK_ROWS: usize = 1_000;
 
@@ -53,7 +53,7 @@ pub(crate) async fn apply<Q: QueueClient>(
     // is what tells the queue service the lease is in use.
     let limits = ChunkLimits { max_rows: limits.max_rows.min(CAREFUL_CHUNK_ROWS), ..limits };
     let Target { client, statements, insert_first, staging_schema, commit_rows } = target;
-    let WindowPlan { grant, catalog, from, .. } = plan;
+    let WindowPlan { grant, catalog, from, floors, .. } = plan;
     let mut reader = queue.open(worker, grant, from, catalog.fk_order.clone()).await?;
     loop {
         let started = std::time::Instant::now();
@@ -72,14 +72,14 @@ pub(crate) async fn apply<Q: QueueClient>(
         let mut rows = 0usize;
         let (through, last) = loop {
             let chunk = reader.next_chunk(limits).await?;
-            let batch: Vec<BatchRow> = chunk.rows.iter().collect();
+            let batch: Vec<BatchRow> = chunk.rows.iter().filter(|row| !floors.covers(row.table, row.hlc)).collect();
             group.chunk(&batch).await?;
             rows += batch.len();
             drop(batch);
             let (complete, last) = (chunk.complete_through, chunk.last);
             reader.recycle(chunk.rows);
             if let Some(through) = complete
-                && (last || rows >= commit_rows || shutdown.is_cancelled())
+                && (last || (may_commit(floors, through) && (rows >= commit_rows || shutdown.is_cancelled())))
             {
                 break (through, last);
             }
@@ -258,7 +258,11 @@ mod tests {
 
     #[test]
     fn groups_put_deletes_child_first_then_upserts_parent_first() {
-        let catalog = SchemaCatalog { tables: HashMap::new(), fk_order: vec!["parent".into(), "child".into()] };
+        let catalog = SchemaCatalog {
+            tables: HashMap::new(),
+            fk_order: vec!["parent".into(), "child".into()],
+            groups: Vec::new(),
+        };
         let row = |table: &'static str, key: &'static str, after: Option<&'static str>| BatchRow {
             hlc: Hlc::new(1, 0),
             table,

@@ -11,6 +11,10 @@
 //! The quarantined keys of a partition are read at the start of each window, after its
 //! checkpoint: the transaction that committed that checkpoint committed its quarantine rows too,
 //! so a new holder sees every key its predecessor quarantined.
+//!
+//! Keys are read for the whole schema, whichever unit (the schema, or a foreign-key group)
+//! quarantined them: a key belongs to its table, and after a regrouping the table's new group must
+//! keep holding the versions its old group quarantined (`--quarantineMaxKeys` counts per schema).
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,7 +23,7 @@ use wharf_base::{Hlc, Partition};
 use wharf_queue::BatchRow;
 use wharf_targetdb::catalog::quote_ident;
 
-/// The keys of one partition with versions in quarantine, per table.
+/// The keys of one schema with versions in quarantine, per table.
 #[derive(Debug, Default)]
 pub struct Keys {
     tables: HashMap<String, HashSet<Vec<u8>>>,
@@ -46,18 +50,18 @@ impl Keys {
         }
     }
 
-    /// The partition's quarantined keys as the target holds them.
+    /// The quarantined keys of the partition's schema as the target holds them.
     pub async fn load(
         client: &impl GenericClient,
         staging_schema: &str,
         partition: &Partition,
     ) -> Result<Keys, tokio_postgres::Error> {
         let sql = format!(
-            "SELECT DISTINCT table_name, key FROM {}.quarantine WHERE partition = $1",
+            "SELECT DISTINCT table_name, key FROM {}.quarantine WHERE split_part(partition, '/', 1) = $1",
             quote_ident(staging_schema)
         );
         let mut keys = Keys::default();
-        for row in client.query(&sql, &[&partition.to_string()]).await? {
+        for row in client.query(&sql, &[&partition.schema_level().to_string()]).await? {
             let key: String = row.get(1);
             keys.tables.entry(row.get(0)).or_default().insert(key.into_bytes());
             keys.len += 1;

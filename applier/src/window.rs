@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wharf_queue::{BatchRow, Chunk, ChunkLimits, Grant, Hlc, QueueClient, QueueError, WindowReader};
 use wharf_targetdb::catalog::SchemaCatalog;
-use wharf_targetdb::checkpoint;
+use wharf_targetdb::checkpoint::{self, Floors};
 
 use crate::apply::{Prepared, execute, prepare};
 use crate::error::ApplyError;
@@ -52,6 +52,8 @@ pub(crate) struct WindowPlan<'a> {
     pub catalog: &'a Arc<SchemaCatalog>,
     /// The target's checkpoint: the window starts after it.
     pub from: Hlc,
+    /// Per table, versions a former unit applied already (see `wharf_targetdb::checkpoint`).
+    pub floors: &'a Arc<Floors>,
     /// Fold and order each timestamp on its own (after a constraint failure).
     pub by_timestamp: bool,
     /// The partition's quarantined keys: their versions go to the quarantine table instead.
@@ -76,14 +78,15 @@ pub(crate) async fn apply<Q: QueueClient>(
     shutdown: &CancellationToken,
 ) -> Result<Applied, ApplyError> {
     let Window { queue, worker, limits, mut target, stats } = window;
-    let WindowPlan { grant, catalog, from, by_timestamp, quarantined } = plan;
+    let WindowPlan { grant, catalog, from, floors, by_timestamp, quarantined } = plan;
     let reader = queue.open(worker, grant, from, catalog.fk_order.clone()).await?;
     let (sender, mut ready) = mpsc::channel(1);
-    let shape = Shape { catalog: catalog.clone(), by_timestamp, quarantined: quarantined.clone() };
+    let shape =
+        Shape { catalog: catalog.clone(), by_timestamp, quarantined: quarantined.clone(), floors: floors.clone() };
     let producer = tokio::spawn(produce(reader, limits, shape, sender));
     let result = async {
         loop {
-            let done = apply_transaction(&mut target, grant, &mut ready, shutdown).await?;
+            let done = apply_transaction(&mut target, grant, floors, &mut ready, shutdown).await?;
             if let Some(applied) = report((queue, worker, stats), grant, &done, shutdown).await? {
                 return Ok(applied);
             }
@@ -140,6 +143,7 @@ pub(crate) struct Committed {
 async fn apply_transaction(
     target: &mut Target<'_>,
     grant: &Grant,
+    floors: &Floors,
     ready: &mut mpsc::Receiver<Result<Ready, ApplyError>>,
     shutdown: &CancellationToken,
 ) -> Result<Committed, ApplyError> {
@@ -161,13 +165,20 @@ async fn apply_transaction(
             *(if statement.delete { &mut deletes } else { &mut upserts }) += statement.rows as u64;
         }
         let Some(through) = chunk.complete_through else { continue };
-        if chunk.last || rows >= target.commit_rows || shutdown.is_cancelled() {
+        if chunk.last || (may_commit(floors, through) && (rows >= target.commit_rows || shutdown.is_cancelled())) {
             commit(tx, target.staging_schema, grant, &held, through).await?;
             let took = started.elapsed();
             let quarantined = held.len() as u64;
             return Ok(Committed { through, rows: rows as u64, upserts, deletes, quarantined, took, last: chunk.last });
         }
     }
+}
+
+/// Whether a transaction may end at `through`: only once every table of the unit is there (past
+/// the floors a regrouped unit starts with), so that each commit leaves the group at one resolved
+/// timestamp.
+pub(crate) fn may_commit(floors: &Floors, through: Hlc) -> bool {
+    floors.highest().is_none_or(|highest| through >= highest)
 }
 
 /// Reads chunks and prepares their statements off the async runtime, one chunk ahead.
@@ -206,12 +217,16 @@ struct Shape {
     catalog: Arc<SchemaCatalog>,
     by_timestamp: bool,
     quarantined: Arc<Keys>,
+    floors: Arc<Floors>,
 }
 
 fn prepare_chunk(chunk: &Chunk, shape: &Shape) -> Result<Ready, ApplyError> {
     let mut statements = Vec::new();
     let mut rows: Vec<BatchRow> = chunk.rows.iter().collect();
     let mut held = Vec::new();
+    if !shape.floors.is_empty() {
+        rows.retain(|row| !shape.floors.covers(row.table, row.hlc));
+    }
     if !shape.quarantined.is_empty() {
         rows.retain(|row| {
             let keep = !shape.quarantined.contains(row);

@@ -32,7 +32,7 @@ use crate::statements::StatementCache;
 use crate::window::{self, Target, Window, WindowPlan};
 use wharf_base::OnApplyError;
 use wharf_base::backoff::Backoff;
-use wharf_targetdb::checkpoint::Fenced;
+use wharf_targetdb::checkpoint::{Claimed, Fenced, Floors, Unit};
 
 /// Rows per chunk read from the queue: bounds memory, big enough for set-based statements.
 pub const DEFAULT_CHUNK_ROWS: usize = 10_000;
@@ -129,7 +129,7 @@ pub async fn run<Q: QueueClient>(config: ApplierConfig, queue: Q, stats: Arc<App
         tracing::error!(worker = index, %error, "applier worker failed; giving its partitions back and starting a new one");
         let partitions = held.lock().expect("held lock").remove(&index).unwrap_or_default();
         for (partition, epoch) in partitions {
-            let grant = Grant { partition, epoch, upto: Hlc::ZERO };
+            let grant = Grant { partition, epoch, upto: Hlc::ZERO, tables: Vec::new() };
             if let Err(error) = queue.release(index, &grant, Release::Done).await {
                 tracing::warn!(%error, "cannot give a failed worker's partition back; its lease will expire");
             }
@@ -165,11 +165,19 @@ async fn create_staging(config: &ApplierConfig, shutdown: &CancellationToken) ->
 }
 
 /// A worker's claim on a partition in the target.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Claim {
     epoch: u64,
     /// The target's checkpoint, `None` when an error left it unknown.
     checkpoint: Option<Hlc>,
+    /// Tables a former unit applied beyond the checkpoint (a regrouped group's first window).
+    floors: Arc<Floors>,
+}
+
+/// Where a window starts.
+struct Start {
+    from: Hlc,
+    floors: Arc<Floors>,
 }
 
 pub(crate) struct Worker<Q> {
@@ -239,19 +247,19 @@ impl<Q: QueueClient> Worker<Q> {
             self.client = Some(connect(&self.config.target_conn).await?);
             self.forget_prepared();
         }
-        let from = self.checkpoint(grant).await?;
-        if grant.upto <= from {
-            // Nothing to apply; the report tells the service what the target already holds.
-            return Ok(self.queue.committed(self.index, grant, from, 0).await?);
-        }
         let catalog = self.catalog(&grant.partition.schema).await?;
-        let applied = match self.apply(grant, &catalog, from, shutdown).await {
+        let start = self.checkpoint(grant, &catalog).await?;
+        if grant.upto <= start.from {
+            // Nothing to apply; the report tells the service what the target already holds.
+            return Ok(self.queue.committed(self.index, grant, start.from, 0).await?);
+        }
+        let applied = match self.apply(grant, &catalog, start, shutdown).await {
             Err(e) if e.may_be_stale_catalog() => {
                 tracing::info!(partition = %grant.partition, error = %e, "the target's shape may have changed; reading its catalog again and retrying the window");
                 self.catalogs.remove(&grant.partition.schema);
-                let from = self.reread_checkpoint(grant).await?;
                 let catalog = self.catalog(&grant.partition.schema).await?;
-                self.apply(grant, &catalog, from, shutdown).await
+                let start = self.reread_checkpoint(grant, &catalog).await?;
+                self.apply(grant, &catalog, start, shutdown).await
             }
             other => other,
         }?;
@@ -268,16 +276,18 @@ impl<Q: QueueClient> Worker<Q> {
         &mut self,
         grant: &Grant,
         catalog: &Arc<SchemaCatalog>,
-        from: Hlc,
+        start: Start,
         shutdown: &CancellationToken,
     ) -> Result<window::Applied, ApplyError> {
         let quarantined = Arc::new(self.quarantined(grant).await?);
-        let plan = WindowPlan { grant, catalog, from, by_timestamp: false, quarantined: &quarantined };
+        let Start { from, floors } = start;
+        let plan = WindowPlan { grant, catalog, from, floors: &floors, by_timestamp: false, quarantined: &quarantined };
         let refused = match window::apply(self.window(), plan, shutdown).await {
             Err(e) if e.is_constraint_order() => {
                 tracing::info!(partition = %grant.partition, error = %e, "constraint failure with folded chunks; replaying the window one timestamp at a time");
-                let from = self.reread_checkpoint(grant).await?;
-                let plan = WindowPlan { grant, catalog, from, by_timestamp: true, quarantined: &quarantined };
+                let Start { from, floors } = self.reread_checkpoint(grant, catalog).await?;
+                let plan =
+                    WindowPlan { grant, catalog, from, floors: &floors, by_timestamp: true, quarantined: &quarantined };
                 match window::apply(self.window(), plan, shutdown).await {
                     Err(e) if e.is_rejection() => e,
                     other => return other,
@@ -289,9 +299,9 @@ impl<Q: QueueClient> Worker<Q> {
         let policy =
             careful::Policy { on_error: self.config.on_apply_error, max_keys: self.config.quarantine_max_keys };
         tracing::info!(partition = %grant.partition, error = %refused, policy = %policy.on_error, "the target refuses a row of the window; applying it again group by group to find it");
-        let from = self.reread_checkpoint(grant).await?;
+        let Start { from, floors } = self.reread_checkpoint(grant, catalog).await?;
         let mut keys = self.quarantined(grant).await?;
-        let plan = WindowPlan { grant, catalog, from, by_timestamp: true, quarantined: &quarantined };
+        let plan = WindowPlan { grant, catalog, from, floors: &floors, by_timestamp: true, quarantined: &quarantined };
         careful::apply(self.window(), plan, policy, &mut keys, shutdown).await
     }
 
@@ -303,12 +313,12 @@ impl<Q: QueueClient> Worker<Q> {
 
     /// After a failed window: transactions of it may have committed before the failure, so the
     /// target's row says where a retry starts. Prepared statements are dropped too.
-    async fn reread_checkpoint(&mut self, grant: &Grant) -> Result<Hlc, ApplyError> {
+    async fn reread_checkpoint(&mut self, grant: &Grant, catalog: &SchemaCatalog) -> Result<Start, ApplyError> {
         self.forget_prepared();
         if let Some(claim) = self.claims.get_mut(&grant.partition) {
             claim.checkpoint = None;
         }
-        self.checkpoint(grant).await
+        self.checkpoint(grant, catalog).await
     }
 
     /// What a window needs of this worker (connected).
@@ -335,34 +345,51 @@ impl<Q: QueueClient> Worker<Q> {
         self.insert_first = InsertFirst::default();
     }
 
-    /// The target's checkpoint under this grant's epoch: claims a new epoch, re-reads a known one
+    /// The target's checkpoint under this grant's epoch: claims a new epoch (for a group, under
+    /// the grant's tables; for a schema, covering its catalog's tables), re-reads a known one
     /// whose checkpoint an error left unknown.
-    async fn checkpoint(&mut self, grant: &Grant) -> Result<Hlc, ApplyError> {
-        let client = self.client.as_ref().expect("connected");
+    async fn checkpoint(&mut self, grant: &Grant, catalog: &SchemaCatalog) -> Result<Start, ApplyError> {
+        let client = self.client.as_mut().expect("connected");
         let staging = &self.config.staging_schema;
         let partition = &grant.partition;
-        let checkpoint = match self.claims.get(partition) {
-            Some(Claim { epoch, checkpoint: Some(c) }) if *epoch == grant.epoch => return Ok(*c),
-            Some(Claim { epoch, checkpoint: None }) if *epoch == grant.epoch => {
-                let row = checkpoint::read(client, staging, partition).await?;
+        let claimed = match self.claims.get(partition) {
+            Some(Claim { epoch, checkpoint: Some(from), floors }) if *epoch == grant.epoch => {
+                return Ok(Start { from: *from, floors: floors.clone() });
+            }
+            Some(Claim { epoch, checkpoint: None, .. }) if *epoch == grant.epoch => {
+                let row = checkpoint::read(&*client, staging, partition).await?;
                 match row {
-                    Some(row) if row.epoch == grant.epoch => row.resolved,
+                    Some(row) if row.epoch == grant.epoch && !row.retired => {
+                        Claimed { checkpoint: row.resolved, floors: row.floors }
+                    }
                     other => {
                         return Err(Fenced {
                             partition: partition.to_string(),
                             mine: grant.epoch,
-                            current: other.map_or(0, |r| r.epoch),
+                            current: other.as_ref().map_or(0, |r| r.epoch),
+                            retired: other.is_some_and(|r| r.retired),
                         }
                         .into());
                     }
                 }
             }
             // An epoch this worker never claimed: raise the target's to it (or find it fenced).
-            _ => checkpoint::claim(client, staging, partition, grant.epoch).await?,
+            _ => {
+                let tables: Vec<String>;
+                let unit = if grant.tables.is_empty() {
+                    tables = catalog.tables.keys().cloned().collect();
+                    Unit::Schema { catalog: &tables }
+                } else {
+                    Unit::Group(&grant.tables)
+                };
+                checkpoint::claim(client, staging, partition, unit, grant.epoch).await?
+            }
         };
-        self.claims.insert(partition.clone(), Claim { epoch: grant.epoch, checkpoint: Some(checkpoint) });
+        let start = Start { from: claimed.checkpoint, floors: Arc::new(claimed.floors) };
+        let claim = Claim { epoch: grant.epoch, checkpoint: Some(start.from), floors: start.floors.clone() };
+        self.claims.insert(partition.clone(), claim);
         self.publish_held();
-        Ok(checkpoint)
+        Ok(start)
     }
 
     /// Called after each commit of a window.
@@ -420,7 +447,7 @@ impl<Q: QueueClient> Worker<Q> {
     /// Gives every held partition back (shutdown, between windows).
     async fn release_all(&mut self) {
         for (partition, claim) in std::mem::take(&mut self.claims) {
-            let grant = Grant { partition, epoch: claim.epoch, upto: Hlc::ZERO };
+            let grant = Grant { partition, epoch: claim.epoch, upto: Hlc::ZERO, tables: Vec::new() };
             if let Err(error) = self.queue.release(self.index, &grant, Release::Done).await {
                 tracing::debug!(%error, "cannot give a partition back at shutdown; its lease will expire");
             }

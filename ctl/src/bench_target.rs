@@ -39,7 +39,8 @@ pub async fn clean(client: &Client, before: &Before, jwt_key: Option<&str>) -> a
     }
     let partitions: Vec<String> = schemas.iter().map(|s| format!("{database}.{s}")).collect();
     if client.query_one("SELECT to_regclass('_replicator.checkpoints') IS NOT NULL", &[]).await?.get::<_, bool>(0) {
-        client.execute("DELETE FROM _replicator.checkpoints WHERE partition = ANY($1)", &[&partitions]).await?;
+        let sql = "DELETE FROM _replicator.checkpoints WHERE split_part(partition, '/', 1) = ANY($1)";
+        client.execute(sql, &[&partitions]).await?;
     }
     if let Some(id) = jwt_key {
         client.execute("DELETE FROM _replicator.jwt_public_keys WHERE id::text = $1", &[&id]).await?;

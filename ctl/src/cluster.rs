@@ -79,6 +79,16 @@ pub struct IngestProcess {
 
 impl IngestProcess {
     pub async fn start(target_url: &str, journal: &Path, certs: &Certs) -> anyhow::Result<IngestProcess> {
+        Self::start_with(target_url, journal, certs, &[]).await
+    }
+
+    /// Like [`IngestProcess::start`] with `flags` after the usual ones.
+    pub async fn start_with(
+        target_url: &str,
+        journal: &Path,
+        certs: &Certs,
+        flags: &[&str],
+    ) -> anyhow::Result<IngestProcess> {
         let port = wharf_testkit::free_port()?;
         let udp = wharf_testkit::free_port()?;
         let queue_addr = format!("127.0.0.1:{udp}");
@@ -95,6 +105,7 @@ impl IngestProcess {
                 .arg(certs.path("queue.key"))
                 .arg("--queueClientCA")
                 .arg(certs.path("ca.crt"))
+                .args(flags)
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null()),
         )

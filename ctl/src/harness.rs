@@ -87,6 +87,7 @@ impl InProcessIngest {
             catalog_refresh: wharf_ingest::config::DEFAULT_CATALOG_REFRESH,
             on_apply_error: Default::default(),
             quarantine_max_keys: wharf_applier::worker::DEFAULT_QUARANTINE_MAX_KEYS,
+            partition_by: Default::default(),
         };
         let stop = CancellationToken::new();
         let embedded = embedded_appliers(target_url);

@@ -22,6 +22,7 @@ mod own_memory;
 mod recover;
 mod restart;
 mod scale;
+mod scaling;
 mod security;
 mod sim;
 mod status;

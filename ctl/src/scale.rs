@@ -4,7 +4,8 @@
 //!   process through the QUIC queue service (served in this process over the same journal code).
 //! - `scan`: a single-timestamp initial scan through a real `wharf-ingest` and one
 //!   `wharf-applier`, with the peak resident memory of both processes.
-//! - `scaling`: 8 partitions drained by 1, 2 and 4 applier processes.
+//!
+//! The scaling phases (8 tables laid out three ways, 1, 2 and 4 appliers) are in `scaling.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use wharf_queue::{DEFAULT_LEASE_TIMEOUT, Hlc, Journal, JournalConfig, Partition,
 
 use wharf_queue::quic::{ClientSettings, QuicClient, TlsFiles};
 
-use crate::cluster::{BenchStack, Certs, IngestProcess, start_applier};
+use crate::cluster::{BenchStack, Certs, start_applier};
 use crate::harness::checkpoint;
 use crate::http::Sender;
 
@@ -136,7 +137,7 @@ pub async fn scan(url: &str, database: &str, rows: usize) -> anyhow::Result<Scan
 }
 
 /// A queue client that only reads the service's status.
-fn observer(queue_addr: &str, certs: &Certs) -> anyhow::Result<QuicClient> {
+pub(crate) fn observer(queue_addr: &str, certs: &Certs) -> anyhow::Result<QuicClient> {
     let tls = TlsFiles {
         certificate: certs.path("applier.crt"),
         private_key: certs.path("applier.key"),
@@ -146,91 +147,14 @@ fn observer(queue_addr: &str, certs: &Certs) -> anyhow::Result<QuicClient> {
     Ok(QuicClient::new(settings)?)
 }
 
-async fn wait_status(observer: &QuicClient, done: impl Fn(&wharf_queue::ServiceStatus) -> bool) -> anyhow::Result<()> {
+pub(crate) async fn wait_status(
+    observer: &QuicClient,
+    done: impl Fn(&wharf_queue::ServiceStatus) -> bool,
+) -> anyhow::Result<()> {
     crate::sim::feed::wait_until(DRAIN_LIMIT, || {
         let status = observer.status();
         let done = &done;
         async move { status.await.is_ok_and(|s| done(&s)) }
     })
     .await
-}
-
-/// One point of the scaling phase.
-pub struct ScalePoint {
-    pub appliers: usize,
-    pub rows_per_s: f64,
-    pub peak_rss_mib_applier: f64,
-}
-
-const SCALE_PARTITIONS: usize = 8;
-
-/// 8 partitions of `rows_per_partition` rows each, resolved, then drained by `n` applier
-/// processes (one worker each) for each `n` in `counts`.
-pub async fn scaling(
-    url: &str,
-    database: &str,
-    rows_per_partition: usize,
-    counts: &[usize],
-) -> anyhow::Result<Vec<ScalePoint>> {
-    let client = wharf_targetdb::connect(url).await?;
-    let mut points = Vec::new();
-    for &n in counts {
-        let mut ddl = String::new();
-        for p in 0..SCALE_PARTITIONS {
-            ddl.push_str(&format!(
-                "DROP SCHEMA IF EXISTS bench_p{p} CASCADE; CREATE SCHEMA bench_p{p};
-                 CREATE TABLE bench_p{p}.rows (id bigint PRIMARY KEY, payload text);
-                 DELETE FROM _replicator.checkpoints WHERE partition = '{database}.bench_p{p}';"
-            ));
-        }
-        client.batch_execute(&ddl).await?;
-        let certs = Certs::new()?;
-        let journal = tempfile::tempdir()?;
-        let ingest = IngestProcess::start(url, journal.path(), &certs).await?;
-        let mut inflight = JoinSet::new();
-        for p in 0..SCALE_PARTITIONS {
-            let sender = Sender::new(ingest.base_url(database, &format!("bench_p{p}")));
-            for first in (0..rows_per_partition).step_by(BODY_ROWS) {
-                while inflight.len() >= SENDERS {
-                    inflight.join_next().await.expect("non-empty")??;
-                }
-                let count = BODY_ROWS.min(rows_per_partition - first);
-                let body = crate::bench::feed::bodies_from(first, count, "rows");
-                let sender = sender.clone();
-                inflight.spawn(async move { sender.post(body).await });
-            }
-        }
-        while let Some(done) = inflight.join_next().await {
-            done??;
-        }
-        // Timing starts once the backlog is indexed, the appliers are connected, and it is resolved.
-        let observer = observer(&ingest.queue_addr, &certs)?;
-        let indexed = |status: &wharf_queue::ServiceStatus| {
-            status.partitions.iter().filter(|p| p.pending_rows == rows_per_partition as u64).count() == SCALE_PARTITIONS
-        };
-        wait_status(&observer, indexed).await?;
-        let appliers: Vec<_> = (0..n)
-            .map(|i| start_applier(&ingest.queue_addr, url, &certs, 1, &format!("scale-{i}")))
-            .collect::<anyhow::Result<_>>()?;
-        wait_status(&observer, |status| status.sessions.len() == n).await?;
-        let resolved = Hlc::new(T0 + rows_per_partition as u64, 0);
-        crate::bench::feed::settle();
-        let started = Instant::now();
-        for p in 0..SCALE_PARTITIONS {
-            let sender = Sender::new(ingest.base_url(database, &format!("bench_p{p}")));
-            sender.post(Bytes::from(format!("{{\"resolved\":\"{resolved}\"}}"))).await?;
-        }
-        for p in 0..SCALE_PARTITIONS {
-            wait_checkpoint(&client, &Partition::new(database, format!("bench_p{p}")), resolved).await?;
-        }
-        let elapsed = started.elapsed();
-        let peak = appliers.iter().filter_map(|a| a.peak_rss_mib()).fold(0.0, f64::max);
-        for applier in appliers {
-            applier.stop()?;
-        }
-        ingest.process.stop()?;
-        let total = (rows_per_partition * SCALE_PARTITIONS) as f64;
-        points.push(ScalePoint { appliers: n, rows_per_s: total / elapsed.as_secs_f64(), peak_rss_mib_applier: peak });
-    }
-    Ok(points)
 }

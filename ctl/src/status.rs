@@ -57,6 +57,8 @@ struct Row {
     quarantined: Option<u64>,
     /// Seconds since the holder last made progress (a grant, a chunk read, a commit).
     idle_s: Option<u64>,
+    /// A foreign-key group's tables; empty for a schema.
+    tables: Vec<String>,
 }
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<()> {
@@ -119,6 +121,7 @@ fn rows(
                 blocked: p.lease.blocked.clone(),
                 quarantined: quarantined.map(|q| q.get(&p.lease.partition).copied().unwrap_or(0)),
                 idle_s: p.lease.idle_s,
+                tables: p.tables.clone(),
             }
         })
         .collect()
@@ -165,6 +168,7 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
             }
         );
     }
+    print_groups(rows);
     println!();
     println!("{:<8} {:<32} {:>8} {:>7}", "SESSION", "APPLIER", "WORKERS", "LEASES");
     for s in &status.sessions {
@@ -174,6 +178,18 @@ fn print_tables(rows: &[Row], status: &ServiceStatus) {
         println!("(no applier connected)");
     }
     print_drift(status);
+}
+
+/// The tables of each foreign-key group (`--partitionBy group`).
+fn print_groups(rows: &[Row]) {
+    if rows.iter().all(|r| r.tables.is_empty()) {
+        return;
+    }
+    println!();
+    println!("{:<40} TABLES", "GROUP");
+    for r in rows.iter().filter(|r| !r.tables.is_empty()) {
+        println!("{:<40} {}", r.partition, r.tables.join(", "));
+    }
 }
 
 /// Payload tables and columns the target lacks, while the ingest sees them.

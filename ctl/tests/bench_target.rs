@@ -26,10 +26,15 @@ fn execute(url: &str, sql: &str) {
 }
 
 fn bench(url: &str) -> (bool, String) {
+    bench_with(url, &["--scaleRows", "0", "--groupLagSeconds", "0"])
+}
+
+fn bench_with(url: &str, phases: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wharfctl"))
         .args(["bench", "--json", "--targetConn", url, "--rows", "2000", "--bodyRows", "100", "--senders", "4"])
-        .args(["--scanRows", "0", "--scaleRows", "0", "--bigBodies", "0", "--churnSeconds", "0", "--lagSeconds", "0"])
+        .args(["--scanRows", "0", "--bigBodies", "0", "--churnSeconds", "0", "--lagSeconds", "0"])
         .args(["--capacitySeconds", "0", "--restartGiB", "0"])
+        .args(phases)
         .output()
         .unwrap();
     (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
@@ -47,6 +52,8 @@ fn a_given_target_is_left_as_it_was_found() {
     assert_eq!(schemas(&url), before);
 }
 
+/// Also runs the scaling and group-lag phases (small), whose groups leave checkpoint rows of their
+/// own (`db.schema/group`) that must go too.
 #[test]
 fn keys_and_checkpoints_of_others_stay_when_replicator_existed() {
     let pg = LocalPg::start().unwrap();
@@ -60,8 +67,32 @@ fn keys_and_checkpoints_of_others_stay_when_replicator_existed() {
              INSERT INTO _replicator.jwt_public_keys (public_key) VALUES ('{theirs}');"
         ),
     );
-    let (ok, text) = bench(&url);
+    let (ok, text) = bench_with(&url, &["--scaleRows", "300", "--groupLagSeconds", "1"]);
     assert!(ok, "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text[..text.rfind('}').unwrap() + 1]).unwrap();
+    let layouts: Vec<String> = json["scaling"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{}/{}", p["layout"].as_str().unwrap(), p["appliers"]))
+        .collect();
+    let want = [
+        "schemas/1",
+        "schemas/2",
+        "schemas/4",
+        "schema/1",
+        "schema/2",
+        "schema/4",
+        "group/1",
+        "group/2",
+        "group/4",
+        "group_mixed/1",
+        "group_mixed/2",
+        "group_mixed/4",
+    ];
+    assert_eq!(layouts, want);
+    assert!(json["scaling_group_speedup_vs_schemas_4"].is_number(), "{json}");
+    assert!(json["group_lag_p99_ms_one_locked"].is_number(), "{json}");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (keys, checkpoints) = rt.block_on(async {
         let client = wharf_targetdb::connect(&url).await.unwrap();

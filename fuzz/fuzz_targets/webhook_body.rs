@@ -35,7 +35,7 @@ fn catalog_for(messages: &[Message<'_>]) -> SchemaCatalog {
             Arc::new(Table::new("s", &m.table, columns, (0..keys).collect()))
         });
     }
-    SchemaCatalog { tables, fk_order: Vec::new() }
+    SchemaCatalog { tables, fk_order: Vec::new(), groups: Vec::new() }
 }
 
 /// The primary-key column names a catalog needs for `m`'s key (distinct).

@@ -41,6 +41,7 @@ pub(crate) async fn accept(
         Ok(checked) => checked,
         Err(error) => return catalog_failure(state, partition, error),
     };
+    group(state, partition, &catalog);
     let edits = match handle_drift(state, partition, &messages, &catalog, &findings) {
         Ok(edits) => edits,
         Err(refusal) => return reply(StatusCode::BAD_REQUEST, &refusal),
@@ -156,9 +157,11 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
     if let Err(why) = not_ahead(state, "the resolved", hlc) {
         return reply(StatusCode::BAD_REQUEST, &why);
     }
-    if let Err(error) = state.target.catalog(&partition.schema, false).await {
-        return catalog_failure(state, partition, error);
-    }
+    let catalog = match state.target.catalog(&partition.schema, false).await {
+        Ok(catalog) => catalog,
+        Err(error) => return catalog_failure(state, partition, error),
+    };
+    group(state, partition, &catalog);
     let Some(journal) = &state.journal else { return reply(StatusCode::OK, "OK") };
     match journal.resolve_durable(partition, hlc).await {
         Ok(Resolved::Advanced) => {
@@ -171,6 +174,21 @@ pub(crate) async fn resolve(state: &State, partition: &Partition, hlc: wharf_que
             reply(StatusCode::OK, "OK")
         }
         Err(error) => journal_failure(state, &error),
+    }
+}
+
+/// Under `--partitionBy group`, gives the queue service the schema's foreign-key groups as the
+/// catalog has them, before anything of the schema is journaled and at each resolved timestamp,
+/// so that a changed grouping takes effect between windows (decision 0011).
+fn group(state: &State, partition: &Partition, catalog: &SchemaCatalog) {
+    if !state.group_partitions {
+        return;
+    }
+    if let Some(queue) = &state.queue
+        && queue.set_groups(partition, &catalog.groups)
+    {
+        let groups: Vec<String> = catalog.groups.iter().map(|g| g.join("+")).collect();
+        tracing::info!(%partition, ?groups, "foreign-key groups of the schema");
     }
 }
 

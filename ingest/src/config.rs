@@ -135,11 +135,17 @@ pub struct StartArgs {
     /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
     #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
     pub on_apply_error: wharf_base::OnApplyError,
-    /// Under `--onApplyError quarantine`: once a partition's quarantine holds this many keys, a
+    /// Under `--onApplyError quarantine`: once a schema's quarantine holds this many keys, a
     /// row the target refuses halts the partition instead (a target refusing every row should not
     /// move whole tables aside).
     #[arg(long = "quarantineMaxKeys", env = "WHARF_QUARANTINE_MAX_KEYS", default_value_t = 10_000)]
     pub quarantine_max_keys: usize,
+    /// `schema`: a partition is a schema, applied in one transaction per resolved timestamp
+    /// across its tables. `group`: each foreign-key-connected group of a schema's tables is
+    /// leased, applied and checkpointed on its own (consistent within the group at resolved
+    /// timestamps; groups may be at different ones). Switching either way is safe (decision 0011).
+    #[arg(long = "partitionBy", env = "WHARF_PARTITION_BY", default_value = "schema")]
+    pub partition_by: PartitionBy,
     /// How old a schema's cached catalog may get before it is read again (it is also read again
     /// at once when a payload names something it lacks).
     #[arg(long = "catalogRefresh", env = "WHARF_CATALOG_REFRESH", default_value = "30s", value_parser = parse_duration)]
@@ -174,9 +180,30 @@ pub struct IngestConfig {
     pub metrics_addr: Option<SocketAddr>,
     pub drift: DriftPolicies,
     pub catalog_refresh: Duration,
+    pub partition_by: PartitionBy,
     /// `--onApplyError` and `--quarantineMaxKeys`, for the embedded appliers.
     pub on_apply_error: wharf_base::OnApplyError,
     pub quarantine_max_keys: usize,
+}
+
+/// `--partitionBy`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PartitionBy {
+    #[default]
+    Schema,
+    Group,
+}
+
+impl std::str::FromStr for PartitionBy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "schema" => Ok(PartitionBy::Schema),
+            "group" => Ok(PartitionBy::Group),
+            other => Err(format!("{other:?} is not a partitioning: schema or group")),
+        }
+    }
 }
 
 /// What to do with payload columns and tables the target lacks.
@@ -296,6 +323,7 @@ impl StartArgs {
             catalog_refresh: self.catalog_refresh,
             on_apply_error: self.on_apply_error,
             quarantine_max_keys: self.quarantine_max_keys,
+            partition_by: self.partition_by,
         })
     }
 }

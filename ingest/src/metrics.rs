@@ -249,7 +249,7 @@ fn refresh(s: &Scraped, state: &State) {
             drop(s.dropped_stale.get_or_create(&SchemaLabel::of(&partition)));
         }
         for (partition, count) in journal.dropped_stale() {
-            raise(&s.dropped_stale.get_or_create(&SchemaLabel { schema: partition.to_string() }), count);
+            raise(&s.dropped_stale.get_or_create(&SchemaLabel::schema(partition.to_string())), count);
         }
     }
     if let Some(queue) = &state.queue {
@@ -259,9 +259,11 @@ fn refresh(s: &Scraped, state: &State) {
         s.partitions_paused.set(paused as i64);
         let blocked = queue.blocked();
         for partition in state.journal.iter().flat_map(|j| j.partitions()) {
+            // The schema, or one of its foreign-key groups (readiness and status name which).
             let name = partition.to_string();
-            let is_blocked = blocked.iter().any(|(p, _)| *p == name);
-            s.blocked.get_or_create(&SchemaLabel { schema: name }).set(i64::from(is_blocked));
+            let group_prefix = format!("{name}/");
+            let is_blocked = blocked.iter().any(|(p, _)| *p == name || p.starts_with(&group_prefix));
+            s.blocked.get_or_create(&SchemaLabel::schema(name)).set(i64::from(is_blocked));
         }
         let stats = queue.stats();
         raise(&s.apply_rows, stats.rows_applied.load(Ordering::Relaxed));

@@ -187,8 +187,20 @@ pub async fn run_with_listener(
         metrics_elsewhere: config.metrics_addr.is_some(),
         refusal_log: refusals::LogLimiter::default(),
         queue,
+        group_partitions: config.partition_by == crate::config::PartitionBy::Group,
         dropped_warned: std::sync::Mutex::default(),
     });
+    if let (true, Some(queue), Some(journal)) = (state.group_partitions, &state.queue, &state.journal) {
+        // Before any applier asks: the journal's schemas leased as their groups from the start.
+        for schema in journal.partitions() {
+            match state.target.catalog(&schema.schema, false).await {
+                Ok(catalog) => {
+                    queue.set_groups(&schema, &catalog.groups);
+                }
+                Err(error) => tracing::warn!(%schema, %error, "cannot read the schema's foreign-key groups yet"),
+            }
+        }
+    }
     if let Some(queue) = &state.queue {
         let weak = Arc::downgrade(&state);
         queue.report_drift(Arc::new(move || {

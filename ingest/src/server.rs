@@ -76,6 +76,8 @@ pub struct State {
     pub refusal_log: crate::refusals::LogLimiter,
     /// The queue service appliers read the journal through (`None` in discard mode).
     pub queue: Option<wharf_queue::QueueService>,
+    /// `--partitionBy group`: the queue service leases each schema's foreign-key groups.
+    pub group_partitions: bool,
     /// When the dropped-rows warning was last logged, per partition.
     pub dropped_warned: std::sync::Mutex<std::collections::HashMap<Partition, std::time::Instant>>,
 }

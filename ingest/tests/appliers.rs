@@ -178,12 +178,7 @@ impl Setup {
             target,
             pki: QueuePki::new(),
             journal: tempfile::tempdir().unwrap(),
-            // WHARF_KEEP_LOGS=1 keeps the process logs for a look after a failure.
-            logs: tempfile::Builder::new()
-                .prefix("wharf-appliers-")
-                .disable_cleanup(std::env::var_os("WHARF_KEEP_LOGS").is_some())
-                .tempdir()
-                .unwrap(),
+            logs: common::logs_dir("wharf-appliers-"),
             udp: free_port().unwrap(),
         }
     }

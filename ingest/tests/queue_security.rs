@@ -86,7 +86,7 @@ impl Setup {
 }
 
 fn grant(partition: Partition, epoch: u64) -> Grant {
-    Grant { partition, epoch, upto: Hlc::ZERO }
+    Grant { partition, epoch, upto: Hlc::ZERO, tables: Vec::new() }
 }
 
 fn app_public() -> Partition {

@@ -26,6 +26,9 @@ pub struct Grant {
     pub epoch: u64,
     /// The newest resolved timestamp of the partition.
     pub upto: Hlc,
+    /// A group's tables (`--partitionBy group`); empty for a schema. The worker claims the group
+    /// under them (see `wharf_targetdb::checkpoint`).
+    pub tables: Vec<String>,
 }
 
 /// How a worker gives a partition back.

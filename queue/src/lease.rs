@@ -195,6 +195,12 @@ impl LeaseTable {
         }
     }
 
+    /// Forgets the partitions `keep` refuses (units of a grouping that was replaced), with their
+    /// leases: a holder's next window or commit finds it no longer holds them.
+    pub fn retain(&mut self, keep: impl Fn(&Partition) -> bool) {
+        self.slots.retain(|partition, _| keep(partition));
+    }
+
     pub fn knows(&self, partition: &Partition) -> bool {
         self.slots.contains_key(partition)
     }

@@ -63,6 +63,7 @@
 pub mod batch;
 mod bytes;
 pub mod client;
+pub mod groups;
 pub mod journal;
 pub mod lease;
 pub mod local;

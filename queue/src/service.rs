@@ -19,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::client::{Grant, Release};
-use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, WindowCursor};
+use crate::groups::{Grouping, Groups};
+use crate::journal::{Chunk, ChunkLimits, Journal, ReadError, Tables, WindowCursor};
 use crate::lease::{LeaseInfo, LeaseTable, MAX_PAUSE, Scope, SessionInfo, WorkerId};
 use crate::record::Partition;
 use wharf_base::hlc::Hlc;
@@ -64,6 +65,8 @@ struct Inner {
     freed: Notify,
     stats: ServiceStats,
     drift: std::sync::OnceLock<DriftSource>,
+    /// Foreign-key groups leased as units of their own (`--partitionBy group`).
+    groups: Mutex<Groups>,
 }
 
 /// One partition in `wharfctl status`.
@@ -78,6 +81,10 @@ pub struct PartitionStatus {
     pub pending_bytes: u64,
     /// Rows at or below the applied checkpoint, acknowledged and dropped since the ingest started.
     pub dropped_stale: u64,
+    /// A foreign-key group's tables (`--partitionBy group`); none for a schema. Its pending figures
+    /// are its schema's above the group's checkpoint (the journal counts per schema).
+    #[serde(default)]
+    pub tables: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -124,6 +131,7 @@ impl QueueService {
             freed: Notify::new(),
             stats: ServiceStats::default(),
             drift: std::sync::OnceLock::new(),
+            groups: Mutex::new(Groups::default()),
         };
         QueueService { inner: Arc::new(inner) }
     }
@@ -131,6 +139,39 @@ impl QueueService {
     /// Sets where [`ServiceStatus::drift`] comes from (once).
     pub fn report_drift(&self, source: DriftSource) {
         let _ = self.inner.drift.set(source);
+    }
+
+    /// Leases `schema` as its foreign-key groups from now on (`--partitionBy group`); the same
+    /// grouping again changes nothing. Another one replaces it at once: the old units' leases end
+    /// (see [`crate::groups`] for why that is safe); returns whether it changed.
+    pub fn set_groups(&self, schema: &Partition, groups: &[Vec<String>]) -> bool {
+        let schema = schema.schema_level();
+        let grouping = Grouping::of(&schema, groups);
+        let units = grouping.groups.len();
+        let Some(ended) = self.groups().set(&schema, grouping) else { return false };
+        self.leases().retain(|unit| !ended.contains(unit));
+        self.inner.freed.notify_waiters();
+        tracing::info!(%schema, units, ended = ?ended.iter().map(ToString::to_string).collect::<Vec<_>>(), "the schema's foreign-key groups are leased as units");
+        true
+    }
+
+    fn groups(&self) -> std::sync::MutexGuard<'_, Groups> {
+        self.inner.groups.lock().expect("groups lock")
+    }
+
+    /// What a unit applied: a group's own report, else the journal's mark.
+    fn applied(&self, unit: &Partition) -> Option<Hlc> {
+        match unit.group {
+            Some(_) => self.groups().applied(unit),
+            None => self.inner.journal.applied(unit),
+        }
+    }
+
+    fn epoch(&self, unit: &Partition) -> u64 {
+        match unit.group {
+            Some(_) => self.groups().epoch(unit),
+            None => self.inner.journal.lease_epoch(unit),
+        }
     }
 
     pub fn journal(&self) -> &Journal {
@@ -207,23 +248,33 @@ impl QueueService {
 
     fn try_acquire(&self, worker: WorkerId) -> Result<Option<Grant>, ReadError> {
         let journal = &self.inner.journal;
-        let partitions = journal.partitions();
+        let units = self.groups().units(&journal.partitions());
+        let epochs: Vec<u64> = units.iter().map(|u| self.epoch(u)).collect();
+        let applied: Vec<Option<Hlc>> = units.iter().map(|u| self.applied(u)).collect();
         let mut leases = self.leases();
-        for partition in &partitions {
-            if !leases.knows(partition) {
-                leases.add_partition(partition, journal.lease_epoch(partition));
+        for (unit, epoch) in units.iter().zip(&epochs) {
+            if !leases.knows(unit) {
+                leases.add_partition(unit, *epoch);
             }
         }
-        let has_work = |p: &Partition| match (journal.resolved(p), journal.applied(p)) {
-            (Some(resolved), Some(applied)) => resolved > applied,
-            (resolved, _) => resolved.is_some(),
+        let has_work = |p: &Partition| {
+            let applied = units.iter().position(|u| u == p).and_then(|i| applied[i]);
+            match (journal.resolved(&p.schema_level()), applied) {
+                (Some(resolved), Some(applied)) => resolved > applied,
+                (resolved, _) => resolved.is_some(),
+            }
         };
         let Some(lease) = leases.acquire(worker, Instant::now(), has_work) else { return Ok(None) };
+        drop(leases);
         if lease.new_epoch {
-            journal.set_lease_epoch(&lease.partition, lease.epoch)?;
+            match lease.partition.group {
+                Some(_) => self.groups().set_epoch(&lease.partition, lease.epoch),
+                None => journal.set_lease_epoch(&lease.partition, lease.epoch)?,
+            }
         }
-        let upto = journal.resolved(&lease.partition).unwrap_or(Hlc::ZERO);
-        Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto }))
+        let upto = journal.resolved(&lease.partition.schema_level()).unwrap_or(Hlc::ZERO);
+        let tables = self.groups().tables(&lease.partition).map(<[String]>::to_vec).unwrap_or_default();
+        Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto, tables }))
     }
 
     /// Starts reading `(after, upto]` for the partition's holder; `upto` no further than the
@@ -240,8 +291,12 @@ impl QueueService {
         if !self.holds(worker, partition, epoch) {
             return None;
         }
-        let upto = upto.min(self.inner.journal.resolved(partition).unwrap_or(Hlc::ZERO));
-        Some(WindowCursor::new(after.min(upto), upto, tables))
+        let upto = upto.min(self.inner.journal.resolved(&partition.schema_level()).unwrap_or(Hlc::ZERO));
+        let cursor = WindowCursor::new(after.min(upto), upto, tables);
+        match self.groups().tables(partition) {
+            Some(group) => Some(cursor.only(Tables::new(group.to_vec()))),
+            None => Some(cursor),
+        }
     }
 
     /// Whether `worker` still holds `partition` at `epoch`.
@@ -264,7 +319,7 @@ impl QueueService {
     ) -> Result<(WindowCursor, Chunk), ReadError> {
         let journal = self.inner.journal.clone();
         tokio::task::spawn_blocking(move || {
-            let chunk = journal.read_chunk(&partition, &mut cursor, limits)?;
+            let chunk = journal.read_chunk(&partition.schema_level(), &mut cursor, limits)?;
             Ok((cursor, chunk))
         })
         .await
@@ -296,7 +351,17 @@ impl QueueService {
             },
         };
         if let Some(applied) = confirmed {
-            self.inner.journal.mark_applied(partition, applied)?;
+            match partition.group {
+                Some(_) => {
+                    // Never past the schema's resolved timestamp, as the journal's own mark.
+                    let resolved = self.inner.journal.resolved(&partition.schema_level()).unwrap_or(Hlc::ZERO);
+                    let lowest = self.groups().mark_applied(partition, applied.min(resolved));
+                    if let Some(lowest) = lowest {
+                        self.inner.journal.mark_applied(&partition.schema_level(), lowest)?;
+                    }
+                }
+                None => self.inner.journal.mark_applied(partition, applied)?,
+            }
         }
         self.inner.stats.rows_applied.fetch_add(rows, Ordering::Relaxed);
         self.inner.stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -347,12 +412,13 @@ impl QueueService {
 
     fn status_blocking(&self) -> Result<ServiceStatus, ReadError> {
         let journal = &self.inner.journal;
-        let known = journal.partitions();
+        let known = self.groups().units(&journal.partitions());
+        let epochs: Vec<u64> = known.iter().map(|u| self.epoch(u)).collect();
         let (timeout, sessions, leases) = {
             let mut table = self.leases();
-            for partition in &known {
-                if !table.knows(partition) {
-                    table.add_partition(partition, journal.lease_epoch(partition));
+            for (unit, epoch) in known.iter().zip(epochs) {
+                if !table.knows(unit) {
+                    table.add_partition(unit, epoch);
                 }
             }
             (table.timeout(), table.sessions(), table.leases(Instant::now()))
@@ -361,16 +427,19 @@ impl QueueService {
         let by_name: std::collections::HashMap<String, &Partition> = known.iter().map(|p| (p.to_string(), p)).collect();
         let dropped = journal.dropped_stale();
         for lease in leases {
-            let Some(&partition) = by_name.get(&lease.partition) else { continue };
-            let applied = journal.applied(partition);
-            let (pending_rows, pending_bytes) = journal.pending(partition, applied.unwrap_or(Hlc::ZERO));
+            let Some(&unit) = by_name.get(&lease.partition) else { continue };
+            let schema = unit.schema_level();
+            let applied = self.applied(unit);
+            // A group's pending figures are its schema's (the journal counts per schema).
+            let (pending_rows, pending_bytes) = journal.pending(&schema, applied.unwrap_or(Hlc::ZERO));
             partitions.push(PartitionStatus {
                 lease,
                 applied: applied.map(|h| h.to_string()),
-                resolved: journal.resolved(partition).map(|h| h.to_string()),
+                resolved: journal.resolved(&schema).map(|h| h.to_string()),
                 pending_rows,
                 pending_bytes,
-                dropped_stale: dropped.iter().find(|(p, _)| p == partition).map_or(0, |(_, n)| *n),
+                dropped_stale: dropped.iter().find(|(p, _)| *p == schema).map_or(0, |(_, n)| *n),
+                tables: self.groups().tables(unit).map(<[String]>::to_vec).unwrap_or_default(),
             });
         }
         let drift = self.inner.drift.get().map(|source| source()).unwrap_or_default();

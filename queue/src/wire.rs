@@ -12,7 +12,7 @@ use crate::record::Partition;
 use wharf_base::hlc::{HLC_BYTES, Hlc};
 
 /// Version of the protocol spoken here; the peers must agree exactly.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// ALPN name of the protocol, so a TLS client of another protocol is refused in the handshake.
 pub const ALPN: &[u8] = b"wharf-queue";
 /// Largest frame accepted: a chunk is bounded by the reader's byte limit, plus one row that may be
@@ -51,6 +51,8 @@ pub enum Message {
         partition: Partition,
         epoch: u64,
         upto: Hlc,
+        /// A group's tables; empty for a schema.
+        tables: Vec<String>,
     },
     NoWork,
     Open {
@@ -163,11 +165,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
             w.u32(*worker);
             w.u32(*wait_ms);
         }
-        Message::Granted { partition, epoch, upto } => {
+        Message::Granted { partition, epoch, upto, tables } => {
             w.u8(4);
             w.partition(partition);
             w.u64(*epoch);
             w.hlc(*upto);
+            w.u32(tables.len() as u32);
+            tables.iter().for_each(|t| w.str(t));
         }
         Message::NoWork => w.u8(5),
         Message::Open { worker, partition, epoch, after, upto, tables } => {
@@ -270,7 +274,12 @@ pub fn decode(body: &[u8]) -> Result<Message, WireError> {
         1 => Message::Hello { version: r.u32()?, name: r.session_name()?, workers: r.u32()? },
         2 => Message::Welcome { version: r.u32()?, session: r.u64()?, lease_timeout_ms: r.u64()? },
         3 => Message::Acquire { worker: r.u32()?, wait_ms: r.u32()? },
-        4 => Message::Granted { partition: r.partition()?, epoch: r.u64()?, upto: r.hlc()? },
+        4 => {
+            let (partition, epoch, upto) = (r.partition()?, r.u64()?, r.hlc()?);
+            let count = r.count(2)?;
+            let tables = (0..count).map(|_| r.name()).collect::<Result<_, _>>()?;
+            Message::Granted { partition, epoch, upto, tables }
+        }
         5 => Message::NoWork,
         6 => {
             let (worker, partition, epoch, after, upto) = (r.u32()?, r.partition()?, r.u64()?, r.hlc()?, r.hlc()?);
@@ -381,6 +390,13 @@ impl Writer {
     fn partition(&mut self, p: &Partition) {
         self.str(&p.database);
         self.str(&p.schema);
+        match &p.group {
+            Some(group) => {
+                self.u8(1);
+                self.str(group);
+            }
+            None => self.u8(0),
+        }
     }
     /// Table names, then each row's span, then the bytes of every key and `after`.
     fn rows(&mut self, rows: &RowBatch) {
@@ -462,7 +478,8 @@ impl<'a> Reader<'a> {
         Ok(if self.bool()? { Some(self.hlc()?) } else { None })
     }
     fn partition(&mut self) -> Result<Partition, WireError> {
-        Ok(Partition::new(self.name()?, self.name()?))
+        let schema = Partition::new(self.name()?, self.name()?);
+        Ok(if self.bool()? { schema.group(self.name()?) } else { schema })
     }
     /// A session's name (logged and shown by status): at most 255 bytes.
     fn session_name(&mut self) -> Result<String, WireError> {
@@ -514,7 +531,13 @@ mod tests {
             Message::Hello { version: 1, name: "w".into(), workers: 4 },
             Message::Welcome { version: 1, session: 9, lease_timeout_ms: 10_000 },
             Message::Acquire { worker: 2, wait_ms: 1000 },
-            Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0) },
+            Message::Granted { partition: p(), epoch: 3, upto: Hlc::new(9, 0), tables: vec![] },
+            Message::Granted {
+                partition: p().group("orders"),
+                epoch: 3,
+                upto: Hlc::new(9, 0),
+                tables: vec!["customers".into(), "orders".into()],
+            },
             Message::NoWork,
             Message::Open {
                 worker: 1,

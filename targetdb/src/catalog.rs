@@ -69,6 +69,9 @@ pub struct SchemaCatalog {
     pub tables: HashMap<String, Arc<Table>>,
     /// Table names, parents before children.
     pub fk_order: Vec<String>,
+    /// The tables linked by foreign keys (either way), each group sorted, groups in the order of
+    /// their first names; a table without foreign keys is a group of its own.
+    pub groups: Vec<Vec<String>>,
 }
 
 impl SchemaCatalog {
@@ -155,8 +158,9 @@ pub async fn discover(client: &Client, schema: &str) -> Result<SchemaCatalog, Ca
         client.query(FOREIGN_KEYS, &[&schema]).await?.iter().map(|r| (r.get(0), r.get(1))).collect();
     let names: Vec<String> = tables.keys().cloned().collect();
     let fk_order = parent_first_order(&names, &edges);
+    let groups = fk_groups(&names, &edges);
     let tables = tables.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-    Ok(SchemaCatalog { tables, fk_order })
+    Ok(SchemaCatalog { tables, fk_order, groups })
 }
 
 fn column_kind(type_name: &str, category: char) -> ColumnKind {
@@ -167,6 +171,40 @@ fn column_kind(type_name: &str, category: char) -> ColumnKind {
         (_, 'A') => ColumnKind::Array,
         _ => ColumnKind::Scalar,
     }
+}
+
+/// The connected components of the foreign-key graph over `tables` (edges to tables outside it
+/// are ignored): what must commit together. Each group sorted; groups sorted by their first name.
+pub fn fk_groups(tables: &[String], child_parent: &[(String, String)]) -> Vec<Vec<String>> {
+    let mut sorted: Vec<&str> = tables.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let index: HashMap<&str, usize> = sorted.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    // Union-find over table indexes; the root is the smallest index of its group.
+    let mut root: Vec<usize> = (0..sorted.len()).collect();
+    fn find(root: &mut [usize], mut i: usize) -> usize {
+        while root[i] != i {
+            root[i] = root[root[i]];
+            i = root[i];
+        }
+        i
+    }
+    for (child, parent) in child_parent {
+        let (Some(&a), Some(&b)) = (index.get(child.as_str()), index.get(parent.as_str())) else { continue };
+        let (a, b) = (find(&mut root, a), find(&mut root, b));
+        root[a.max(b)] = a.min(b);
+    }
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut group_of_root: HashMap<usize, usize> = HashMap::new();
+    for (i, table) in sorted.iter().enumerate() {
+        let r = find(&mut root, i);
+        let g = *group_of_root.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push((*table).to_owned());
+    }
+    groups
 }
 
 /// Orders tables so every parent comes before its children (Kahn's algorithm, ties by name).
@@ -226,6 +264,22 @@ mod tests {
         assert_eq!(
             parent_first_order(&s(&["grandchild", "a_child", "z_parent", "other"]), &edges),
             s(&["other", "z_parent", "a_child", "grandchild"])
+        );
+    }
+
+    #[test]
+    fn groups_are_the_connected_components_of_the_foreign_keys_either_way() {
+        let edges = vec![
+            ("orders".to_string(), "customers".to_string()),
+            ("order_lines".into(), "orders".into()),
+            ("order_lines".into(), "products".into()),
+            ("audit".into(), "audit".into()),
+            ("notes".into(), "elsewhere".into()),
+        ];
+        let tables = s(&["products", "orders", "customers", "order_lines", "audit", "notes", "events"]);
+        assert_eq!(
+            fk_groups(&tables, &edges),
+            vec![s(&["audit"]), s(&["customers", "order_lines", "orders", "products"]), s(&["events"]), s(&["notes"])]
         );
     }
 

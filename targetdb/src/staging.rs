@@ -1,7 +1,8 @@
 //! The staging schema (`--stagingSchema`, default `_replicator`): wharf's own tables in the target.
 //!
-//! - `checkpoints`: one row per partition, the applied resolved timestamp and the lease epoch of
-//!   the worker allowed to move it (see [`crate::checkpoint`]).
+//! - `checkpoints`: one row per partition (a schema, or a foreign-key group of its tables), the
+//!   applied resolved timestamp and the lease epoch of the worker allowed to move it, and for a
+//!   group its tables (see [`crate::checkpoint`]).
 //! - `quarantine`: row versions the target refused under `--onApplyError quarantine`, and the
 //!   later versions of their keys held behind them (see `wharf_applier::quarantine`).
 //! - `jwt_public_keys (id, public_key, active)` and `jwt_revoked_ids (id)`: as MOLT Replicator
@@ -29,7 +30,36 @@ pub async fn create_checkpoints(client: &Client, staging_schema: &str) -> Result
              )"
         ),
     )
-    .await
+    .await?;
+    add_group_columns(client, staging_schema).await
+}
+
+/// The columns foreign-key groups need (see [`crate::checkpoint`]): added to a table an earlier
+/// version created, whose rows are all schemas' (their `parent` is themselves).
+async fn add_group_columns(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
+    let present = client
+        .query_opt(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'checkpoints' AND column_name = 'retired'",
+            &[&staging_schema],
+        )
+        .await?;
+    if present.is_some() {
+        return Ok(());
+    }
+    let schema = quote_ident(staging_schema);
+    client
+        .batch_execute(&format!(
+            "ALTER TABLE {schema}.checkpoints
+                 ADD COLUMN IF NOT EXISTS parent text,
+                 ADD COLUMN IF NOT EXISTS tables text[],
+                 ADD COLUMN IF NOT EXISTS floor_tables text[],
+                 ADD COLUMN IF NOT EXISTS floor_walls bigint[],
+                 ADD COLUMN IF NOT EXISTS floor_logicals integer[],
+                 ADD COLUMN IF NOT EXISTS retired boolean NOT NULL DEFAULT false;
+             UPDATE {schema}.checkpoints SET parent = partition WHERE parent IS NULL;
+             CREATE INDEX IF NOT EXISTS checkpoints_by_parent ON {schema}.checkpoints (parent)"
+        ))
+        .await
 }
 
 /// One row per quarantined row version: which partition, table and key (the changefeed's key

@@ -63,7 +63,7 @@ struct StartArgs {
     /// table, the rest applies; `wharfctl dlq` lists, replays and discards them).
     #[arg(long = "onApplyError", env = "WHARF_ON_APPLY_ERROR", default_value = "halt")]
     on_apply_error: wharf_base::OnApplyError,
-    /// Under `--onApplyError quarantine`: once a partition's quarantine holds this many keys, a
+    /// Under `--onApplyError quarantine`: once a schema's quarantine holds this many keys, a
     /// row the target refuses halts the partition instead (a target refusing every row should not
     /// move whole tables aside).
     #[arg(long = "quarantineMaxKeys", env = "WHARF_QUARANTINE_MAX_KEYS", default_value_t = 10_000)]

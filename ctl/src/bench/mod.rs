@@ -27,7 +27,8 @@ use crate::harness::TargetDb;
 use crate::lag::{LagReport, Pipeline, Workload};
 use crate::memory::MemoryReport;
 use crate::restart::RestartReport;
-use crate::scale::{ScalePoint, ScanReport};
+use crate::scale::ScanReport;
+use crate::scaling::{GroupLag, ScalePoint};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -50,7 +51,9 @@ pub struct BenchArgs {
     /// (peak memory of each is reported; 0 skips it).
     #[arg(long = "scanRows", default_value_t = 2_000_000)]
     pub scan_rows: usize,
-    /// Rows per partition of the scaling phase (8 partitions, 1, 2 and 4 applier processes; 0 skips it).
+    /// Rows per table of the scaling phase: 8 tables in 8 schemas, in one schema under
+    /// `--partitionBy schema` and under `--partitionBy group`, each drained by 1, 2 and 4 applier
+    /// processes (0 skips it).
     #[arg(long = "scaleRows", default_value_t = 25_000)]
     pub scale_rows: usize,
     /// Bodies of about 8 MiB posted by 64 senders to a real wharf-ingest, whose peak memory is
@@ -80,6 +83,11 @@ pub struct BenchArgs {
     /// when capacity is not measured; 0 skips it).
     #[arg(long = "lagSeconds", default_value_t = 10)]
     pub lag_seconds: u64,
+    /// Seconds of each half of the group-lag phase: a steady feed into 8 foreign-key groups of
+    /// one schema, the lag of 7 of them sampled with nothing locked, then with the eighth group's
+    /// table locked (0 skips it).
+    #[arg(long = "groupLagSeconds", default_value_t = 10)]
+    pub group_lag_seconds: u64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -149,6 +157,7 @@ pub struct Processes {
     pub big: Option<MemoryReport>,
     pub restart: Option<RestartReport>,
     pub scaling: Vec<ScalePoint>,
+    pub group_lag: Option<GroupLag>,
 }
 
 async fn processes(args: &BenchArgs, url: &str, database: &str) -> anyhow::Result<Processes> {
@@ -166,9 +175,13 @@ async fn processes(args: &BenchArgs, url: &str, database: &str) -> anyhow::Resul
     };
     let scaling = match args.scale_rows {
         0 => Vec::new(),
-        rows => crate::scale::scaling(url, database, rows, &[1, 2, 4]).await?,
+        rows => crate::scaling::scaling(url, database, rows, &[1, 2, 4]).await?,
     };
-    Ok(Processes { scan, big, restart, scaling })
+    let group_lag = match args.group_lag_seconds {
+        0 => None,
+        seconds => Some(crate::scaling::group_lag(url, database, seconds).await?),
+    };
+    Ok(Processes { scan, big, restart, scaling, group_lag })
 }
 
 /// The end-to-end phases: capacity (embedded and separate, inserts; separate, updates), the

@@ -70,7 +70,7 @@ impl Report<'_> {
         let (ingest_us, apply_us, apply_quic_us) = (rates.ingest_us, rates.apply_us, rates.apply_quic_us);
         let embedded_bound = cpu_cost::shared_bound(ingest_us, apply_us);
         let separate_bound = cpu_cost::shared_bound(ingest_us, apply_quic_us);
-        let Processes { scan, big, restart, scaling } = processes;
+        let Processes { scan, big, restart, scaling, group_lag } = processes;
         let EndToEnd { capacity, capacity_separate, capacity_updates, churn, churn_verdict, lag } = end_to_end;
         let inprocess_memory: Vec<&Value> = ingest.memory.iter().chain(&apply.memory).collect();
         // Each run of the figures reported as means.
@@ -111,7 +111,6 @@ impl Report<'_> {
             "peak_rss_mib_ingest_big_bodies": big.as_ref().map(|b| b.peak_rss_mib_ingest.round()),
             "churn_offered_rows_per_s": churn.as_ref().map(|c| c.offered_rows_per_s.round()),
             "churn_samples": churn.as_ref().map(|c| &c.samples),
-            "scaling": scaling.iter().map(|p| json!({"appliers": p.appliers, "rows_per_s": p.rows_per_s.round(), "peak_rss_mib_applier": p.peak_rss_mib_applier.round()})).collect::<Vec<_>>(),
             "e2e_capacity_rows_per_s": capacity.as_ref().map(|c| c.rows_per_s.round()),
             "e2e_capacity_vs_min_ingest_apply": capacity.as_ref().map(|c| (c.rows_per_s / apply_rate.min(durable_mean) * 100.0).round() / 100.0),
             "e2e_capacity_probes": capacity.as_ref().map(|c| c.probes.iter().map(|p| json!({"asked_rows_per_s": p.asked_rows_per_s.round(), "offered_rows_per_s": p.offered_rows_per_s.round(), "last_lag_ms": p.last_lag.map(|l| l.as_millis() as u64), "sustained": p.sustained})).collect::<Vec<_>>()),
@@ -155,6 +154,7 @@ impl Report<'_> {
             report.extend(cpu_cost::report("e2e_capacity", capacity.as_ref().map(|c| c.rows_per_s), embedded_bound));
             let separate = capacity_separate.as_ref().map(|c| c.rows_per_s);
             report.extend(cpu_cost::report("e2e_capacity_separate", separate, separate_bound));
+            report.extend(crate::scaling::json(scaling, group_lag.as_ref()));
         }
         report
     }
@@ -238,7 +238,7 @@ impl Report<'_> {
 
     /// The phases through real processes: scan, large bodies, restart, scaling.
     fn print_processes(&self) {
-        let Processes { scan, big, restart, scaling } = self.processes;
+        let Processes { scan, big, restart, scaling, group_lag } = self.processes;
         if let Some(scan) = &scan {
             println!(
                 "{:<36} {:>12.0}   peak RSS: wharf-ingest {:.0} MiB, wharf-applier {:.0} MiB (target < 256 MiB each)",
@@ -270,14 +270,7 @@ impl Report<'_> {
                 timing(restart.warm)
             );
         }
-        for point in scaling {
-            println!(
-                "{:<36} {:>12.0}   8 partitions; peak RSS of an applier {:.0} MiB",
-                format!("drain by {} wharf-applier process(es)", point.appliers),
-                point.rows_per_s,
-                point.peak_rss_mib_applier
-            );
-        }
+        crate::scaling::print(scaling, group_lag.as_ref());
     }
 
     /// End-to-end capacity against its references, the steady-feed lag and the churn.

@@ -10,7 +10,11 @@ fn catalog() -> SchemaCatalog {
     let column =
         |name: &str| Column { name: name.into(), sql_type: "text".into(), kind: ColumnKind::Scalar, generated: false };
     let table = Table::new("public", "t", vec![column("id"), column("v")], vec![0]);
-    SchemaCatalog { tables: HashMap::from([("t".to_owned(), Arc::new(table))]), fk_order: Vec::new() }
+    SchemaCatalog {
+        tables: HashMap::from([("t".to_owned(), Arc::new(table))]),
+        fk_order: Vec::new(),
+        groups: Vec::new(),
+    }
 }
 
 fn messages(body: &str) -> Vec<Message<'_>> {

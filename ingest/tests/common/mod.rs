@@ -21,7 +21,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 // Compiled into every test crate; not all of them wait for anything.
 #[allow(unused_imports)]
-pub use wharf_testkit::wait_for;
+pub use wharf_testkit::{wait_for, wait_until};
 
 /// Certificates for the queue service and its appliers, made with a CA of their own: `ca.crt`,
 /// `queue.crt`/`queue.key` (localhost, 127.0.0.1), `applier.crt`/`applier.key`.
@@ -69,6 +69,15 @@ impl QueuePki {
 /// nobody connects to it.
 pub fn journal_only(pki: &QueuePki) -> Vec<String> {
     pki.ingest_args(free_port().unwrap(), "10s")
+}
+
+/// A directory for process logs; `WHARF_KEEP_LOGS=1` keeps it for a look after a failure.
+pub fn logs_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .disable_cleanup(std::env::var_os("WHARF_KEEP_LOGS").is_some())
+        .tempdir()
+        .unwrap()
 }
 
 /// `&[String]` as `&[&str]`.

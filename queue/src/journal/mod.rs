@@ -43,7 +43,7 @@ use tokio::sync::watch;
 use crate::record::{self, Partition, RecordError, RowRef, RowSource};
 use index::{Index, RunShape};
 use wharf_base::hlc::Hlc;
-pub use window::{Chunk, ChunkLimits, WindowCursor};
+pub use window::{Chunk, ChunkLimits, Tables, WindowCursor};
 pub use writer::Poisoned;
 use writer::{Item, Writer};
 

@@ -50,7 +50,23 @@ pub struct WindowCursor {
     upto: Hlc,
     /// Table names, parents before children (the applier's catalog order).
     table_order: Vec<String>,
+    /// Only these tables' rows (a foreign-key group's window); `None`: every table.
+    only: Option<Arc<Tables>>,
     state: State,
+}
+
+/// A set of table names, matched as the catalog matches them (exactly, else ignoring ASCII case).
+#[derive(Debug)]
+pub struct Tables(Vec<String>);
+
+impl Tables {
+    pub fn new(names: Vec<String>) -> Self {
+        Tables(names)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|t| t == name) || self.0.iter().any(|t| t.eq_ignore_ascii_case(name))
+    }
 }
 
 #[derive(Debug)]
@@ -63,6 +79,7 @@ enum State {
 #[derive(Debug)]
 struct Reading {
     runs: Vec<Arc<Run>>,
+    only: Option<Arc<Tables>>,
     main: Merge,
     /// Rows taken from `main` but not delivered yet; they come before `main`'s.
     carry: VecDeque<Row>,
@@ -85,7 +102,14 @@ struct OrderedTimestamp {
 impl WindowCursor {
     pub fn new(after: Hlc, upto: Hlc, table_order: Vec<String>) -> Self {
         let state = if after >= upto { State::Done } else { State::Start };
-        WindowCursor { after, upto, table_order, state }
+        WindowCursor { after, upto, table_order, only: None, state }
+    }
+
+    /// A window of only `tables`' rows: runs without any of them are not read, and other tables'
+    /// rows in the runs read are skipped.
+    pub fn only(mut self, tables: Tables) -> Self {
+        self.only = Some(Arc::new(tables));
+        self
     }
 
     pub fn is_done(&self) -> bool {
@@ -176,12 +200,16 @@ pub(super) fn read_chunk(
 ) -> Result<Chunk, ReadError> {
     let failing = Failing(partition);
     if let State::Start = cursor.state {
-        let runs = shared.index().runs_in(partition, cursor.after, cursor.upto);
+        let mut runs = shared.index().runs_in(partition, cursor.after, cursor.upto);
+        if let Some(only) = &cursor.only {
+            runs.retain(|run| run.tables.iter().any(|t| only.contains(&t.name)));
+        }
         // Rows are read only from segments that passed their check.
         shared.verification.wait_for(runs.iter().map(|r| r.segment)).map_err(ReadError::Unverified)?;
         let start = record::key_after(cursor.after);
         let main = Merge::new(&runs, &start, record::key_after(cursor.upto)).map_err(|f| failing.read(f))?;
-        let reading = Reading { runs, main, carry: VecDeque::new(), skip_through: None, ordered: None };
+        let only = cursor.only.clone();
+        let reading = Reading { runs, only, main, carry: VecDeque::new(), skip_through: None, ordered: None };
         cursor.state = State::Reading(Box::new(reading));
     }
     let upto = cursor.upto;
@@ -205,6 +233,9 @@ impl Reading {
                 None => match self.main.next().map_err(|f| failing.read(f))? {
                     Some(entry) => {
                         let row = record::decode_parts(&entry.0, &entry.1).map_err(|e| failing.decode(e))?;
+                        if self.only.as_ref().is_some_and(|only| !only.contains(row.table)) {
+                            continue;
+                        }
                         Taken::Read(row.hlc, entry)
                     }
                     None => return Ok(None),
@@ -248,7 +279,7 @@ fn read_merged(
         // One timestamp fills the chunk: serve it table by table instead, reading it again.
         reading.carry.retain(|r| r.hlc > newest);
         reading.skip_through = Some(newest);
-        reading.ordered = Some(OrderedTimestamp::start(&reading.runs, newest, table_order));
+        reading.ordered = Some(OrderedTimestamp::start(&reading.runs, newest, table_order, reading.only.as_deref()));
         return read_ordered(reading, upto, limits, failing);
     }
     Ok(Chunk { rows: gather.rows, complete_through: Some(upto), last: true })
@@ -294,12 +325,12 @@ fn read_ordered(reading: &mut Reading, upto: Hlc, limits: ChunkLimits, failing: 
 }
 
 impl OrderedTimestamp {
-    /// The tables of the runs that span `hlc`, parents first.
-    fn start(runs: &[Arc<Run>], hlc: Hlc, table_order: &[String]) -> OrderedTimestamp {
+    /// The tables of the runs that span `hlc` (of `only`, when given), parents first.
+    fn start(runs: &[Arc<Run>], hlc: Hlc, table_order: &[String], only: Option<&Tables>) -> OrderedTimestamp {
         let mut tables: Vec<String> = Vec::new();
         for run in runs.iter().filter(|r| r.min <= hlc && hlc <= r.max) {
             for table in &run.tables {
-                if !tables.contains(&table.name) {
+                if !tables.contains(&table.name) && only.is_none_or(|only| only.contains(&table.name)) {
                     tables.push(table.name.clone());
                 }
             }

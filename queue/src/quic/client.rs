@@ -211,7 +211,7 @@ impl QueueClient for QuicClient {
     async fn acquire(&self, worker: u32, wait: Duration) -> Result<Option<Grant>, QueueError> {
         let wait_ms = wait.as_millis().min(u32::MAX as u128) as u32;
         match self.call(&Message::Acquire { worker, wait_ms }).await? {
-            Message::Granted { partition, epoch, upto } => Ok(Some(Grant { partition, epoch, upto })),
+            Message::Granted { partition, epoch, upto, tables } => Ok(Some(Grant { partition, epoch, upto, tables })),
             Message::NoWork => Ok(None),
             other => Err(unexpected(other)),
         }

@@ -237,7 +237,9 @@ async fn stream(
         Message::Acquire { worker: index, wait_ms } => {
             let wait = Duration::from_millis(wait_ms.into()).min(MAX_WAIT);
             match service.acquire(worker(index), wait).await {
-                Ok(Some(g)) => Message::Granted { partition: g.partition, epoch: g.epoch, upto: g.upto },
+                Ok(Some(g)) => {
+                    Message::Granted { partition: g.partition, epoch: g.epoch, upto: g.upto, tables: g.tables }
+                }
                 Ok(None) => Message::NoWork,
                 Err(e) => journal_error(e),
             }
