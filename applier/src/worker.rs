@@ -247,7 +247,13 @@ impl<Q: QueueClient> Worker<Q> {
             self.client = Some(connect(&self.config.target_conn).await?);
             self.forget_prepared();
         }
-        let catalog = self.catalog(&grant.partition.schema).await?;
+        let mut catalog = self.catalog(&grant.partition.schema).await?;
+        if !grant.tables.is_empty() && !catalog.groups.contains(&grant.tables) {
+            // The ingest saw other foreign keys than this worker's cached catalog (a group merged
+            // or split since): read it again, so the window's parent-first order knows them.
+            self.catalogs.remove(&grant.partition.schema);
+            catalog = self.catalog(&grant.partition.schema).await?;
+        }
         let start = self.checkpoint(grant, &catalog).await?;
         if grant.upto <= start.from {
             // Nothing to apply; the report tells the service what the target already holds.

@@ -35,9 +35,9 @@ fn group_of(table: &str) -> &'static str {
     TABLES.iter().find(|(t, _, _)| *t == table).map(|(_, _, g)| *g).unwrap()
 }
 
-/// Schema `shop` with the 8 tables (orders and items cascade from customers; books has no foreign
-/// key when `books_fk` is false, so authors and books are two groups), and the audit trigger.
-fn prepare(target: &Target, books_fk: bool) {
+/// Schema `shop` with the 8 tables (orders and items cascade from customers; `loose`, a child
+/// table, without its foreign key, so it and its parent are two groups), and the audit trigger.
+fn prepare(target: &Target, loose: Option<&str>) {
     let mut sql = String::from(
         "CREATE SCHEMA shop;
          CREATE TABLE public.audit (n bigserial, tbl text, op text, row_id bigint, v text, app text);
@@ -55,7 +55,7 @@ fn prepare(target: &Target, books_fk: bool) {
     );
     for (table, fk, _) in TABLES {
         let column = match fk {
-            Some((column, _)) if table == "books" && !books_fk => format!(", {column} bigint NOT NULL"),
+            Some((column, _)) if loose == Some(table) => format!(", {column} bigint NOT NULL"),
             Some((column, parent)) => {
                 let cascade = if group_of(table) == "customers" { " ON DELETE CASCADE" } else { "" };
                 format!(", {column} bigint NOT NULL REFERENCES shop.{parent} (id){cascade}")
@@ -284,9 +284,9 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(books_fk: bool) -> Setup {
+    fn new(loose: Option<&str>) -> Setup {
         let target = Target::start();
-        prepare(&target, books_fk);
+        prepare(&target, loose);
         Setup {
             target,
             pki: QueuePki::new(),
@@ -338,7 +338,7 @@ impl Setup {
 
 #[test]
 fn one_two_and_four_applier_processes_share_the_groups_exactly_once_and_cascades_stay_in_their_group() {
-    let setup = Setup::new(true);
+    let setup = Setup::new(None);
     let ingest = setup.ingest("10s");
     let mut feed = Feed::new();
     let _a = setup.applier("applier_a");
@@ -409,7 +409,7 @@ fn converge(
 
 #[test]
 fn killed_and_stopped_appliers_lose_nothing_and_apply_nothing_twice() {
-    let setup = Setup::new(true);
+    let setup = Setup::new(None);
     let ingest = setup.ingest("2s");
     let mut feed = Feed::new();
     for _ in 0..5 {
@@ -478,7 +478,7 @@ fn wait_for_holder_waiting<'a>(target: &Target, candidates: &[&'a Applier]) -> &
 
 #[test]
 fn a_locked_group_holds_only_itself_while_the_others_keep_their_lag() {
-    let setup = Setup::new(true);
+    let setup = Setup::new(None);
     let ingest = setup.embedded(&["--appliers", "4", "--partitionBy", "group"]);
     let mut feed = Feed::new();
     feed.round(&ingest, 5);
@@ -512,41 +512,43 @@ fn a_locked_group_holds_only_itself_while_the_others_keep_their_lag() {
 
 #[test]
 fn a_foreign_key_added_between_two_groups_merges_them_at_a_resolved_boundary() {
-    let setup = Setup::new(false);
-    setup.target.execute("app", "ALTER TABLE shop.books ADD CONSTRAINT books_not_bad CHECK (v NOT LIKE '%bad%')");
+    // stock → warehouses without its foreign key: two groups. (The child sorts before its parent,
+    // so an applier ordering by a catalog without the key would insert a stock row first.)
+    let setup = Setup::new(Some("stock"));
+    setup.target.execute("app", "ALTER TABLE shop.stock ADD CONSTRAINT stock_not_bad CHECK (v NOT LIKE '%bad%')");
     let ingest = setup.embedded(&["--appliers", "2", "--partitionBy", "group", "--catalogRefresh", "1s"]);
     let mut feed = Feed::new();
     feed.round(&ingest, 5);
     feed.resolve(&ingest);
     feed.check(&setup.target, 5);
-    assert!(live_units(&setup.target).contains_key("app.shop/books"), "books is a group of its own");
-    // A refused row halts the books group (the default policy); readiness names it, and the
-    // authors group moves on.
+    assert!(live_units(&setup.target).contains_key("app.shop/warehouses"), "warehouses is a group of its own");
+    // A refused row halts the stock group (the default policy); readiness names it, and the
+    // warehouses group moves on.
     let at = feed.tick();
     let bad = format!(
-        r#"{{"after": {{"id": 3, "author_id": 1, "v": "bad"}}, "key": [3], "topic": "books", "updated": "{at}"}}"#
+        r#"{{"after": {{"id": 3, "warehouse_id": 1, "v": "bad"}}, "key": [3], "topic": "stock", "updated": "{at}"}}"#
     );
-    feed.model.insert(("books", 3), "bad".into());
+    feed.model.insert(("stock", 3), "bad".into());
     feed.post(&ingest, &[bad]);
     feed.round(&ingest, 5);
     feed.resolve(&ingest);
-    wait_for("readiness to name the halted books group", LONG, || {
+    wait_for("readiness to name the halted stock group", LONG, || {
         let (status, text) = common::request(ingest.port, "GET", "/_/readyz", b"").unwrap();
-        status == 503 && text.contains("app.shop/books")
+        status == 503 && text.contains("app.shop/stock")
     });
     let want = hlc(feed.resolved);
-    wait_for("the authors group at the resolved timestamp", LONG, || {
-        live_units(&setup.target).get("app.shop/authors").is_some_and(|(r, _)| *r == want)
+    wait_for("the warehouses group at the resolved timestamp", LONG, || {
+        live_units(&setup.target).get("app.shop/warehouses").is_some_and(|(r, _)| *r == want)
     });
-    let books_at = live_units(&setup.target)["app.shop/books"].0.clone();
-    assert!(wall_of(&books_at) < feed.resolved, "books is behind");
+    let stock_at = live_units(&setup.target)["app.shop/stock"].0.clone();
+    assert!(wall_of(&stock_at) < feed.resolved, "stock is behind");
 
-    // The foreign key, and the fix: the groups merge, the merged one starting from books'
-    // checkpoint with authors' as a floor.
+    // The foreign key, and the fix: the groups merge, the merged one starting from stock's
+    // checkpoint with warehouses' as a floor.
     setup.target.execute(
         "app",
-        "ALTER TABLE shop.books ADD CONSTRAINT books_author FOREIGN KEY (author_id) REFERENCES shop.authors (id);
-         ALTER TABLE shop.books DROP CONSTRAINT books_not_bad",
+        "ALTER TABLE shop.stock ADD CONSTRAINT stock_warehouse FOREIGN KEY (warehouse_id) REFERENCES shop.warehouses (id);
+         ALTER TABLE shop.stock DROP CONSTRAINT stock_not_bad",
     );
     let deadline = Instant::now() + LONG;
     loop {
@@ -563,15 +565,35 @@ fn a_foreign_key_added_between_two_groups_merges_them_at_a_resolved_boundary() {
         "SELECT partition, resolved FROM _replicator.checkpoints WHERE parent = 'app.shop' AND retired ORDER BY 1",
     );
     assert_eq!(retired.len(), 1, "{retired:?}");
-    assert_eq!(retired[0][0].as_deref(), Some("app.shop/books"));
+    assert_eq!(retired[0][0].as_deref(), Some("app.shop/warehouses"));
     let log = std::fs::read_to_string(ingest.log.as_ref().unwrap()).unwrap();
     let seeded = log.lines().find(|l| l.contains("a regrouped unit takes its tables over")).expect("a seed in the log");
-    assert!(seeded.contains("app.shop/authors") && seeded.contains(&books_at), "{seeded}");
+    assert!(seeded.contains("app.shop/stock") && seeded.contains(&stock_at), "{seeded}");
+
+    // A new parent and its child at one timestamp, the child first in the body: the merged group
+    // orders them by the catalog with the new key.
+    let at = feed.tick();
+    let child = format!(
+        r#"{{"after": {{"id": 17, "warehouse_id": 9, "v": "new child"}}, "key": [17], "topic": "stock", "updated": "{at}"}}"#
+    );
+    let parent =
+        format!(r#"{{"after": {{"id": 9, "v": "new parent"}}, "key": [9], "topic": "warehouses", "updated": "{at}"}}"#);
+    feed.model.insert(("stock", 17), "new child".into());
+    feed.model.insert(("warehouses", 9), "new parent".into());
+    let halts = || {
+        let log = std::fs::read_to_string(ingest.log.as_ref().unwrap()).unwrap();
+        log.matches("apply failed permanently").count()
+    };
+    let before = halts();
+    feed.post(&ingest, &[child, parent]);
+    feed.resolve(&ingest);
+    feed.check(&setup.target, 4);
+    assert_eq!(halts(), before, "the merged group must not have halted on the new key");
 }
 
 #[test]
 fn switching_partition_by_on_a_running_journal_and_target_applies_nothing_twice() {
-    let setup = Setup::new(true);
+    let setup = Setup::new(None);
     let mut feed = Feed::new();
     for (mode, count) in [("schema", 1), ("group", 4), ("schema", 1), ("group", 4), ("schema", 1)] {
         let mut ingest = setup.embedded(&["--appliers", "4", "--partitionBy", mode]);
