@@ -382,7 +382,7 @@ impl<Q: QueueClient> Worker<Q> {
             // An epoch this worker never claimed: raise the target's to it (or find it fenced).
             _ => {
                 let tables: Vec<String>;
-                let unit = if grant.tables.is_empty() {
+                let unit = if grant.partition.group.is_none() {
                     tables = catalog.tables.keys().cloned().collect();
                     Unit::Schema { catalog: &tables }
                 } else {

@@ -273,7 +273,15 @@ impl QueueService {
             }
         }
         let upto = journal.resolved(&lease.partition.schema_level()).unwrap_or(Hlc::ZERO);
-        let tables = self.groups().tables(&lease.partition).map(<[String]>::to_vec).unwrap_or_default();
+        let tables = match (self.groups().tables(&lease.partition), &lease.partition.group) {
+            (Some(tables), _) => tables.to_vec(),
+            (None, None) => Vec::new(),
+            (None, Some(_)) => {
+                // A regrouping ended this group between the lease and here: no grant.
+                self.leases().release(worker, &lease.partition, lease.epoch, None);
+                return Ok(None);
+            }
+        };
         Ok(Some(Grant { partition: lease.partition, epoch: lease.epoch, upto, tables }))
     }
 
