@@ -14,6 +14,7 @@ mod cluster;
 mod cpu_cost;
 mod demo;
 mod dlq;
+mod group_lag;
 mod harness;
 mod http;
 mod lag;

@@ -44,6 +44,16 @@ pub struct Groups {
 }
 
 impl Groups {
+    /// Whether `groups` (as the catalog gives them) is `schema`'s grouping in force: the check made
+    /// on every request, without building a grouping.
+    pub fn is_current(&self, schema: &Partition, groups: &[Vec<String>]) -> bool {
+        self.by_schema.get(schema).is_some_and(|current| {
+            let mut tables = current.groups.iter().map(|(_, tables)| tables);
+            current.groups.len() == groups.iter().filter(|g| !g.is_empty()).count()
+                && groups.iter().filter(|g| !g.is_empty()).all(|g| tables.next() == Some(g))
+        })
+    }
+
     /// Sets `schema`'s grouping; returns `None` when it is the one in force, else the units whose
     /// leases end: the schema itself when it had no grouping, and each old group that is not a
     /// group of the new one with the same tables (one keeping its name with other tables too).
@@ -131,6 +141,9 @@ mod tests {
         assert_eq!(groups.units(&[a.clone(), b.clone()]), [a.group("customers"), a.group("events"), b.clone()]);
         assert_eq!(groups.tables(&a.group("customers")), Some(names(&["customers", "orders"]).as_slice()));
         assert_eq!(groups.tables(&b), None);
+        assert!(groups.is_current(&a, &[names(&["customers", "orders"]), names(&["events"])]));
+        assert!(!groups.is_current(&a, &[names(&["customers", "events", "orders"])]));
+        assert!(!groups.is_current(&Partition::new("db", "b"), &[names(&["events"])]));
         let again = Grouping::of(&a, &[names(&["customers", "orders"]), names(&["events"])]);
         assert_eq!(groups.set(&a, again), None);
         let merged = Grouping::of(&a, &[names(&["customers", "events", "orders"])]);

@@ -63,7 +63,8 @@ impl Scope {
         )
     }
 
-    /// Whether `partition` matches a pattern (names exactly, as the target's catalog spells them).
+    /// Whether `partition` matches a pattern (names exactly, as the target's catalog spells them);
+    /// a schema's foreign-key groups are allowed with their schema.
     pub fn allows(&self, partition: &Partition) -> bool {
         self.0.iter().any(|(db, schema)| *db == partition.database && (schema == "*" || *schema == partition.schema))
     }
@@ -601,6 +602,14 @@ mod tests {
             got.push(g.partition);
         }
         assert_eq!(got, vec![p(1)]);
+    }
+
+    #[test]
+    fn a_scope_allows_the_groups_of_its_schemas_and_no_other_schemas_groups() {
+        let scope = Scope::parse(&["app.s1"]);
+        assert!(scope.allows(&Partition::new("app", "s1").group("customers")));
+        assert!(!scope.allows(&Partition::new("app", "s2").group("customers")));
+        assert!(!scope.allows(&Partition::new("other", "s1").group("customers")));
     }
 
     #[test]

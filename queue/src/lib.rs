@@ -46,10 +46,13 @@
 //!   windows start after the target's checkpoint, and the next checkpoint forgets them.
 //! - The journal's `applied` marker is a cache of the target's checkpoint, never above the
 //!   partition's resolved timestamp; if it is lost or behind, the next commit report from an
-//!   applier sets it again.
+//!   applier sets it again. Under `--partitionBy group` it is the lowest checkpoint of the
+//!   schema's current groups, set only once each of them has reported (a regrouping starts that
+//!   count again).
 //! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
 //!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
-//!   report moves the next grant above the target's.
+//!   report moves the next grant above the target's. A group's epoch is kept in memory only and
+//!   always takes that second path after a restart.
 //! - A record that no longer parses when read stops the partition's applier with a
 //!   [`journal::ReadError`] naming the partition; nothing is skipped silently.
 //! - A failed write or fsync (segment, bounds file, or directory after a deletion) poisons the

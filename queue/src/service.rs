@@ -146,6 +146,9 @@ impl QueueService {
     /// (see [`crate::groups`] for why that is safe); returns whether it changed.
     pub fn set_groups(&self, schema: &Partition, groups: &[Vec<String>]) -> bool {
         let schema = schema.schema_level();
+        if self.groups().is_current(&schema, groups) {
+            return false;
+        }
         let grouping = Grouping::of(&schema, groups);
         let units = grouping.groups.len();
         let Some(ended) = self.groups().set(&schema, grouping) else { return false };

@@ -23,12 +23,13 @@ use clap::Args;
 
 use crate::capacity::Capacity;
 use crate::churn::ChurnReport;
+use crate::group_lag::GroupLag;
 use crate::harness::TargetDb;
 use crate::lag::{LagReport, Pipeline, Workload};
 use crate::memory::MemoryReport;
 use crate::restart::RestartReport;
 use crate::scale::ScanReport;
-use crate::scaling::{GroupLag, ScalePoint};
+use crate::scaling::ScalePoint;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -179,7 +180,7 @@ async fn processes(args: &BenchArgs, url: &str, database: &str) -> anyhow::Resul
     };
     let group_lag = match args.group_lag_seconds {
         0 => None,
-        seconds => Some(crate::scaling::group_lag(url, database, seconds).await?),
+        seconds => Some(crate::group_lag::measure(url, database, seconds).await?),
     };
     Ok(Processes { scan, big, restart, scaling, group_lag })
 }
