@@ -5,8 +5,20 @@
 # of every target.
 set -euo pipefail
 export CARGO_TERM_COLOR=never
+# A clean build has nothing to reuse: incremental data would only double the disk it takes.
+export CARGO_INCREMENTAL=0
+# The processes the tests and the churn start keep a small disk reserve, so a nearly full CI
+# disk does not answer their rows 503 (the reserve itself has its own test in http_status.rs).
+export WHARF_DISK_RESERVE=${WHARF_DISK_RESERVE:-64MiB}
 cd "$(dirname "$0")/.."
+
+# disk: prints the free space where the build and the journals live, for a failure's log.
+disk() {
+  echo "disk: $(df -h --output=avail . | tail -n 1 | tr -d ' ') free here, $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -n 1 | tr -d ' ') in ${TMPDIR:-/tmp}; target/ holds $(du -sh target 2>/dev/null | cut -f 1)"
+}
+
 scripts/setup.sh
+disk
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -21,6 +33,7 @@ log=$(mktemp)
 cargo test --workspace 2>&1 | tee "$log"
 read -r passed failed < <(awk '/^test result:/ { for (i = 2; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } } END { print p + 0, f + 0 }' "$log")
 cargo build --bins --quiet
+disk
 echo "== churn (${WHARF_CHURN_SECONDS:-300} s at 80% of the end-to-end capacity with a separate applier, debug build)"
 # Fails unless the journal stays inside its disk bound, memory stays flat and the backlog bounded.
 target/debug/wharfctl bench --rows 30000 --scanRows 0 --bigBodies 0 --scaleRows 0 --lagSeconds 0 --restartGiB 0 \
@@ -33,4 +46,5 @@ else
 fi
 echo "== fuzz smoke (${WHARF_FUZZ_SECONDS:-30} s per target)"
 scripts/fuzz-smoke.sh
+disk
 echo "tests: $passed passed, $failed failed"

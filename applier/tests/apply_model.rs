@@ -78,7 +78,7 @@ fn run_case(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .await
             .unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         let partition = Partition::new("app", &schema);
         let stop = CancellationToken::new();
         let config =

@@ -61,7 +61,7 @@ fn a_panicking_worker_is_replaced_and_its_partition_released() {
         let client = wharf_targetdb::connect(&url).await.unwrap();
         client.batch_execute("CREATE TABLE public.kv (k integer PRIMARY KEY, v text NOT NULL)").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         let partition = Partition::new("app", "public");
         let rows: Vec<Row> = (0..5)
             .map(|k| Row {

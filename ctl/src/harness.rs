@@ -73,7 +73,7 @@ impl InProcessIngest {
             },
             target_conn: target_url.to_owned(),
             staging_schema: "_replicator".into(),
-            journal: wharf_queue::JournalConfig::new(journal),
+            journal: wharf_queue::JournalConfig::scratch(journal),
             appliers,
             queue,
             lease_timeout: wharf_queue::DEFAULT_LEASE_TIMEOUT,

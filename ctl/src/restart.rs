@@ -43,7 +43,7 @@ fn request(first: u64) -> Vec<Row> {
 /// Writes about `gib` GiB of unapplied rows, then times opening the journal.
 pub async fn measure(gib: f64) -> anyhow::Result<RestartReport> {
     let dir = tempfile::tempdir()?;
-    let config = JournalConfig::new(dir.path());
+    let config = JournalConfig::scratch(dir.path());
     let partition = Partition::new("db", "bench_restart");
     let journal = Journal::open(&config)?;
     let target = (gib * (1u64 << 30) as f64) as u64;

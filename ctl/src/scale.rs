@@ -36,7 +36,7 @@ pub async fn apply_quic(
     let client = wharf_targetdb::connect(url).await?;
     let partition = Partition::new(database, "bench");
     reset_target(&client, &partition).await?;
-    let journal = Journal::open(&JournalConfig::new(journal_dir))?;
+    let journal = Journal::open(&JournalConfig::scratch(journal_dir))?;
     journal.wait_written().await;
     let service = QueueService::new(journal.clone(), DEFAULT_LEASE_TIMEOUT);
     let certs = Certs::new()?;

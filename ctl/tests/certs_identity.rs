@@ -30,7 +30,7 @@ fn client(dir: &Path, name: &str, addr: &str, workers: u32) -> QuicClient {
 
 /// A queue service over a journal with resolved work in `app.public` and `app.s1`.
 async fn service(dir: &Path, journal_dir: &Path, crl: Option<&Path>) -> String {
-    let journal = Journal::open(&JournalConfig::new(journal_dir)).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(journal_dir)).unwrap();
     for schema in ["public", "s1"] {
         let partition = Partition::new("app", schema);
         let row = Row { hlc: Hlc::new(10, 0), table: "t".into(), key: b"[1]".to_vec(), after: Some(b"{}".to_vec()) };

@@ -54,7 +54,7 @@ fn the_queue_service_accepts_its_own_set_refuses_another_and_reports_status() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let journal_dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let journal = Journal::open(&JournalConfig::new(journal_dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(journal_dir.path())).unwrap();
         let partition = Partition::new("app", "public");
         let rows: Vec<Row> = (0..3)
             .map(|k| Row {

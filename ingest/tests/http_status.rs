@@ -169,7 +169,7 @@ fn below_the_disk_reserve_rows_and_resolved_timestamps_get_503_and_nothing_is_jo
     let ingest = Ingest::start(&target.url(), journal.path(), &["--diskReserve", "1000000000000000000"]);
     let response = raw_response(ingest.port, ROW.as_bytes());
     assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-    assert!(response.contains("under the 1000000000000000000-byte reserve"), "{response}");
+    assert!(response.contains("with the 1000000000000000000-byte reserve"), "{response}");
     // Under half the reserve, resolved timestamps wait too.
     let (status, text) = ingest.post("/app/public", br#"{"resolved":"1732615300000000000.0000000000"}"#);
     assert_eq!(status, 503, "{text}");

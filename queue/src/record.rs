@@ -271,7 +271,7 @@ fn log_header(kind: u8, partition: &Partition, extra: usize) -> Vec<u8> {
 
 /// The log record of one request's rows.
 pub fn encode_log_rows(partition: &Partition, rows: &[RowRef<'_>]) -> Vec<u8> {
-    let size: usize = rows.iter().map(|r| 8 + key_len(r) + value_len(r)).sum();
+    let size = rows_len(rows);
     let mut out = log_header(LOG_ROWS, partition, 4 + size);
     out.extend_from_slice(&(rows.len() as u32).to_be_bytes());
     for row in rows {
@@ -281,6 +281,16 @@ pub fn encode_log_rows(partition: &Partition, rows: &[RowRef<'_>]) -> Vec<u8> {
         write_value(&mut out, row);
     }
     out
+}
+
+/// Bytes of the row entries of [`encode_log_rows`]'s record.
+fn rows_len(rows: &[RowRef<'_>]) -> usize {
+    rows.iter().map(|r| 8 + key_len(r) + value_len(r)).sum()
+}
+
+/// Bytes of [`encode_log_rows`]'s record, without encoding it.
+pub fn log_rows_len(partition: &Partition, rows: &[RowRef<'_>]) -> usize {
+    log_rows_header_len(partition) + rows_len(rows)
 }
 
 /// Bytes before the first row entry of [`encode_log_rows`]'s record (header and row count).
@@ -441,6 +451,7 @@ mod tests {
         let p = Partition::new("app", "public");
         let (a, b) = (row(Some(r#"{"id":1}"#)), row(None));
         let bytes = encode_log_rows(&p, &[a.row(), b.row()]);
+        assert_eq!(log_rows_len(&p, &[a.row(), b.row()]), bytes.len(), "the size is known before encoding");
         let LogRecord::Rows { partition, entries } = decode_log(&bytes).unwrap() else { panic!("rows") };
         assert_eq!(partition, p);
         let decoded: Vec<Row> = entries.iter().map(|(k, v)| decode(k, v).unwrap()).collect();

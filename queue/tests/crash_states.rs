@@ -15,7 +15,7 @@ use wharf_queue::{Hlc, Journal, JournalConfig, Row};
 
 fn config(dir: &Path) -> JournalConfig {
     // Tiny segments: rotation and deletion happen every few requests.
-    JournalConfig { segment_bytes: 600, disk_reserve: 0, ..JournalConfig::new(dir) }
+    JournalConfig { segment_bytes: 600, ..JournalConfig::scratch(dir) }
 }
 
 /// Appends rows of partition `i` as one request and notes what was acknowledged.

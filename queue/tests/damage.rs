@@ -16,7 +16,7 @@ fn partition() -> Partition {
 
 /// 2 MiB segments, so the 12 MB the tests write span several.
 fn config(dir: &Path) -> JournalConfig {
-    JournalConfig { segment_bytes: 2 << 20, ..JournalConfig::new(dir) }
+    JournalConfig { segment_bytes: 2 << 20, ..JournalConfig::scratch(dir) }
 }
 
 /// Journals `ROWS` acknowledged rows (about 12 MB) in requests of 1,000, resolved, and one row of
@@ -223,19 +223,19 @@ fn segments_that_went_back_to_an_older_state_are_refused_by_the_high_water_mark(
             .collect();
         rt.block_on(journal.append_durable(&partition(), &rows)).unwrap();
     };
-    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     append(&journal, 0);
     drop(journal);
     let segment = segments(dir.path()).pop().unwrap();
     std::fs::copy(&segment, backup.path().join("segment")).unwrap();
-    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     for first in (100..1000).step_by(100) {
         append(&journal, first);
     }
     drop(journal);
     // A whole, consistent, older segment: everything acknowledged after the copy is gone.
     std::fs::copy(backup.path().join("segment"), &segment).unwrap();
-    let error = Journal::open(&JournalConfig::new(dir.path())).err().expect("an older segment must be refused");
+    let error = Journal::open(&JournalConfig::scratch(dir.path())).err().expect("an older segment must be refused");
     let text = error.to_string();
     assert!(text.contains("missing acknowledged records: records up to 10 were acknowledged"), "{text}");
     assert!(text.contains("its segments hold only up to 1;"), "{text}");
@@ -259,9 +259,9 @@ fn a_cut_short_last_write_is_cut_off_and_the_rest_kept() {
 #[test]
 fn another_process_holding_the_journal_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let _open = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let _open = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     // flock is per open file description, so a second open in this process is refused too.
-    let text = Journal::open(&JournalConfig::new(dir.path())).err().expect("refused").to_string();
+    let text = Journal::open(&JournalConfig::scratch(dir.path())).err().expect("refused").to_string();
     assert!(text.contains("another process has it open"), "{text}");
 }
 
@@ -270,7 +270,7 @@ fn a_journal_written_by_the_sled_format_is_refused_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("db"), b"sled").unwrap();
     std::fs::write(dir.path().join("conf"), b"segment_size: 8388608").unwrap();
-    let text = Journal::open(&JournalConfig::new(dir.path())).err().expect("refused").to_string();
+    let text = Journal::open(&JournalConfig::scratch(dir.path())).err().expect("refused").to_string();
     assert!(text.contains("earlier wharf (sled format"), "{text}");
     assert!(text.contains("empty --journalDir"), "{text}");
 }

@@ -11,7 +11,7 @@ use wharf_powercut::{Chooser, Fault, Op};
 use wharf_queue::{AppendError, Hlc, Journal, JournalConfig};
 
 fn config(dir: &std::path::Path) -> JournalConfig {
-    JournalConfig { disk_reserve: 0, ..JournalConfig::new(dir) }
+    JournalConfig::scratch(dir)
 }
 
 /// The state a power cut leaves right after an append returned holds that append: damage to it

@@ -22,7 +22,7 @@ fn groups_are_leased_read_and_compacted_on_their_own() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     rt.block_on(async {
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         let schema = Partition::new("app", "public");
         let rows = vec![row(10, "customers", 1), row(10, "orders", 1), row(10, "events", 1), row(20, "events", 2)];
         journal.append_durable(&schema, &rows).await.unwrap();

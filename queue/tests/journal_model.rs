@@ -147,7 +147,7 @@ proptest! {
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let config = JournalConfig { segment_bytes, ..JournalConfig::new(dir.path()) };
+        let config = JournalConfig { segment_bytes, ..JournalConfig::scratch(dir.path()) };
         let mut journal = Journal::open(&config).unwrap();
         let mut model = Model::default();
         for op in ops {

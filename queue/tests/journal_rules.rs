@@ -52,7 +52,7 @@ fn wal_files(dir: &Path) -> Vec<(String, u64)> {
 fn an_applied_mark_past_the_resolved_timestamp_never_drops_unapplied_rows() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     rt.block_on(journal.append_durable(&p(1), &[row(50, 1), row(50, 2)])).unwrap();
     rt.block_on(journal.resolve_durable(&p(1), Hlc::new(40, 0))).unwrap();
     // An applier (a bug, or a client that is not one) reports more than was ever resolved.
@@ -68,7 +68,7 @@ fn an_applied_mark_past_the_resolved_timestamp_never_drops_unapplied_rows() {
 fn a_record_larger_than_the_journal_reads_back_is_refused_at_write() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     let mut big = row(10, 1);
     big.after = Some(vec![b'x'; (1 << 30) + 1]);
     let refused = rt.block_on(journal.append_durable(&p(1), &[big])).unwrap_err();
@@ -76,7 +76,7 @@ fn a_record_larger_than_the_journal_reads_back_is_refused_at_write() {
     assert!(refused.to_string().contains("1073741824"), "{refused}");
     rt.block_on(journal.append_durable(&p(1), &[row(11, 2)])).unwrap();
     drop(journal);
-    let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+    let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     journal.verified().unwrap();
     rt.block_on(journal.resolve_durable(&p(1), Hlc::new(20, 0))).unwrap();
     assert_eq!(read(&journal, &p(1), Hlc::ZERO, Hlc::new(20, 0)), vec![row(11, 2)]);
@@ -86,7 +86,7 @@ fn a_record_larger_than_the_journal_reads_back_is_refused_at_write() {
 fn a_summary_that_cannot_be_removed_does_not_stop_reclaiming_space() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let config = JournalConfig { segment_bytes: 200, ..JournalConfig::new(dir.path()) };
+    let config = JournalConfig { segment_bytes: 200, ..JournalConfig::scratch(dir.path()) };
     let journal = Journal::open(&config).unwrap();
     for round in 1..=6u64 {
         rt.block_on(journal.append_durable(&p(1), &[row(round * 10, round)])).unwrap();
@@ -118,7 +118,7 @@ fn a_summary_that_cannot_be_removed_does_not_stop_reclaiming_space() {
 fn torn_marks_at_a_segments_start_are_not_lost_with_the_older_segments() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let config = JournalConfig { segment_bytes: 400, ..JournalConfig::new(dir.path()) };
+    let config = JournalConfig { segment_bytes: 400, ..JournalConfig::scratch(dir.path()) };
     let journal = Journal::open(&config).unwrap();
     for i in [1, 2] {
         rt.block_on(journal.append_durable(&p(i), &[row(10, 1)])).unwrap();
@@ -168,7 +168,7 @@ fn only_the_owner_can_read_the_journal() {
     let rt = runtime();
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("journal");
-    let config = JournalConfig { segment_bytes: 200, ..JournalConfig::new(&dir) };
+    let config = JournalConfig { segment_bytes: 200, ..JournalConfig::scratch(&dir) };
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     let journal = Journal::open(&config).unwrap();
     for round in 1..=4u64 {

@@ -84,7 +84,7 @@ async fn apply_backlog(
     rows: usize,
 ) -> anyhow::Result<(Duration, Duration, Option<f64>)> {
     let opening = Instant::now();
-    let journal = Journal::open(&JournalConfig::new(journal_dir))?;
+    let journal = Journal::open(&JournalConfig::scratch(journal_dir))?;
     journal.wait_written().await;
     let open = opening.elapsed();
     let partition = Partition::new(database, "bench");

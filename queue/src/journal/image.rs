@@ -68,7 +68,7 @@ pub fn pack(dir: &Path) -> std::io::Result<Vec<u8>> {
 /// only if recovery breaks a rule whatever the contents: it never panics, and a journal it opened
 /// once opens again. Returns the rows read, if it opened.
 pub fn open_and_read(dir: &Path) -> Option<usize> {
-    let config = JournalConfig { segment_bytes: 4096, disk_reserve: 0, ..JournalConfig::new(dir) };
+    let config = JournalConfig { segment_bytes: 4096, ..JournalConfig::scratch(dir) };
     let journal = Journal::open(&config).ok()?;
     let checked = journal.verified();
     let mut rows = 0;
@@ -97,7 +97,7 @@ mod tests {
     /// A journal of a few segments: two partitions, resolved and partly applied.
     fn journal(dir: &Path) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let config = JournalConfig { segment_bytes: 4096, disk_reserve: 0, ..JournalConfig::new(dir) };
+        let config = JournalConfig { segment_bytes: 4096, ..JournalConfig::scratch(dir) };
         let journal = Journal::open(&config).unwrap();
         for round in 1..=12u64 {
             for schema in ["s1", "s2"] {

@@ -86,6 +86,12 @@ impl JournalConfig {
             sync_stall: DEFAULT_SYNC_STALL,
         }
     }
+
+    /// A journal whose loss costs nothing (a test's or a benchmark's temporary directory): no
+    /// disk reserve, so it works on a nearly full disk and fails only when the disk is full.
+    pub fn scratch(dir: impl Into<PathBuf>) -> Self {
+        JournalConfig { disk_reserve: 0, ..JournalConfig::new(dir) }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -122,10 +128,12 @@ pub enum AppendError {
         "journal is over its byte budget ({used} of {budget} bytes) while {partition} has resolved rows waiting; retry once the appliers catch up"
     )]
     Full { used: u64, budget: u64, partition: Partition },
+    /// `needed` is what the write needs free: its bytes above the reserve (rows), or half the
+    /// reserve (bookkeeping).
     #[error(
-        "the journal's disk has {free} bytes free, under the {reserve}-byte reserve; free disk space or move the journal"
+        "the journal's disk has {free} bytes free, under the {needed} this write needs with the {reserve}-byte reserve; free disk space or move the journal"
     )]
-    DiskLow { free: u64, reserve: u64 },
+    DiskLow { free: u64, needed: u64, reserve: u64 },
     /// More than one record may hold; the same request can never be journaled (413).
     #[error(
         "the request's rows take {bytes} bytes in the journal, more than one record may hold ({limit} bytes); send smaller batches (webhook_sink_config Flush.Bytes) or lower --bodyLimit"
@@ -311,25 +319,28 @@ impl Journal {
         let rows: Vec<RowRef<'_>> = rows.iter().map(R::row).collect();
         let incoming: u64 =
             rows.iter().map(|r| (r.table.len() + r.key.len() + r.after.map_or(0, <[u8]>::len) + 24) as u64).sum();
-        self.check_budget(partition, incoming)?;
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let total = rows.len();
         let mut fresh: Vec<RowRef<'_>> = rows.into_iter().filter(|r| r.hlc > applied).collect();
-        let outcome = Appended { journaled: fresh.len(), dropped_stale: total - fresh.len() };
-        if outcome.dropped_stale > 0 {
-            *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
-                outcome.dropped_stale as u64;
-        }
         // Sorted by key, the last copy of a key winning (a stable sort keeps request order).
         fresh.sort_by(|a, b| record::key_order(a, b));
         fresh.reverse();
         fresh.dedup_by(|later, earlier| record::key_order(later, earlier).is_eq());
         fresh.reverse();
+        // A record that can never be journaled is refused as such (413) before any check that
+        // would only ask the sender to retry it.
+        let bytes = record::log_rows_len(partition, &fresh) as u64;
+        if bytes > u64::from(segment::MAX_PAYLOAD) {
+            return Err(AppendError::TooLarge { bytes, limit: segment::MAX_PAYLOAD.into() });
+        }
+        self.check_budget(partition, incoming)?;
+        let outcome = Appended { journaled: fresh.len(), dropped_stale: total - fresh.len() };
+        if outcome.dropped_stale > 0 {
+            *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
+                outcome.dropped_stale as u64;
+        }
         let Some(shape) = RunShape::of(&fresh) else { return Ok(outcome) };
         let payload = record::encode_log_rows(partition, &fresh);
-        if payload.len() > segment::MAX_PAYLOAD as usize {
-            return Err(AppendError::TooLarge { bytes: payload.len() as u64, limit: segment::MAX_PAYLOAD.into() });
-        }
         let ticket = self.inner.writer.enqueue(Item::Rows { partition: partition.clone(), payload, shape })?;
         self.inner.writer.wait(ticket).await?;
         Ok(outcome)
@@ -504,8 +515,9 @@ impl Journal {
     fn check_budget(&self, partition: &Partition, incoming: u64) -> Result<(), AppendError> {
         self.refuse_if_damaged()?;
         let free = self.free_bytes();
-        if free < self.inner.disk_reserve.saturating_add(incoming) {
-            return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
+        let needed = self.inner.disk_reserve.saturating_add(incoming);
+        if free < needed {
+            return Err(AppendError::DiskLow { free, needed, reserve: self.inner.disk_reserve });
         }
         let used = self.inner.writer.used_bytes();
         if used.saturating_add(incoming) <= self.inner.budget {
@@ -543,8 +555,9 @@ impl Journal {
     /// and their deletions give space back, while rows wait.
     fn check_bookkeeping_room(&self) -> Result<(), AppendError> {
         let free = self.free_bytes();
-        if free < self.inner.disk_reserve / 2 {
-            return Err(AppendError::DiskLow { free, reserve: self.inner.disk_reserve });
+        let needed = self.inner.disk_reserve / 2;
+        if free < needed {
+            return Err(AppendError::DiskLow { free, needed, reserve: self.inner.disk_reserve });
         }
         Ok(())
     }
@@ -602,7 +615,7 @@ mod tests {
     #[test]
     fn a_panicking_journal_thread_is_a_fatal_fault_and_indexing_errors_a_passing_one() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         let shared = &journal.inner.shared;
         assert_eq!(journal.health(), Ok(()));
         shared.set_fault(Some(Fault::Stalled("a sync has not returned for 10 s".into())));
@@ -625,9 +638,9 @@ mod reopen_tests {
     #[test]
     fn a_dropped_journal_can_be_reopened_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         drop(journal);
-        Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     }
 
     #[test]
@@ -637,7 +650,7 @@ mod reopen_tests {
         let p = Partition::new("db", "s");
         let row = |w| Row { hlc: Hlc::new(w, 0), table: "t".into(), key: b"[1]".to_vec(), after: None };
         for round in 0..3u64 {
-            let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+            let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
             rt.block_on(journal.append_durable(&p, &[row(10 + round)])).unwrap();
             rt.block_on(journal.resolve_durable(&p, Hlc::new(10 + round, 0))).unwrap();
             journal.mark_applied(&p, Hlc::new(5 + round, 0)).unwrap();
@@ -650,13 +663,13 @@ mod reopen_tests {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let row = Row { hlc: Hlc::new(20, 0), table: "t2".into(), key: b"[3]".to_vec(), after: Some(b"{}".to_vec()) };
-        let journal = Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
         rt.block_on(journal.append_durable(&Partition::new("db", "s0"), &[row])).unwrap();
         rt.block_on(journal.wait_written());
         journal.mark_applied(&Partition::new("db", "s1"), Hlc::ZERO).unwrap();
         journal.mark_applied(&Partition::new("db", "s0"), Hlc::ZERO).unwrap();
         rt.block_on(journal.wait_written());
         drop(journal);
-        Journal::open(&JournalConfig::new(dir.path())).unwrap();
+        Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
     }
 }
