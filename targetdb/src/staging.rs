@@ -26,8 +26,15 @@ pub async fn create_checkpoints(client: &Client, staging_schema: &str) -> Result
                  resolved_wall bigint NOT NULL DEFAULT 0,
                  resolved_logical integer NOT NULL DEFAULT 0,
                  lease_epoch bigint NOT NULL DEFAULT 0,
-                 applied_at timestamptz
-             )"
+                 applied_at timestamptz,
+                 parent text,
+                 tables text[],
+                 floor_tables text[],
+                 floor_walls bigint[],
+                 floor_logicals integer[],
+                 retired boolean NOT NULL DEFAULT false
+             );
+             CREATE INDEX IF NOT EXISTS checkpoints_by_parent ON {schema}.checkpoints (parent)"
         ),
     )
     .await?;
@@ -35,7 +42,8 @@ pub async fn create_checkpoints(client: &Client, staging_schema: &str) -> Result
 }
 
 /// The columns foreign-key groups need (see [`crate::checkpoint`]): added to a table an earlier
-/// version created, whose rows are all schemas' (their `parent` is themselves).
+/// version created, whose rows are all schemas' (their `parent` is themselves). A table this
+/// version creates has them from the start, so no reader sees it without them.
 async fn add_group_columns(client: &Client, staging_schema: &str) -> Result<(), tokio_postgres::Error> {
     let present = client
         .query_opt(
