@@ -322,6 +322,7 @@ impl Journal {
         let applied = self.applied(partition).unwrap_or(Hlc::ZERO);
         let total = rows.len();
         let mut fresh: Vec<RowRef<'_>> = rows.into_iter().filter(|r| r.hlc > applied).collect();
+        let outcome = Appended { journaled: fresh.len(), dropped_stale: total - fresh.len() };
         // Sorted by key, the last copy of a key winning (a stable sort keeps request order).
         fresh.sort_by(|a, b| record::key_order(a, b));
         fresh.reverse();
@@ -334,7 +335,6 @@ impl Journal {
             return Err(AppendError::TooLarge { bytes, limit: segment::MAX_PAYLOAD.into() });
         }
         self.check_budget(partition, incoming)?;
-        let outcome = Appended { journaled: fresh.len(), dropped_stale: total - fresh.len() };
         if outcome.dropped_stale > 0 {
             *self.inner.dropped.lock().expect("dropped lock").entry(partition.clone()).or_default() +=
                 outcome.dropped_stale as u64;
