@@ -4,17 +4,20 @@
 //!
 //! - [`localpg`]: a throwaway local PostgreSQL on a temporary directory and a free port.
 //! - [`tlspg`]: a local PostgreSQL with TLS, passwords and client certificates, and its CA.
+//! - [`ports`]: ports for the servers they start, below the kernel's ephemeral range.
 //! - [`process`]: a child process killed and reaped when dropped (the tests' and bench's wharf
 //!   processes).
 //! - [`wait_for`]: wait for a condition with a deadline (never sleep to synchronise).
 
 pub mod localpg;
+pub mod ports;
 pub mod process;
 pub mod tlspg;
 
 use std::time::{Duration, Instant};
 
-pub use localpg::{LocalPg, LocalPgError, PgOptions, ServerTls, free_port};
+pub use localpg::{LocalPg, LocalPgError, PgOptions, ServerTls};
+pub use ports::free_port;
 pub use process::Process;
 pub use tlspg::TlsPg;
 
