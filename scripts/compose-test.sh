@@ -27,7 +27,7 @@ say() { echo "compose-test: $*"; }
 
 cleanup() {
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
-  # The wharf image carries this build's binaries (over 600 MB in a debug build): drop it and the
+  # The wharf image carries this build's binaries (150 MB in a debug build): drop it and the
   # build cache it left, or every run keeps another copy on the disk the journal tests need.
   docker image rm -f wharf:local >/dev/null 2>&1 || true
   docker builder prune -f >/dev/null 2>&1 || true
