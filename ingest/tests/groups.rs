@@ -629,3 +629,36 @@ fn switching_partition_by_on_a_running_journal_and_target_applies_nothing_twice(
     assert_eq!(retired, [[Some("4".to_owned())]], "the four groups' rows, retired by the schema's unit");
     let _ = setup.logs();
 }
+
+/// After an ingest restart, every group is granted above the epoch the target has for it: the
+/// embedded workers' first claims go through, none is fenced (a fenced claim would be logged as a
+/// takeover and counted in `wharf_apply_fenced_total`).
+#[test]
+fn a_restarted_ingest_grants_each_group_above_the_targets_epoch() {
+    let setup = Setup::new(None);
+    let mut feed = Feed::new();
+    let mut epochs = BTreeMap::new();
+    for run in 0..2 {
+        let mut ingest = setup.embedded(&["--appliers", "2", "--partitionBy", "group"]);
+        for _ in 0..2 {
+            feed.round(&ingest, 20);
+            feed.resolve(&ingest);
+        }
+        feed.check(&setup.target, 4);
+        let (status, metrics) = common::request(ingest.port, "GET", "/_/varz", b"").unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(common::metric_sum(&metrics, "wharf_apply_fenced_total"), 0.0, "run {run}: a claim was fenced");
+        let now: BTreeMap<String, i64> = setup
+            .target
+            .query("SELECT partition, lease_epoch::text FROM _replicator.checkpoints WHERE parent = 'app.shop' AND NOT retired")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].as_deref().unwrap().parse().unwrap()))
+            .collect();
+        assert_eq!(now.len(), 4, "{now:?}");
+        for (unit, epoch) in &now {
+            assert!(epochs.get(unit).is_none_or(|before| epoch > before), "{unit}: epoch {epoch} after {epochs:?}");
+        }
+        epochs = now;
+        ingest.kill();
+    }
+}

@@ -37,10 +37,6 @@ impl Grouping {
 pub struct Groups {
     by_schema: HashMap<Partition, Grouping>,
     applied: HashMap<Partition, Hlc>,
-    /// Epochs granted to groups (the journal keeps the schemas'): after a restart they start at 0
-    /// and the target's fence raises them (a worker's claim below the target's epoch is refused
-    /// and the next grant goes above it).
-    epochs: HashMap<Partition, u64>,
 }
 
 impl Groups {
@@ -110,15 +106,6 @@ impl Groups {
             .collect::<Option<Vec<Hlc>>>()?
             .into_iter()
             .min()
-    }
-
-    pub fn epoch(&self, unit: &Partition) -> u64 {
-        self.epochs.get(unit).copied().unwrap_or(0)
-    }
-
-    pub fn set_epoch(&mut self, unit: &Partition, epoch: u64) {
-        let entry = self.epochs.entry(unit.clone()).or_default();
-        *entry = (*entry).max(epoch);
     }
 }
 

@@ -51,8 +51,9 @@
 //!   count again).
 //! - Lease epochs are kept in the journal so they grow across restarts; if they are lost, the
 //!   target still refuses a reused epoch (a worker's claim must raise it) and the fenced worker's
-//!   report moves the next grant above the target's. A group's epoch is kept in memory only and
-//!   always takes that second path after a restart.
+//!   report moves the next grant above the target's. The journal keeps one epoch per schema,
+//!   the highest granted to the schema or any of its groups, and every unit's epochs start
+//!   there after a restart.
 //! - A record that no longer parses when read stops the partition's applier with a
 //!   [`journal::ReadError`] naming the partition; nothing is skipped silently.
 //! - A failed write or fsync (segment, bounds file, or directory after a deletion) poisons the

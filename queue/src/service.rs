@@ -170,11 +170,11 @@ impl QueueService {
         }
     }
 
+    /// Where a unit's epochs start: the journal keeps one per schema, the highest any of the
+    /// schema's units (itself or its groups) was granted, so a restarted service grants every
+    /// unit above what the target has seen.
     fn epoch(&self, unit: &Partition) -> u64 {
-        match unit.group {
-            Some(_) => self.groups().epoch(unit),
-            None => self.inner.journal.lease_epoch(unit),
-        }
+        self.inner.journal.lease_epoch(&unit.schema_level())
     }
 
     pub fn journal(&self) -> &Journal {
@@ -270,10 +270,8 @@ impl QueueService {
         let Some(lease) = leases.acquire(worker, Instant::now(), has_work) else { return Ok(None) };
         drop(leases);
         if lease.new_epoch {
-            match lease.partition.group {
-                Some(_) => self.groups().set_epoch(&lease.partition, lease.epoch),
-                None => journal.set_lease_epoch(&lease.partition, lease.epoch)?,
-            }
+            let schema = lease.partition.schema_level();
+            journal.set_lease_epoch(&schema, lease.epoch.max(journal.lease_epoch(&schema)))?;
         }
         let upto = journal.resolved(&lease.partition.schema_level()).unwrap_or(Hlc::ZERO);
         let tables = match (self.groups().tables(&lease.partition), &lease.partition.group) {

@@ -81,3 +81,43 @@ fn groups_are_leased_read_and_compacted_on_their_own() {
         assert!(merged_grant.epoch > g0.epoch.min(g1.epoch));
     });
 }
+
+/// A restarted service (same journal, empty memory) grants each group above every epoch granted
+/// before, so the target's fence never refuses a group's first claim after a restart.
+#[test]
+fn a_group_is_granted_above_its_last_epoch_after_a_restart() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let schema = Partition::new("app", "public");
+    let groups = [vec!["customers".to_string()], vec!["events".to_string()]];
+    let mut last = Vec::new();
+    for round in 0..3 {
+        let granted = rt.block_on(async {
+            let journal = Journal::open(&JournalConfig::scratch(dir.path())).unwrap();
+            journal
+                .append_durable(&schema, &[row(10 + round, "customers", 1), row(10 + round, "events", 1)])
+                .await
+                .unwrap();
+            journal.resolve_durable(&schema, Hlc::new(20 + round, 0)).await.unwrap();
+            let service = QueueService::new(journal, Duration::from_secs(10));
+            service.set_groups(&schema, &groups);
+            let session = service.open_session("test", 2, false);
+            let mut granted = Vec::new();
+            for index in 0..2 {
+                let grant =
+                    service.acquire(WorkerId { session, index }, Duration::ZERO).await.unwrap().expect("a group");
+                granted.push((grant.partition.to_string(), grant.epoch));
+            }
+            service.journal().wait_written().await;
+            granted.sort();
+            granted
+        });
+        let names: Vec<&str> = granted.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["app.public/customers", "app.public/events"]);
+        let highest_before = last.iter().map(|(_, epoch)| *epoch).max().unwrap_or(0);
+        for (name, epoch) in &granted {
+            assert!(*epoch > highest_before, "round {round}: {name} granted epoch {epoch}, not above {highest_before}");
+        }
+        last = granted;
+    }
+}
