@@ -662,3 +662,63 @@ fn a_restarted_ingest_grants_each_group_above_the_targets_epoch() {
         ingest.kill();
     }
 }
+
+/// A table created in the target while the feed runs becomes a group of its own: its first claim
+/// is seeded from no checkpoint row, it applies its rows once, and it stays a group across an
+/// ingest restart while the four groups go on.
+#[test]
+fn a_table_created_while_running_becomes_a_group_of_its_own() {
+    let setup = Setup::new(None);
+    let mut feed = Feed::new();
+    let mut ingest = setup.embedded(&["--appliers", "2", "--partitionBy", "group"]);
+    feed.round(&ingest, 10);
+    feed.resolve(&ingest);
+    feed.check(&setup.target, 4);
+    setup.target.execute(
+        "app",
+        "CREATE TABLE shop.notes (id bigint PRIMARY KEY, v text NOT NULL);
+         CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON shop.notes
+           FOR EACH ROW EXECUTE FUNCTION public.audit_row();",
+    );
+    let mut notes = BTreeMap::new();
+    for run in 0..2 {
+        if run == 1 {
+            ingest.kill();
+            ingest = setup.embedded(&["--appliers", "2", "--partitionBy", "group"]);
+        }
+        for id in 0..3 {
+            let at = feed.tick();
+            let v = format!("note{id}-run{run}");
+            let message = format!(
+                r#"{{"after": {{"id": {id}, "v": "{v}"}}, "key": [{id}], "topic": "notes", "updated": "{at}"}}"#
+            );
+            let body = format!(r#"{{"payload":[{message}],"length":1}}"#);
+            // The ingest reads a schema's catalog again at most once a second, so the first
+            // request may be refused (the changefeed retries it, as here).
+            let mut last = (0, String::new());
+            let accepted = common::wait_until(Duration::from_secs(10), || {
+                last = ingest.post("/app/shop", body.as_bytes());
+                last.0 == 200
+            });
+            assert!(accepted, "rows of the new table refused: {last:?}");
+            notes.insert(id.to_string(), v);
+        }
+        feed.round(&ingest, 10);
+        feed.resolve(&ingest);
+        feed.check(&setup.target, 5);
+        let mut want = four_groups();
+        want.insert("app.shop/notes".into(), "notes".into());
+        assert_eq!(tables_of(&live_units(&setup.target)), want);
+        let got: BTreeMap<String, String> = setup
+            .target
+            .query("SELECT id::text, v FROM shop.notes")
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap()))
+            .collect();
+        assert_eq!(got, notes, "run {run}");
+    }
+    let twice = setup
+        .target
+        .query("SELECT row_id::text, v FROM public.audit WHERE tbl = 'notes' GROUP BY 1, 2 HAVING count(*) > 1");
+    assert!(twice.is_empty(), "notes applied more than once: {twice:?}");
+}
