@@ -41,6 +41,15 @@ pub enum ApplyError {
         version: wharf_queue::Hlc,
         source: tokio_postgres::Error,
     },
+    /// The target refused a row for a foreign key that links the group's tables to tables
+    /// outside it: the target has a key that the ingest's grouping does not know yet. Not the
+    /// row's fault (its parent is in the other group, perhaps not applied yet): the group waits,
+    /// briefly paused, for the ingest's next catalog read to merge the groups.
+    #[error(
+        "target: {} (its foreign keys now link this group's tables to {others}, which the ingest has not grouped with them yet; waiting for its next catalog read, every --catalogRefresh, to merge the groups)",
+        describe_pg(.source)
+    )]
+    Regrouping { others: String, source: tokio_postgres::Error },
     #[error(transparent)]
     Queue(#[from] QueueError),
     #[error(transparent)]
@@ -82,12 +91,15 @@ pub enum Next {
     GiveUp,
     /// Give the partition back paused: only a change to the target or the data can help.
     Pause,
+    /// Give the partition back paused briefly: the ingest is about to regroup it.
+    AwaitRegrouping,
 }
 
 impl ApplyError {
     pub fn next(&self) -> Next {
         match self {
             ApplyError::Fenced(_) | ApplyError::Queue(QueueError::NotHolder(_)) => Next::GiveUp,
+            ApplyError::Regrouping { .. } => Next::AwaitRegrouping,
             ApplyError::Queue(e) if e.is_retryable() => Next::Retry,
             ApplyError::Target(e) => match e.code() {
                 Some(code) if RETRYABLE_STATES.contains(&code.code()) || code.code().starts_with("08") => Next::Retry,

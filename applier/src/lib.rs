@@ -17,7 +17,9 @@
 //!   versions and every later one of their keys kept in the target's quarantine table
 //!   (`--onApplyError quarantine`); [`dlq`]: `wharfctl dlq list|replay|discard`.
 //! - [`worker`]: the loop: lease, claim, apply, report; why each row version is applied once.
-//! - [`error`]: errors classified into retry, give up the partition, and pause it.
+//!   `regroup`: a foreign key in the target that the ingest's grouping does not know yet.
+//! - [`error`]: errors classified into retry, give up the partition, pause it, and pause it
+//!   briefly for a regrouping.
 //! - [`metrics`]: apply metrics for Prometheus; [`metrics_server`]: what `wharf-applier
 //!   --metricsAddr` answers (on `wharf_base::ops_http`).
 //!
@@ -35,6 +37,7 @@ pub mod insert_first;
 pub mod metrics;
 pub mod metrics_server;
 pub mod quarantine;
+mod regroup;
 pub mod sql;
 pub mod statements;
 pub mod values;

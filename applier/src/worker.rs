@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use wharf_queue::{ChunkLimits, Grant, Hlc, Partition, QueueClient, Release};
 use wharf_targetdb::catalog::{SchemaCatalog, discover};
@@ -28,6 +29,7 @@ use crate::careful;
 use crate::error::{ApplyError, Next};
 use crate::insert_first::InsertFirst;
 use crate::quarantine::Keys;
+use crate::regroup::linked_outside;
 use crate::statements::StatementCache;
 use crate::window::{self, Target, Window, WindowPlan};
 use wharf_base::OnApplyError;
@@ -44,6 +46,9 @@ pub const DEFAULT_COMMIT_ROWS: usize = 100_000;
 pub const DEFAULT_QUARANTINE_MAX_KEYS: usize = 10_000;
 /// How long a partition rests after a permanent error before it is tried again.
 const PERMANENT_PAUSE: Duration = Duration::from_secs(60);
+/// How long a group whose tables a new foreign key links to another group waits before it is
+/// tried again, if the ingest has not regrouped it by then (which ends the pause at once).
+const REGROUP_PAUSE: Duration = Duration::from_secs(5);
 /// How long one `acquire` waits for work; a resolved timestamp ends the wait at once.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// A catalog is read again after this long (as the ingest's default `--catalogRefresh`), and at the
@@ -302,6 +307,7 @@ impl<Q: QueueClient> Worker<Q> {
             Err(e) if e.is_rejection() => e,
             other => return other,
         };
+        let refused = self.regrouping(grant, refused).await?;
         let policy =
             careful::Policy { on_error: self.config.on_apply_error, max_keys: self.config.quarantine_max_keys };
         tracing::info!(partition = %grant.partition, error = %refused, policy = %policy.on_error, "the target refuses a row of the window; applying it again group by group to find it");
@@ -309,6 +315,23 @@ impl<Q: QueueClient> Worker<Q> {
         let mut keys = self.quarantined(grant).await?;
         let plan = WindowPlan { grant, catalog, from, floors: &floors, by_timestamp: true, quarantined: &quarantined };
         careful::apply(self.window(), plan, policy, &mut keys, shutdown).await
+    }
+
+    /// A foreign-key violation in a group that the target's foreign keys (read again here) link
+    /// to tables outside it is [`ApplyError::Regrouping`]: the row's parent may be in the other
+    /// group, not applied yet, so it is not the row's fault. Any other refusal comes back as it is.
+    async fn regrouping(&mut self, grant: &Grant, refused: ApplyError) -> Result<ApplyError, ApplyError> {
+        let ApplyError::Target(source) = refused else { return Ok(refused) };
+        if grant.tables.is_empty() || source.code() != Some(&SqlState::FOREIGN_KEY_VIOLATION) {
+            return Ok(ApplyError::Target(source));
+        }
+        self.catalogs.remove(&grant.partition.schema);
+        let catalog = self.catalog(&grant.partition.schema).await?;
+        let others = linked_outside(&catalog.groups, &grant.tables);
+        if others.is_empty() {
+            return Ok(ApplyError::Target(source));
+        }
+        Err(ApplyError::Regrouping { others: others.join(", "), source })
     }
 
     /// The partition's quarantined keys (read after its checkpoint: see [`crate::quarantine`]).
@@ -427,6 +450,10 @@ impl<Q: QueueClient> Worker<Q> {
                     }
                     _ => Release::Done,
                 }
+            }
+            Next::AwaitRegrouping => {
+                tracing::warn!(worker = self.index, %partition, %error, pause_s = REGROUP_PAUSE.as_secs(), "a foreign key the ingest has not seen yet; partition paused until it regroups");
+                Release::Paused { pause: REGROUP_PAUSE, reason: error.to_string() }
             }
             Next::Pause => {
                 tracing::error!(worker = self.index, %partition, %error, pause_s = PERMANENT_PAUSE.as_secs(), "apply failed permanently; partition paused (fix the target or the data; it is retried after the pause)");
