@@ -767,6 +767,10 @@ fn a_row_refused_for_a_foreign_key_the_ingest_has_not_seen_waits_for_the_regroup
         logs_contain(setup.logs(), "a foreign key the ingest has not seen yet") || !quarantined().is_empty()
     });
     assert!(quarantined().is_empty(), "a row quarantined for a key the ingest had not seen: {:?}", quarantined());
+    wait_for("readiness to say why the stock group waits", LONG, || {
+        let (status, text) = common::request(ingest.port, "GET", "/_/readyz", b"").unwrap();
+        status == 503 && text.contains("app.shop/stock") && text.contains("has not grouped with them yet")
+    });
     drop(blocker);
     let deadline = Instant::now() + LONG;
     loop {
