@@ -206,6 +206,21 @@ impl Feed {
         rows.len() == units && rows.values().all(|(resolved, _)| *resolved == want)
     }
 
+    /// Rounds and resolved timestamps until the schema is the four groups, all applied: a
+    /// regrouping happens at the ingest's next catalog read.
+    fn until_merged(&mut self, ingest: &Ingest, target: &Target) {
+        let deadline = Instant::now() + LONG;
+        loop {
+            self.round(ingest, 5);
+            self.resolve(ingest);
+            let merged = || self.applied(target, 4) && tables_of(&live_units(target)) == four_groups();
+            if common::wait_until(Duration::from_secs(3), merged) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the groups never merged: {:?}", live_units(target));
+        }
+    }
+
     /// The target equals the model, and no row version was applied twice.
     fn check(&self, target: &Target, units: usize) {
         wait_for("every unit applied up to the last resolved timestamp", LONG, || self.applied(target, units));
@@ -550,16 +565,7 @@ fn a_foreign_key_added_between_two_groups_merges_them_at_a_resolved_boundary() {
         "ALTER TABLE shop.stock ADD CONSTRAINT stock_warehouse FOREIGN KEY (warehouse_id) REFERENCES shop.warehouses (id);
          ALTER TABLE shop.stock DROP CONSTRAINT stock_not_bad",
     );
-    let deadline = Instant::now() + LONG;
-    loop {
-        feed.round(&ingest, 5);
-        feed.resolve(&ingest);
-        let merged = || feed.applied(&setup.target, 4) && tables_of(&live_units(&setup.target)) == four_groups();
-        if common::wait_until(Duration::from_secs(3), merged) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the groups never merged: {:?}", live_units(&setup.target));
-    }
+    feed.until_merged(&ingest, &setup.target);
     feed.check(&setup.target, 4);
     let retired = setup.target.query(
         "SELECT partition, resolved FROM _replicator.checkpoints WHERE parent = 'app.shop' AND retired ORDER BY 1",
@@ -772,16 +778,7 @@ fn a_row_refused_for_a_foreign_key_the_ingest_has_not_seen_waits_for_the_regroup
         status == 503 && text.contains("app.shop/stock") && text.contains("has not grouped with them yet")
     });
     drop(blocker);
-    let deadline = Instant::now() + LONG;
-    loop {
-        feed.round(&ingest, 5);
-        feed.resolve(&ingest);
-        let merged = || feed.applied(&setup.target, 4) && tables_of(&live_units(&setup.target)) == four_groups();
-        if common::wait_until(Duration::from_secs(2), merged) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the groups never merged: {:?}", live_units(&setup.target));
-    }
+    feed.until_merged(&ingest, &setup.target);
     feed.check(&setup.target, 4);
     assert!(quarantined().is_empty(), "{:?}", quarantined());
 }
